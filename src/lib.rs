@@ -1,0 +1,1 @@
+//! mkernel: direct-style unikernels in Rust (work in progress).
