@@ -1,0 +1,31 @@
+//! Tasks on stackful coroutines, and the scheduler that runs them (Miou's
+//! task model).
+
+mod clock;
+mod error;
+mod hook;
+mod orphans;
+mod overflow;
+mod promise;
+mod protect;
+mod resource;
+pub(crate) mod scheduler;
+mod stack;
+mod stats;
+mod syscall;
+mod task;
+pub(crate) mod wait;
+
+pub use error::{Error, Violation};
+pub use hook::Hook;
+pub use orphans::{Orphans, spawn_orphan};
+pub(crate) use promise::spawn_daemon;
+pub use promise::{Promise, both, join_all, join_any, join_first, spawn, spawn_giving, yield_now};
+pub use protect::protect;
+pub use resource::Resource;
+pub(crate) use scheduler::fatal;
+pub use stack::{DEFAULT_STACK_SIZE, MAX_GUARDED, StackStats};
+pub use stats::{Stats, current_task, stats, task_stats};
+pub use syscall::{Events, Signal, Syscall, SyscallId, suspend};
+pub use task::{TaskId, TaskStats};
+pub(crate) use wait::WaitQueue;

@@ -1,0 +1,126 @@
+//! Background children collected later: Miou's `orphans`.
+
+use super::Error;
+use super::promise::{Promise, spawn};
+use super::scheduler;
+use super::task::{State, Wait};
+use core::cell::RefCell;
+use std::rc::Rc;
+
+/// A collector of background children, for servers that spawn a task per
+/// request and reap the finished ones from time to time.
+///
+/// The tasks are still children of the task that spawned them (rule 1: it
+/// must join or cancel each before it returns); `Orphans` only remembers
+/// their promises so that finished ones can be found without blocking.
+///
+/// ```
+/// let served = mkernel::run((), |()| {
+///     let orphans = mkernel::Orphans::new();
+///     let mut served = 0;
+///     for request in 0..10 {
+///         // Reap what finished, without waiting.
+///         while let Some(Some(p)) = orphans.care() { served += p.join().unwrap(); }
+///         mkernel::spawn_orphan(&orphans, move || request % 2);
+///     }
+///     // Then wait for the rest.
+///     while let Some(r) = orphans.get() { served += r.unwrap(); }
+///     served
+/// });
+/// assert_eq!(served, 5);
+/// ```
+pub struct Orphans<T> {
+    promises: Rc<RefCell<Vec<Promise<T>>>>,
+}
+
+impl<T> Clone for Orphans<T> {
+    fn clone(&self) -> Self {
+        Orphans {
+            promises: self.promises.clone(),
+        }
+    }
+}
+
+impl<T: 'static> Default for Orphans<T> {
+    fn default() -> Self {
+        Orphans::new()
+    }
+}
+
+/// Spawns `f` as a child of the current task and keeps its promise in
+/// `orphans`.
+#[track_caller]
+pub fn spawn_orphan<T: 'static>(orphans: &Orphans<T>, f: impl FnOnce() -> T + 'static) {
+    let p = spawn(f);
+    orphans.promises.borrow_mut().push(p);
+}
+
+impl<T: 'static> Orphans<T> {
+    /// An empty collector.
+    pub fn new() -> Orphans<T> {
+        Orphans {
+            promises: Rc::new(RefCell::new(Vec::new())),
+        }
+    }
+
+    /// `None` if no task is left; `Some(None)` if tasks are left but none has
+    /// finished; `Some(Some(p))` with a finished task's promise, ready to
+    /// join without waiting.
+    pub fn care(&self) -> Option<Option<Promise<T>>> {
+        let mut ps = self.promises.borrow_mut();
+        if ps.is_empty() {
+            return None;
+        }
+        let i = finished_index(&ps);
+        Some(i.map(|i| ps.swap_remove(i)))
+    }
+
+    /// Waits until one task has finished and returns its promise; `None` if
+    /// no task is left.
+    pub fn take(&self) -> Option<Promise<T>> {
+        loop {
+            let ps = self.promises.borrow();
+            if ps.is_empty() {
+                return None;
+            }
+            if let Some(i) = finished_index(&ps) {
+                drop(ps);
+                return Some(self.promises.borrow_mut().swap_remove(i));
+            }
+            scheduler::with(|s| {
+                for p in ps.iter() {
+                    if let Some(sl) = s.slot_mut(p.task()) {
+                        sl.joined_by_parent = true;
+                    }
+                }
+            });
+            drop(ps);
+            scheduler::park(Wait::Join);
+        }
+    }
+
+    /// Waits until one task has finished and joins it; `None` if no task is
+    /// left.
+    pub fn get(&self) -> Option<Result<T, Error>> {
+        self.take().map(Promise::join)
+    }
+
+    /// How many tasks are left (finished or not).
+    pub fn len(&self) -> usize {
+        self.promises.borrow().len()
+    }
+
+    /// Whether no task is left.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn finished_index<T>(ps: &[Promise<T>]) -> Option<usize> {
+    scheduler::with(|s| {
+        ps.iter().position(|p| {
+            s.slot(p.task())
+                .is_none_or(|sl| matches!(sl.state, State::Done(_) | State::Consumed))
+        })
+    })
+}

@@ -1,0 +1,195 @@
+//! Reporting a task's stack overflow as such, instead of a bare SIGSEGV.
+//!
+//! The scheduler records, before it switches to a task, where that task's
+//! guard page is and who the task is. A fault inside that page is a stack
+//! overflow: the handler (running on the thread's alternate signal stack)
+//! prints which task overflowed and aborts. Any other fault is handed back to
+//! the handler that was there before (Rust's own, which reports overflows of
+//! the thread's main stack), so nothing else changes.
+
+use core::cell::Cell;
+use core::panic::Location;
+
+#[derive(Clone, Copy)]
+struct Current {
+    guard: (usize, usize),
+    task: u64,
+    site: Option<&'static Location<'static>>,
+    stack_size: usize,
+}
+
+thread_local! {
+    static CURRENT: Cell<Current> = const {
+        Cell::new(Current { guard: (0, 0), task: 0, site: None, stack_size: 0 })
+    };
+}
+
+/// Records the task about to run (called at every switch, so it is cheap).
+#[inline]
+pub(crate) fn enter(
+    guard: (usize, usize),
+    task: u64,
+    site: &'static Location<'static>,
+    stack_size: usize,
+) {
+    CURRENT.with(|c| {
+        c.set(Current {
+            guard,
+            task,
+            site: Some(site),
+            stack_size,
+        })
+    });
+}
+
+/// Records that no task runs (the scheduler's own stack is in use).
+#[inline]
+pub(crate) fn leave() {
+    CURRENT.with(|c| {
+        c.set(Current {
+            guard: (0, 0),
+            task: 0,
+            site: None,
+            stack_size: 0,
+        })
+    });
+}
+
+/// Message for an overflow found by the canary check.
+pub(crate) fn canary_message(task: u64, site: &Location<'_>, stack_size: usize) -> String {
+    format!(
+        "mkernel: task {task} (spawned at {site}) overflowed its stack of {} KiB; \
+         give tasks more with mkernel::Builder::stack_size",
+        stack_size / 1024
+    )
+}
+
+#[cfg(not(mkernel_solo5))]
+pub(crate) use hosted::install;
+
+#[cfg(mkernel_solo5)]
+pub(crate) fn install() {}
+
+#[cfg(not(mkernel_solo5))]
+mod hosted {
+    use super::CURRENT;
+    use std::sync::OnceLock;
+
+    struct Previous {
+        segv: libc::sigaction,
+        bus: libc::sigaction,
+    }
+    // SAFETY: `sigaction` is plain data (handler addresses and flags).
+    unsafe impl Send for Previous {}
+    // SAFETY: as above; it is written once, before the handler can run.
+    unsafe impl Sync for Previous {}
+
+    static PREVIOUS: OnceLock<Previous> = OnceLock::new();
+
+    thread_local! {
+        static ALTSTACK_CHECKED: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+    }
+
+    /// Installs the handler once per process and makes sure this thread has
+    /// an alternate signal stack (the handler cannot run on the stack that
+    /// just overflowed).
+    pub(crate) fn install() {
+        PREVIOUS.get_or_init(|| {
+            // SAFETY: sigaction with a valid, fully initialised struct; the
+            // previous actions are saved so that other faults keep their
+            // handling.
+            unsafe {
+                let mut act: libc::sigaction = core::mem::zeroed();
+                act.sa_sigaction = handler as *const () as usize;
+                act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+                libc::sigemptyset(&mut act.sa_mask);
+                let mut segv: libc::sigaction = core::mem::zeroed();
+                let mut bus: libc::sigaction = core::mem::zeroed();
+                libc::sigaction(libc::SIGSEGV, &act, &mut segv);
+                libc::sigaction(libc::SIGBUS, &act, &mut bus);
+                Previous { segv, bus }
+            }
+        });
+        if !ALTSTACK_CHECKED.with(|c| c.replace(true)) {
+            ensure_altstack();
+        }
+    }
+
+    fn ensure_altstack() {
+        // SAFETY: querying the current alternate stack with a null new one.
+        let mut old: libc::stack_t = unsafe { core::mem::zeroed() };
+        unsafe { libc::sigaltstack(core::ptr::null(), &mut old) };
+        if old.ss_flags & libc::SS_DISABLE == 0 {
+            return; // std (or the user) already gave this thread one
+        }
+        let size = 64 * 1024;
+        // The stack lives as long as the thread may take signals: leak it.
+        let mem: &'static mut [u8] = Box::leak(vec![0u8; size].into_boxed_slice());
+        let st = libc::stack_t {
+            ss_sp: mem.as_mut_ptr().cast(),
+            ss_flags: 0,
+            ss_size: size,
+        };
+        // SAFETY: `st` describes leaked memory valid for the thread's life.
+        unsafe { libc::sigaltstack(&st, core::ptr::null_mut()) };
+    }
+
+    extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+        // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
+        let addr = unsafe { (*info).si_addr() } as usize;
+        let cur = CURRENT.with(|c| c.get());
+        let (lo, hi) = cur.guard;
+        if lo != 0 && addr >= lo && addr < hi {
+            let mut w = Writer::default();
+            w.s("\nmkernel: task ");
+            w.n(cur.task);
+            if let Some(site) = cur.site {
+                w.s(" (spawned at ");
+                w.s(site.file());
+                w.s(":");
+                w.n(site.line() as u64);
+                w.s(")");
+            }
+            w.s(" overflowed its stack of ");
+            w.n((cur.stack_size / 1024) as u64);
+            w.s(" KiB; give tasks more with mkernel::Builder::stack_size\n");
+            // SAFETY: abort is async-signal-safe.
+            unsafe { libc::abort() };
+        }
+        // Not ours: put the previous action back and return; the faulting
+        // instruction runs again and gets the previous handling.
+        if let Some(prev) = PREVIOUS.get() {
+            let old = if sig == libc::SIGBUS {
+                &prev.bus
+            } else {
+                &prev.segv
+            };
+            // SAFETY: restoring an action obtained from sigaction.
+            unsafe { libc::sigaction(sig, old, core::ptr::null_mut()) };
+        }
+    }
+
+    /// Writes to stderr without allocating (we are in a signal handler).
+    #[derive(Default)]
+    struct Writer;
+    impl Writer {
+        fn s(&mut self, s: &str) {
+            // SAFETY: write(2) is async-signal-safe; the buffer is valid.
+            unsafe { libc::write(2, s.as_ptr().cast(), s.len()) };
+        }
+        fn n(&mut self, mut v: u64) {
+            let mut buf = [0u8; 20];
+            let mut i = buf.len();
+            loop {
+                i -= 1;
+                buf[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+                if v == 0 {
+                    break;
+                }
+            }
+            // SAFETY: as in `s`.
+            unsafe { libc::write(2, buf[i..].as_ptr().cast(), buf.len() - i) };
+        }
+    }
+}

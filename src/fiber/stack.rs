@@ -1,0 +1,298 @@
+//! Task stacks: a per-run pool, so that spawning does not map memory on the
+//! hot path, with overflow detection.
+//!
+//! Every stack gets a *canary*, a known word at its lowest usable address,
+//! checked each time its task is switched out: an overflow that went past it
+//! stops the run with a message naming the task. On hosted Linux, stacks
+//! also get a *guard page* (an inaccessible page below the stack) while the
+//! process has fewer than [`MAX_GUARDED`] guarded stacks: a fault there is
+//! reported by a signal handler, again naming the task, before anything is
+//! corrupted. The limit exists because every guard page splits a memory
+//! mapping in two and Linux caps a process at `vm.max_map_count` (65530 by
+//! default) mappings; beyond it, stacks rely on the canary alone.
+//!
+//! Memory is reserved lazily (`MAP_NORESERVE`): a parked task costs only the
+//! pages its stack really touched.
+
+use core::num::NonZeroUsize;
+use corosensei::stack::{Stack, StackPointer};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// How many stacks may carry a guard page at once, process-wide.
+pub const MAX_GUARDED: usize = 16_384;
+
+/// Default usable stack size of a task.
+#[cfg(not(mkernel_solo5))]
+pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+/// Default usable stack size of a task (Solo5 memory is not overcommitted).
+#[cfg(mkernel_solo5)]
+pub const DEFAULT_STACK_SIZE: usize = 64 * 1024;
+
+const CANARY: u64 = 0x6d6b_6572_6e65_6c21; // "mkernel!"
+const PAGE: usize = 4096;
+/// Stacks mapped at once when the pool is empty.
+const CHUNK: usize = 16;
+/// Free stacks kept with their pages; beyond this, freed stacks give their
+/// memory back to the system (`MADV_DONTNEED`) so that a burst of tasks does
+/// not pin its peak memory for ever.
+const KEEP_WARM: usize = 1024;
+
+static GUARDED: AtomicUsize = AtomicUsize::new(0);
+
+/// A stack owned by the pool and lent to one task at a time.
+pub(crate) struct PooledStack {
+    /// Highest address (the stack grows down from here).
+    base: usize,
+    /// Lowest usable address; the canary lives here.
+    bottom: usize,
+    /// Guard page, if any: `[bottom - PAGE, bottom)`.
+    guarded: bool,
+}
+
+// SAFETY: `base` and `bottom - guard` delimit memory that the pool mapped (or
+// allocated) for this stack alone, aligned to 16 bytes, and that stays valid
+// until the pool is dropped, which happens only after every coroutine using
+// one of its stacks has been dropped.
+unsafe impl Stack for PooledStack {
+    fn base(&self) -> StackPointer {
+        NonZeroUsize::new(self.base).expect("stack base is never null")
+    }
+    fn limit(&self) -> StackPointer {
+        let low = if self.guarded {
+            self.bottom - PAGE
+        } else {
+            self.bottom
+        };
+        NonZeroUsize::new(low).expect("stack limit is never null")
+    }
+}
+
+impl PooledStack {
+    /// Whether the canary at the bottom of the stack is intact.
+    pub(crate) fn canary_intact(&self) -> bool {
+        // SAFETY: `bottom` is the lowest usable, 16-byte aligned address of
+        // this stack's live mapping; reading a u64 there is in bounds.
+        unsafe { core::ptr::read_volatile(self.bottom as *const u64) == CANARY }
+    }
+
+    /// Lowest usable address (where the canary is).
+    pub(crate) fn bottom(&self) -> usize {
+        self.bottom
+    }
+
+    fn write_canary(&self) {
+        // SAFETY: as in `canary_intact`; the stack is not in use by any
+        // coroutine while the pool hands it out.
+        unsafe { core::ptr::write_volatile(self.bottom as *mut u64, CANARY) }
+    }
+
+    /// The guard page range, for the overflow handler.
+    pub(crate) fn guard_range(&self) -> (usize, usize) {
+        if self.guarded {
+            (self.bottom - PAGE, self.bottom)
+        } else {
+            (0, 0)
+        }
+    }
+}
+
+/// Whether the canary of the stack whose lowest usable address is `bottom`
+/// is intact (used while a coroutine owns the stack).
+pub(crate) fn canary_intact_at(bottom: usize) -> bool {
+    // SAFETY: `bottom` comes from a `PooledStack` lent to a live coroutine;
+    // its mapping stays valid for the whole run.
+    bottom == 0 || unsafe { core::ptr::read_volatile(bottom as *const u64) == CANARY }
+}
+
+/// Pool accounting, returned to its initial state (`in_use == 0`) when every
+/// task has finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StackStats {
+    /// Usable bytes per stack.
+    pub stack_size: usize,
+    /// Stacks lent to tasks right now.
+    pub in_use: usize,
+    /// Stacks waiting in the pool.
+    pub free: usize,
+    /// Stacks ever mapped by this pool.
+    pub mapped: usize,
+    /// Of the stacks lent right now, how many have a guard page.
+    pub guarded_in_use: usize,
+}
+
+pub(crate) struct StackPool {
+    size: usize,
+    free: Vec<PooledStack>,
+    regions: Vec<(usize, usize)>,
+    in_use: usize,
+    mapped: usize,
+    guarded_in_use: usize,
+    guarded_owned: usize,
+}
+
+impl StackPool {
+    pub(crate) fn new(size: usize) -> StackPool {
+        let size = size.max(16 * 1024).next_multiple_of(PAGE);
+        StackPool {
+            size,
+            free: Vec::new(),
+            regions: Vec::new(),
+            in_use: 0,
+            mapped: 0,
+            guarded_in_use: 0,
+            guarded_owned: 0,
+        }
+    }
+
+    pub(crate) fn stack_size(&self) -> usize {
+        self.size
+    }
+
+    pub(crate) fn stats(&self) -> StackStats {
+        StackStats {
+            stack_size: self.size,
+            in_use: self.in_use,
+            free: self.free.len(),
+            mapped: self.mapped,
+            guarded_in_use: self.guarded_in_use,
+        }
+    }
+
+    pub(crate) fn get(&mut self) -> PooledStack {
+        if self.free.is_empty() {
+            self.refill();
+        }
+        let s = self.free.pop().expect("refill adds stacks or aborts");
+        self.in_use += 1;
+        self.guarded_in_use += s.guarded as usize;
+        s
+    }
+
+    pub(crate) fn put(&mut self, s: PooledStack) {
+        self.in_use -= 1;
+        self.guarded_in_use -= s.guarded as usize;
+        if self.free.len() >= KEEP_WARM {
+            release_pages(&s, self.size);
+        }
+        s.write_canary();
+        self.free.push(s);
+    }
+
+    fn refill(&mut self) {
+        let guard = GUARDED.load(Ordering::Relaxed) + CHUNK <= MAX_GUARDED && HAS_GUARDS;
+        let per = self.size + if guard { PAGE } else { 0 };
+        let len = per * CHUNK;
+        let start = map_region(len);
+        self.regions.push((start, len));
+        for i in (0..CHUNK).rev() {
+            let low = start + i * per;
+            if guard {
+                protect_guard(low);
+            }
+            let bottom = if guard { low + PAGE } else { low };
+            let s = PooledStack {
+                base: bottom + self.size,
+                bottom,
+                guarded: guard,
+            };
+            s.write_canary();
+            self.free.push(s);
+        }
+        if guard {
+            GUARDED.fetch_add(CHUNK, Ordering::Relaxed);
+            self.guarded_owned += CHUNK;
+        }
+        self.mapped += CHUNK;
+    }
+}
+
+impl Drop for StackPool {
+    fn drop(&mut self) {
+        GUARDED.fetch_sub(self.guarded_owned, Ordering::Relaxed);
+        for &(start, len) in &self.regions {
+            unmap_region(start, len);
+        }
+    }
+}
+
+#[cfg(not(mkernel_solo5))]
+const HAS_GUARDS: bool = true;
+#[cfg(mkernel_solo5)]
+const HAS_GUARDS: bool = false;
+
+#[cfg(not(mkernel_solo5))]
+fn map_region(len: usize) -> usize {
+    // SAFETY: an anonymous private mapping at an address of the kernel's
+    // choosing touches no existing memory.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        let e = std::io::Error::last_os_error();
+        crate::fiber::fatal(&format!(
+            "mkernel: cannot map {len} bytes for task stacks: {e} \
+             (lower Builder::stack_size or the number of live tasks)"
+        ));
+    }
+    p as usize
+}
+
+#[cfg(not(mkernel_solo5))]
+fn protect_guard(low: usize) {
+    // SAFETY: `low` is the first page of a stack slot inside a mapping this
+    // pool just created; nothing uses that page.
+    let r = unsafe { libc::mprotect(low as *mut libc::c_void, PAGE, libc::PROT_NONE) };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        crate::fiber::fatal(&format!("mkernel: cannot protect a stack guard page: {e}"));
+    }
+}
+
+#[cfg(not(mkernel_solo5))]
+fn release_pages(s: &PooledStack, size: usize) {
+    // SAFETY: the stack is back in the pool, no coroutine runs on it, and
+    // MADV_DONTNEED on a private anonymous mapping only zeroes its pages.
+    unsafe {
+        libc::madvise(s.bottom as *mut libc::c_void, size, libc::MADV_DONTNEED);
+    }
+}
+
+#[cfg(not(mkernel_solo5))]
+fn unmap_region(start: usize, len: usize) {
+    // SAFETY: the region was mapped by `map_region` with this length and no
+    // stack from it is in use any more (the pool is being dropped).
+    unsafe {
+        libc::munmap(start as *mut libc::c_void, len);
+    }
+}
+
+#[cfg(mkernel_solo5)]
+fn map_region(len: usize) -> usize {
+    let layout = std::alloc::Layout::from_size_align(len, PAGE).expect("valid stack layout");
+    // SAFETY: the layout has a non-zero size.
+    let p = unsafe { std::alloc::alloc(layout) };
+    if p.is_null() {
+        crate::fiber::fatal("mkernel: out of memory for task stacks");
+    }
+    p as usize
+}
+
+#[cfg(mkernel_solo5)]
+fn protect_guard(_low: usize) {}
+
+#[cfg(mkernel_solo5)]
+fn release_pages(_s: &PooledStack, _size: usize) {}
+
+#[cfg(mkernel_solo5)]
+fn unmap_region(start: usize, len: usize) {
+    let layout = std::alloc::Layout::from_size_align(len, PAGE).expect("valid stack layout");
+    // SAFETY: allocated by `map_region` with the same layout.
+    unsafe { std::alloc::dealloc(start as *mut u8, layout) }
+}

@@ -1,0 +1,122 @@
+//! User-defined suspension points: `Syscall`, `suspend`, `Signal`, `Events`.
+//!
+//! This is how Miou lets a program wait on something the scheduler does not
+//! know: a task creates a [`Syscall`], arranges for the outside world to
+//! learn its id, and [`suspend`]s on it; the run's event source (an
+//! [`Events`] implementation) later returns the syscall's [`Signal`] from
+//! `select`, and the task becomes runnable again. mkernel's own devices and
+//! sleeps are built the same way on the platform's event source.
+
+use super::scheduler;
+use super::task::Wait;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The identity of a [`Syscall`]: unique in the process.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct SyscallId(u64);
+
+impl SyscallId {
+    /// The number behind the id.
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+/// Something a task can wait for; see [`suspend`].
+///
+/// ```
+/// use mkernel::{Events, Signal, Syscall, SyscallId};
+/// use std::{cell::RefCell, rc::Rc};
+///
+/// // An event source that signals every syscall it was told about.
+/// struct Ready(Rc<RefCell<Vec<Signal>>>);
+/// impl Events for Ready {
+///     fn select(&mut self, _block: bool, _cancelled: &[SyscallId]) -> Vec<Signal> {
+///         std::mem::take(&mut *self.0.borrow_mut())
+///     }
+/// }
+/// let pending = Rc::new(RefCell::new(Vec::new()));
+/// let source = Ready(pending.clone());
+/// let v = mkernel::Builder::new().events(source).run((), move |()| {
+///     let sc = Syscall::new();
+///     mkernel::suspend(&sc, || pending.borrow_mut().push(sc.signal()));
+///     42
+/// });
+/// assert_eq!(v, 42);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Syscall {
+    id: SyscallId,
+}
+
+static NEXT_SYSCALL: AtomicU64 = AtomicU64::new(1);
+
+impl Syscall {
+    /// A new syscall, with a fresh id.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Syscall {
+        Syscall {
+            id: SyscallId(NEXT_SYSCALL.fetch_add(1, Ordering::Relaxed)),
+        }
+    }
+
+    /// Its id (what `Events::select` is told about on cancellation).
+    pub fn id(&self) -> SyscallId {
+        self.id
+    }
+
+    /// The signal that wakes the task suspended on this syscall, to be
+    /// returned by `Events::select`.
+    pub fn signal(&self) -> Signal {
+        Signal { id: self.id }
+    }
+}
+
+/// "This syscall happened": returned by [`Events::select`] to wake a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Signal {
+    id: SyscallId,
+}
+
+impl Signal {
+    /// The syscall this signal is for.
+    pub fn id(&self) -> SyscallId {
+        self.id
+    }
+}
+
+/// An event source: what the scheduler asks, at every scheduling point,
+/// which syscalls have happened.
+///
+/// `select(block, cancelled)`: `block` is true when no task can run, so the
+/// source may wait until something happens (it should return at once when it
+/// has nothing to wait for); `cancelled` lists the syscalls whose waiting
+/// task was cancelled since the last call, so that the source forgets them.
+///
+/// mkernel's platform has its own source (devices, sleeps); a custom one is
+/// installed with [`Builder::events`](crate::Builder::events), mostly for
+/// simulations and tests (see [`testing::VirtualClock`](crate::testing::VirtualClock)).
+pub trait Events {
+    /// Returns the signals of the syscalls that happened.
+    fn select(&mut self, block: bool, cancelled: &[SyscallId]) -> Vec<Signal>;
+    /// Wakes a `select` that blocks (for sources shared with other threads).
+    fn interrupt(&self) {}
+}
+
+/// Suspends the current task until `select` returns `syscall.signal()`.
+///
+/// `on_registered` runs once the task is registered as waiting and before it
+/// suspends: this is where the outside world is told about the syscall. A
+/// signal that arrives before the task suspends is not lost: `suspend` then
+/// returns at once. If the task is cancelled while suspended, the syscall's
+/// id is passed to the next `select` in `cancelled`.
+pub fn suspend(syscall: &Syscall, on_registered: impl FnOnce()) {
+    if scheduler::cancelling() {
+        return;
+    }
+    let must_wait = scheduler::register_syscall(syscall.id);
+    on_registered();
+    if must_wait {
+        scheduler::park(Wait::Syscall(syscall.id));
+    }
+}
