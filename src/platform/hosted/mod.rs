@@ -10,6 +10,7 @@
 
 pub(crate) mod file;
 pub(crate) mod poll;
+pub(crate) mod tap;
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
