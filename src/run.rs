@@ -1,10 +1,13 @@
 //! Starting a run: `run` and `Builder`.
 
 use crate::devices::Devices;
+use crate::devices::mapping::{Acquire, DeviceError, Given, GivenNet, manifest_json};
 use crate::fiber::scheduler::{Runtime, Scheduler};
 use crate::fiber::{DEFAULT_STACK_SIZE, Events};
-use crate::platform::{Acquire, PlatformEvents};
+use crate::net::link::LinkEnd;
+use crate::platform::{self, PlatformEvents, PlatformGuard};
 use std::panic::resume_unwind;
+use std::path::Path;
 
 /// Runs `main` as the first task of a new scheduler on this thread, with the
 /// devices of `devices`, and returns its value once every task is done.
@@ -24,7 +27,7 @@ pub fn run<D: Devices, T: 'static>(devices: D, main: impl FnOnce(D::Output) -> T
     Builder::new().run(devices, main)
 }
 
-/// Settings of a run.
+/// Settings of a run, and a programmatic device mapping (tests, demos).
 ///
 /// ```
 /// let v = mkernel::Builder::new()
@@ -38,6 +41,7 @@ pub struct Builder {
     stack_size: usize,
     seed: u64,
     events: Option<Box<dyn Events>>,
+    given: Given,
 }
 
 impl Default for Builder {
@@ -48,13 +52,14 @@ impl Default for Builder {
 
 impl Builder {
     /// Default settings: unlimited quanta, [`DEFAULT_STACK_SIZE`], seed 0,
-    /// the platform's event source.
+    /// the platform's event source, devices from the command line.
     pub fn new() -> Builder {
         Builder {
             quanta: u32::MAX,
             stack_size: DEFAULT_STACK_SIZE,
             seed: 0,
             events: None,
+            given: Given::default(),
         }
     }
 
@@ -88,30 +93,104 @@ impl Builder {
         self
     }
 
+    /// Maps net device `name` to one end of an in-memory link
+    /// ([`net::link::pair`](crate::net::link::pair)). Giving any mapping
+    /// here means the command line is not read for devices.
+    pub fn net_link(mut self, name: &str, end: LinkEnd) -> Builder {
+        self.given
+            .nets
+            .push((name.to_string(), GivenNet::Link(end)));
+        self
+    }
+
+    /// Maps net device `name` to the TAP interface `iface` (which must exist).
+    pub fn net_tap(mut self, name: &str, iface: &str) -> Builder {
+        self.given
+            .nets
+            .push((name.to_string(), GivenNet::Tap(iface.to_string())));
+        self
+    }
+
+    /// Maps block device `name` to the file at `path`.
+    pub fn block_file(mut self, name: &str, path: impl AsRef<Path>) -> Builder {
+        self.given
+            .blocks
+            .push((name.to_string(), path.as_ref().to_path_buf()));
+        self
+    }
+
+    /// Sets the page (sector) size of block device `name` (default 512).
+    pub fn block_sector_size(mut self, name: &str, bytes: usize) -> Builder {
+        self.given.sector_sizes.push((name.to_string(), bytes));
+        self
+    }
+
+    /// Sets what [`args`](crate::args) returns during the run.
+    pub fn args<S: Into<String>>(mut self, args: impl IntoIterator<Item = S>) -> Builder {
+        self.given.args = Some(args.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// Like [`run`](crate::run), with these settings.
+    ///
+    /// When the devices cannot be opened, prints the reason on stderr and
+    /// exits the process with status 1 (use [`try_run`](Builder::try_run)
+    /// to get the error instead). With `MKERNEL_MANIFEST=1` in the
+    /// environment, prints the Solo5 manifest of `devices` and exits 0.
     pub fn run<D: Devices, T: 'static>(
         self,
         devices: D,
         main: impl FnOnce(D::Output) -> T + 'static,
     ) -> T {
-        let (platform, events): (bool, Box<dyn Events>) = match self.events {
-            Some(e) => (false, e),
-            None => (true, Box::new(PlatformEvents)),
-        };
-        let sched = Scheduler::new(events, platform, self.quanta, self.stack_size, self.seed);
-        let rt = Runtime::enter(sched);
-        let mut ctx = Acquire::new();
-        let out = match devices.acquire(&mut ctx) {
-            Ok(out) => out,
+        match self.try_run(devices, main) {
+            Ok(v) => v,
             Err(e) => {
-                drop(rt);
-                panic!("{e}")
+                eprintln!("{e}");
+                std::process::exit(1)
             }
+        }
+    }
+
+    /// Like [`run`](Builder::run), but a device that cannot be opened is an
+    /// `Err` (the main function does not run).
+    ///
+    /// ```
+    /// let r = mkernel::Builder::new()
+    ///     .block_file("disk", "/nonexistent/disk.img")
+    ///     .try_run(mkernel::block("disk"), |_disk| ());
+    /// let msg = r.unwrap_err().to_string();
+    /// assert!(msg.contains("\"disk\""), "{msg}");
+    /// ```
+    pub fn try_run<D: Devices, T: 'static>(
+        self,
+        devices: D,
+        main: impl FnOnce(D::Output) -> T + 'static,
+    ) -> Result<T, DeviceError> {
+        let mut declared = Vec::new();
+        devices.declare(&mut declared);
+        if std::env::var_os("MKERNEL_MANIFEST").is_some_and(|v| v == "1") {
+            println!("{}", manifest_json(&declared));
+            std::process::exit(0);
+        }
+        let (platform, events): (Option<PlatformGuard>, Box<dyn Events>) = match self.events {
+            Some(e) => (None, e),
+            None => (Some(platform::install()?), Box::new(PlatformEvents)),
         };
+        if platform.is_none() && !declared.is_empty() {
+            panic!(
+                "mkernel: device arguments need the platform's event source, but this run replaced it with Builder::events"
+            );
+        }
+        let sched = Scheduler::new(events, self.quanta, self.stack_size, self.seed);
+        let rt = Runtime::enter(sched);
+        let (mut ctx, _args) = Acquire::new(&declared, self.given)?;
+        let out = devices.acquire(&mut ctx)?;
+        drop(ctx);
         let r = rt.block_on(move || main(out));
         drop(rt);
+        drop(platform);
         match r {
-            Ok(v) => v,
+            Ok(v) => Ok(v),
             Err(p) => resume_unwind(p),
         }
     }

@@ -1,6 +1,34 @@
 //! The typed list of devices a unikernel is a function of.
+//!
+//! A program declares its devices as the first argument of
+//! [`run`](crate::run); `main` receives their values, in the same shape:
+//!
+//! ```no_run
+//! // ./app --net:service=tap0 --block:disk=disk.img -- ARGS
+//! mkernel::run((mkernel::net("service"), mkernel::block("disk")), |((net, cfg), disk)| {
+//!     println!("mac {:02x?}, {} bytes of disk", cfg.mac, disk.length());
+//!     let _ = net;
+//! });
+//! ```
+//!
+//! The list is the single source of the Solo5 manifest:
+//! `MKERNEL_MANIFEST=1 ./app` prints the manifest derived from it and exits
+//! without running `main`, and `cargo mkernel` builds unikernels with it.
+//!
+//! Where the devices come from: on Solo5, from the tender
+//! (`solo5-spt --net:service=tap0 ...`); in a hosted process, from the same
+//! flags on the command line before `--`, or from a mapping given to the
+//! [`Builder`](crate::Builder) (`net_link`, `net_tap`, `block_file`), which
+//! tests and demos use. A device that is not mapped, a missing file or a TAP
+//! that cannot be opened stop `run` before `main` with a message that names
+//! the device and the flag to pass.
 
-use crate::platform::Acquire;
+pub(crate) mod cmdline;
+pub(crate) mod mapping;
+
+use crate::block::Block;
+use crate::net::{Net, NetCfg};
+use mapping::{Acquire, Declared, DeviceError, Kind};
 
 /// A list of device arguments (a device, a tuple of them, or `()`), whose
 /// value is handed to the main function of [`run`](crate::run).
@@ -9,16 +37,146 @@ pub trait Devices {
     type Output: 'static;
     /// Adds this list's devices to the manifest.
     #[doc(hidden)]
-    fn declare(&self, manifest: &mut Vec<crate::platform::Declared>);
-    /// Opens the devices (called inside the run, before the main function).
+    fn declare(&self, manifest: &mut Vec<Declared>);
+    /// Opens the devices (inside the run, before the main function).
     #[doc(hidden)]
-    fn acquire(self, ctx: &mut Acquire) -> Result<Self::Output, crate::platform::DeviceError>;
+    fn acquire(self, ctx: &mut Acquire) -> Result<Self::Output, DeviceError>;
 }
 
 impl Devices for () {
     type Output = ();
-    fn declare(&self, _: &mut Vec<crate::platform::Declared>) {}
-    fn acquire(self, _: &mut Acquire) -> Result<(), crate::platform::DeviceError> {
+    fn declare(&self, _: &mut Vec<Declared>) {}
+    fn acquire(self, _: &mut Acquire) -> Result<(), DeviceError> {
         Ok(())
     }
 }
+
+/// The argument of [`net`].
+pub struct NetArg(String);
+/// The argument of [`block`].
+pub struct BlockArg(String);
+/// The argument of [`map`].
+pub struct MapArg<D, F>(D, F);
+/// The argument of [`constant`].
+pub struct ConstArg<T>(T);
+
+/// A net device named `name` in the manifest: `main` gets `(Net, NetCfg)`.
+///
+/// ```
+/// use mkernel::net::link;
+/// let (a, _b) = link::pair(link::Faults::default());
+/// let mtu = mkernel::Builder::new().net_link("service", a)
+///     .run(mkernel::net("service"), |(_net, cfg)| cfg.mtu);
+/// assert_eq!(mtu, 1500);
+/// ```
+pub fn net(name: &str) -> impl Devices<Output = (Net, NetCfg)> {
+    NetArg(name.to_string())
+}
+
+/// A block device named `name` in the manifest: `main` gets a [`Block`].
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("mk-doc-block-{}", std::process::id()));
+/// std::fs::write(&path, vec![7u8; 4096]).unwrap();
+/// let len = mkernel::Builder::new().block_file("disk", &path)
+///     .run(mkernel::block("disk"), |disk| disk.length());
+/// assert_eq!(len, 4096);
+/// # std::fs::remove_file(path).unwrap();
+/// ```
+pub fn block(name: &str) -> impl Devices<Output = Block> {
+    BlockArg(name.to_string())
+}
+
+/// A value built from other devices (e.g. a TCP/IP stack from a net device).
+///
+/// ```
+/// use mkernel::net::link;
+/// let (a, _b) = link::pair(link::Faults::default());
+/// let mac = mkernel::Builder::new().net_link("service", a)
+///     .run(mkernel::map(mkernel::net("service"), |(_net, cfg)| cfg.mac), |mac| mac);
+/// assert_eq!(mac[0] & 1, 0); // unicast
+/// ```
+pub fn map<D: Devices, T: 'static>(
+    devices: D,
+    f: impl FnOnce(D::Output) -> T,
+) -> impl Devices<Output = T> {
+    MapArg(devices, f)
+}
+
+/// A plain value, as a device argument.
+///
+/// ```
+/// assert_eq!(mkernel::run(mkernel::constant(7), |v| v * 6), 42);
+/// ```
+pub fn constant<T: 'static>(value: T) -> impl Devices<Output = T> {
+    ConstArg(value)
+}
+
+impl Devices for NetArg {
+    type Output = (Net, NetCfg);
+    fn declare(&self, m: &mut Vec<Declared>) {
+        m.push(Declared {
+            name: self.0.clone(),
+            kind: Kind::Net,
+        });
+    }
+    fn acquire(self, ctx: &mut Acquire) -> Result<(Net, NetCfg), DeviceError> {
+        ctx.net(&self.0)
+    }
+}
+
+impl Devices for BlockArg {
+    type Output = Block;
+    fn declare(&self, m: &mut Vec<Declared>) {
+        m.push(Declared {
+            name: self.0.clone(),
+            kind: Kind::Block,
+        });
+    }
+    fn acquire(self, ctx: &mut Acquire) -> Result<Block, DeviceError> {
+        ctx.block(&self.0)
+    }
+}
+
+impl<D: Devices, T: 'static, F: FnOnce(D::Output) -> T> Devices for MapArg<D, F> {
+    type Output = T;
+    fn declare(&self, m: &mut Vec<Declared>) {
+        self.0.declare(m)
+    }
+    fn acquire(self, ctx: &mut Acquire) -> Result<T, DeviceError> {
+        let v = self.0.acquire(ctx)?;
+        Ok((self.1)(v))
+    }
+}
+
+impl<T: 'static> Devices for ConstArg<T> {
+    type Output = T;
+    fn declare(&self, _: &mut Vec<Declared>) {}
+    fn acquire(self, _: &mut Acquire) -> Result<T, DeviceError> {
+        Ok(self.0)
+    }
+}
+
+macro_rules! tuple_devices {
+    ($($d:ident $v:ident),+) => {
+        impl<$($d: Devices),+> Devices for ($($d,)+) {
+            type Output = ($($d::Output,)+);
+            fn declare(&self, m: &mut Vec<Declared>) {
+                let ($($v,)+) = self;
+                $($v.declare(m);)+
+            }
+            fn acquire(self, ctx: &mut Acquire) -> Result<Self::Output, DeviceError> {
+                let ($($v,)+) = self;
+                Ok(($($v.acquire(ctx)?,)+))
+            }
+        }
+    };
+}
+tuple_devices!(A a);
+tuple_devices!(A a, B b);
+tuple_devices!(A a, B b, C c);
+tuple_devices!(A a, B b, C c, D d);
+tuple_devices!(A a, B b, C c, D d, E e);
+tuple_devices!(A a, B b, C c, D d, E e, F f);
+tuple_devices!(A a, B b, C c, D d, E e, F f, G g);
+tuple_devices!(A a, B b, C c, D d, E e, F f, G g, H h);

@@ -16,9 +16,11 @@ mod syscall;
 mod task;
 pub(crate) mod wait;
 
+pub(crate) use clock::cycles;
 pub use error::{Error, Violation};
 pub use hook::Hook;
 pub use orphans::{Orphans, spawn_orphan};
+#[allow(unused_imports)]
 pub(crate) use promise::spawn_daemon;
 pub use promise::{Promise, both, join_all, join_any, join_first, spawn, spawn_giving, yield_now};
 pub use protect::protect;
@@ -26,6 +28,7 @@ pub use resource::Resource;
 pub(crate) use scheduler::fatal;
 pub use stack::{DEFAULT_STACK_SIZE, MAX_GUARDED, StackStats};
 pub use stats::{Stats, current_task, stats, task_stats};
+pub(crate) use syscall::signal_for;
 pub use syscall::{Events, Signal, Syscall, SyscallId, suspend};
 pub use task::{TaskId, TaskStats};
 pub(crate) use wait::WaitQueue;

@@ -140,7 +140,7 @@ mod hosted {
         let cur = CURRENT.with(|c| c.get());
         let (lo, hi) = cur.guard;
         if lo != 0 && addr >= lo && addr < hi {
-            let mut w = Writer::default();
+            let mut w = Writer;
             w.s("\nmkernel: task ");
             w.n(cur.task);
             if let Some(site) = cur.site {
@@ -170,7 +170,6 @@ mod hosted {
     }
 
     /// Writes to stderr without allocating (we are in a signal handler).
-    #[derive(Default)]
     struct Writer;
     impl Writer {
         fn s(&mut self, s: &str) {

@@ -91,6 +91,7 @@ pub fn spawn_giving<T: 'static>(
 /// Spawns a task owned by the runtime, not by a task: it needs no join and
 /// is cancelled when the main function returns (a network stack's receiver).
 #[track_caller]
+#[allow(dead_code)] // used by the TCP/IP stack
 pub(crate) fn spawn_daemon(f: impl FnOnce() + 'static) -> TaskId {
     let site = Location::caller();
     let entry: Entry = Box::new(move || {

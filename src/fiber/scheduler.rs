@@ -11,7 +11,7 @@ use super::overflow;
 use super::resource::Resource;
 use super::stack::StackPool;
 use super::syscall::{Events, Signal, SyscallId};
-use super::task::{Co, Entry, Exit, Slot, State, TaskId, TaskRef, TaskYielder, Wait};
+use super::task::{Co, Entry, Exit, Slot, State, TaskRef, TaskYielder, Wait};
 use super::{Error, Violation};
 use core::any::Any;
 use core::cell::{Cell, RefCell};
@@ -33,9 +33,6 @@ pub(crate) struct Scheduler {
     pub(crate) current: Option<u32>,
     next_uid: u64,
     pub(crate) events: Option<Box<dyn Events>>,
-    /// Whether `events` is the platform's own source (devices and sleep
-    /// need it).
-    pub(crate) platform_events: bool,
     syscalls: HashMap<SyscallId, TaskRef>,
     early_signals: HashSet<SyscallId>,
     cancelled_syscalls: Vec<SyscallId>,
@@ -91,7 +88,6 @@ pub(crate) fn fatal(msg: &str) -> ! {
 impl Scheduler {
     pub(crate) fn new(
         events: Box<dyn Events>,
-        platform_events: bool,
         quanta: u32,
         stack_size: usize,
         seed: u64,
@@ -103,7 +99,6 @@ impl Scheduler {
             current: None,
             next_uid: 1,
             events: Some(events),
-            platform_events,
             syscalls: HashMap::new(),
             early_signals: HashSet::new(),
             cancelled_syscalls: Vec::new(),
@@ -404,9 +399,7 @@ pub(crate) fn register_syscall(id: SyscallId) -> bool {
 /// waits any more. Works from any context (a task or the scheduler loop).
 pub(crate) fn cancel_task(t: TaskRef) {
     let children = with(|s| {
-        let Some(slot) = s.slot_mut(t) else {
-            return None;
-        };
+        let slot = s.slot_mut(t)?;
         if slot.state.is_finished() {
             return Some(Vec::new());
         }
@@ -449,7 +442,7 @@ pub(crate) fn cancel_task(t: TaskRef) {
             }
         }
     });
-    let prev = with(|s| core::mem::replace(&mut s.current, Some(t.idx)));
+    let prev = with(|s| s.current.replace(t.idx));
     let mut old_result = None;
     match step {
         Step::Nothing => {}
@@ -867,9 +860,4 @@ fn deliver(s: &mut Scheduler, id: SyscallId) {
 /// The current task's reference.
 pub(crate) fn current() -> TaskRef {
     with(|s| s.current_or_panic())
-}
-
-/// The slot's uid for a `TaskId`.
-pub(crate) fn task_id(t: TaskRef) -> TaskId {
-    TaskId(t.uid)
 }

@@ -72,6 +72,11 @@ impl Syscall {
     }
 }
 
+/// The signal for a syscall id (the platform's own event source).
+pub(crate) fn signal_for(id: SyscallId) -> Signal {
+    Signal { id }
+}
+
 /// "This syscall happened": returned by [`Events::select`] to wake a task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Signal {

@@ -1,0 +1,353 @@
+//! Where device arguments find their devices: the command line (in the
+//! Solo5 tenders' syntax), a mapping given to the `Builder`, or the Solo5
+//! tender.
+
+use super::cmdline::{self, CmdLine};
+use crate::block::{self, Block};
+use crate::net::link::LinkEnd;
+use crate::net::{self, Net, NetBackend, NetCfg};
+use core::cell::RefCell;
+use core::fmt;
+use std::path::PathBuf;
+
+/// A device named in the program's device list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Declared {
+    pub(crate) name: String,
+    pub(crate) kind: Kind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Net,
+    Block,
+}
+
+impl Kind {
+    fn word(self) -> &'static str {
+        match self {
+            Kind::Net => "net",
+            Kind::Block => "block",
+        }
+    }
+}
+
+/// Why the devices could not be opened: the message names the device and
+/// says what to pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceError(pub(crate) String);
+
+impl fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DeviceError {}
+
+/// The Solo5 manifest (JSON, as `solo5-elftool gen-manifest` reads it) of a
+/// device list.
+pub(crate) fn manifest_json(declared: &[Declared]) -> String {
+    let devs: Vec<String> = declared
+        .iter()
+        .map(|d| {
+            let ty = match d.kind {
+                Kind::Net => "NET_BASIC",
+                Kind::Block => "BLOCK_BASIC",
+            };
+            format!("{{\"name\":\"{}\",\"type\":\"{ty}\"}}", d.name)
+        })
+        .collect();
+    format!(
+        "{{\"type\":\"solo5.manifest\",\"version\":1,\"devices\":[{}]}}",
+        devs.join(",")
+    )
+}
+
+/// Checks the declared list itself: valid, unique names.
+pub(crate) fn check_declared(declared: &[Declared]) -> Result<(), DeviceError> {
+    for (i, d) in declared.iter().enumerate() {
+        let ok = !d.name.is_empty()
+            && d.name.len() <= cmdline::NAME_MAX
+            && d.name.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !ok {
+            return Err(DeviceError(format!(
+                "mkernel: the {} device name {:?} is not valid: use 1 to {} ASCII letters or digits (as the Solo5 manifest)",
+                d.kind.word(),
+                d.name,
+                cmdline::NAME_MAX
+            )));
+        }
+        if declared[..i].iter().any(|e| e.name == d.name) {
+            return Err(DeviceError(format!(
+                "mkernel: the device name {:?} is declared twice in the device list; each device needs its own name",
+                d.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) enum GivenNet {
+    Link(LinkEnd),
+    Tap(String),
+}
+
+/// A mapping given to the `Builder` (tests, demos).
+#[derive(Default)]
+pub(crate) struct Given {
+    pub(crate) nets: Vec<(String, GivenNet)>,
+    pub(crate) blocks: Vec<(String, PathBuf)>,
+    pub(crate) sector_sizes: Vec<(String, usize)>,
+    pub(crate) args: Option<Vec<String>>,
+}
+
+impl Given {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.nets.is_empty() && self.blocks.is_empty() && self.sector_sizes.is_empty()
+    }
+}
+
+enum Source {
+    None,
+    CmdLine(CmdLine),
+    Given(Given),
+    #[cfg(mkernel_solo5)]
+    Solo5,
+}
+
+/// Opens device arguments for one run.
+pub struct Acquire {
+    source: Source,
+}
+
+thread_local! {
+    static APP_ARGS: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+}
+
+/// The application's arguments fixed by the current run, if any.
+pub(crate) fn app_args() -> Option<Vec<String>> {
+    APP_ARGS.with(|a| a.borrow().clone())
+}
+
+/// Clears the run's arguments when the run ends.
+pub(crate) struct ArgsGuard;
+
+impl Drop for ArgsGuard {
+    fn drop(&mut self) {
+        APP_ARGS.with(|a| *a.borrow_mut() = None);
+    }
+}
+
+impl Acquire {
+    /// Decides where devices come from. `declared` is the program's device
+    /// list; the command line is parsed only when it is not empty and no
+    /// mapping was given.
+    pub(crate) fn new(
+        declared: &[Declared],
+        mut given: Given,
+    ) -> Result<(Acquire, ArgsGuard), DeviceError> {
+        check_declared(declared)?;
+        let args = given.args.take();
+        let source = if !given.is_empty() {
+            let src = Source::Given(given);
+            check_unused(&src, declared)?;
+            src
+        } else if declared.is_empty() {
+            Source::None
+        } else {
+            #[cfg(mkernel_solo5)]
+            {
+                Source::Solo5
+            }
+            #[cfg(not(mkernel_solo5))]
+            {
+                let argv: Vec<String> = std::env::args().skip(1).collect();
+                let cl = cmdline::parse(&argv).map_err(|e| DeviceError(format!("mkernel: {e}")))?;
+                let src = Source::CmdLine(cl);
+                check_unused(&src, declared)?;
+                src
+            }
+        };
+        let args = args.or_else(|| match &source {
+            Source::CmdLine(cl) => Some(cl.app_args.clone()),
+            _ => None,
+        });
+        APP_ARGS.with(|a| *a.borrow_mut() = args);
+        Ok((Acquire { source }, ArgsGuard))
+    }
+
+    pub(crate) fn net(&mut self, name: &str) -> Result<(Net, NetCfg), DeviceError> {
+        match &mut self.source {
+            Source::None => unreachable!("a declared device implies a source"),
+            Source::Given(g) => {
+                let Some(i) = g.nets.iter().position(|(n, _)| n == name) else {
+                    return Err(DeviceError(format!(
+                        "mkernel: the net device {name:?} is not mapped: give it with \
+                         Builder::net_link({name:?}, end) or Builder::net_tap({name:?}, \"tap0\")"
+                    )));
+                };
+                match g.nets.swap_remove(i).1 {
+                    GivenNet::Link(end) => {
+                        let cfg = NetCfg {
+                            mac: end.mac(),
+                            mtu: end.mtu(),
+                        };
+                        Ok(net::register(name, cfg, NetBackend::Link(end)))
+                    }
+                    GivenNet::Tap(iface) => open_tap(name, &iface, None),
+                }
+            }
+            Source::CmdLine(cl) => match cl.net(name) {
+                Some(iface) => {
+                    let iface = iface.to_string();
+                    open_tap(name, &iface, cl.net_mac(name))
+                }
+                None => Err(DeviceError(format!(
+                    "mkernel: the net device {name:?} is not mapped: pass --net:{name}=TAP \
+                     (e.g. --net:{name}=tap0) before --"
+                ))),
+            },
+            #[cfg(mkernel_solo5)]
+            Source::Solo5 => {
+                let (h, mac, mtu) = crate::platform::solo5::net_acquire(name)
+                    .map_err(|e| DeviceError(format!("mkernel: net device {name:?}: {e}")))?;
+                Ok(net::register(
+                    name,
+                    NetCfg { mac, mtu },
+                    NetBackend::Solo5(h),
+                ))
+            }
+        }
+    }
+
+    pub(crate) fn block(&mut self, name: &str) -> Result<Block, DeviceError> {
+        match &mut self.source {
+            Source::None => unreachable!("a declared device implies a source"),
+            Source::Given(g) => {
+                let Some((_, path)) = g.blocks.iter().find(|(n, _)| n == name) else {
+                    return Err(DeviceError(format!(
+                        "mkernel: the block device {name:?} is not mapped: give it with \
+                         Builder::block_file({name:?}, \"disk.img\")"
+                    )));
+                };
+                let ss = g
+                    .sector_sizes
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|&(_, s)| s)
+                    .unwrap_or(512);
+                open_file(name, path.clone(), ss)
+            }
+            Source::CmdLine(cl) => match cl.block(name) {
+                Some(path) => {
+                    let path = path.to_path_buf();
+                    open_file(name, path, cl.sector_size(name))
+                }
+                None => Err(DeviceError(format!(
+                    "mkernel: the block device {name:?} is not mapped: pass --block:{name}=FILE \
+                     (e.g. --block:{name}=disk.img) before --"
+                ))),
+            },
+            #[cfg(mkernel_solo5)]
+            Source::Solo5 => {
+                let (h, length, pagesize) = crate::platform::solo5::block_acquire(name)
+                    .map_err(|e| DeviceError(format!("mkernel: block device {name:?}: {e}")))?;
+                Ok(block::make(block::BlockDevice {
+                    name: name.to_string(),
+                    pagesize,
+                    length,
+                    read_only: false,
+                    backend: block::BlockBackend::Solo5(h),
+                }))
+            }
+        }
+    }
+}
+
+/// A mapping for a device the program does not declare is a mistake (the
+/// Solo5 tenders refuse it too).
+fn check_unused(src: &Source, declared: &[Declared]) -> Result<(), DeviceError> {
+    let mapped: Vec<(&str, Kind)> = match src {
+        Source::CmdLine(cl) => cl
+            .nets
+            .iter()
+            .map(|(n, _)| (n.as_str(), Kind::Net))
+            .chain(cl.blocks.iter().map(|(n, _)| (n.as_str(), Kind::Block)))
+            .collect(),
+        Source::Given(g) => g
+            .nets
+            .iter()
+            .map(|(n, _)| (n.as_str(), Kind::Net))
+            .chain(g.blocks.iter().map(|(n, _)| (n.as_str(), Kind::Block)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    for (name, kind) in mapped {
+        if !declared.iter().any(|d| d.name == name && d.kind == kind) {
+            let list: Vec<String> = declared
+                .iter()
+                .map(|d| format!("{} ({})", d.name, d.kind.word()))
+                .collect();
+            return Err(DeviceError(format!(
+                "mkernel: a {} device {name:?} is mapped, but the program declares no such device \
+                 (it declares: {})",
+                kind.word(),
+                if list.is_empty() {
+                    "none".to_string()
+                } else {
+                    list.join(", ")
+                }
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(mkernel_solo5))]
+fn open_tap(name: &str, iface: &str, mac: Option<[u8; 6]>) -> Result<(Net, NetCfg), DeviceError> {
+    use crate::platform::hosted::tap::{Tap, random_mac};
+    let tap = Tap::open(iface).map_err(|e| {
+        DeviceError(format!(
+            "mkernel: cannot open TAP interface {iface:?} for net device {name:?}: {e} \
+             (create it first, e.g. `ip tuntap add dev {iface} mode tap && ip link set {iface} up`)"
+        ))
+    })?;
+    let cfg = NetCfg {
+        mac: mac.unwrap_or_else(random_mac),
+        mtu: tap.mtu(),
+    };
+    Ok(net::register(name, cfg, NetBackend::Tap(tap)))
+}
+
+#[cfg(mkernel_solo5)]
+fn open_tap(name: &str, _iface: &str, _mac: Option<[u8; 6]>) -> Result<(Net, NetCfg), DeviceError> {
+    Err(DeviceError(format!(
+        "mkernel: net device {name:?}: TAP mapping is done by the Solo5 tender"
+    )))
+}
+
+#[cfg(not(mkernel_solo5))]
+fn open_file(name: &str, path: PathBuf, sector_size: usize) -> Result<Block, DeviceError> {
+    use crate::platform::hosted::file::FileBlock;
+    let f = FileBlock::open(&path, sector_size).map_err(|e| {
+        DeviceError(format!(
+            "mkernel: cannot open {} for block device {name:?}: {e} (pass an existing file: --block:{name}=FILE)",
+            path.display()
+        ))
+    })?;
+    Ok(block::make(block::BlockDevice {
+        name: name.to_string(),
+        pagesize: f.pagesize(),
+        length: f.length(),
+        read_only: f.read_only(),
+        backend: block::BlockBackend::File(f),
+    }))
+}
+
+#[cfg(mkernel_solo5)]
+fn open_file(name: &str, _path: PathBuf, _ss: usize) -> Result<Block, DeviceError> {
+    Err(DeviceError(format!(
+        "mkernel: block device {name:?}: file mapping is done by the Solo5 tender"
+    )))
+}
