@@ -147,6 +147,52 @@ pub fn image(solo5: &Solo5, target: &str, app: &Path, manifest: &Path, out: &Pat
         .arg(app))
 }
 
+/// Links like [`image`] (spt) but only warns about undefined symbols, and
+/// returns them (sorted, deduplicated). `--gc-sections` keeps the list to
+/// what is really reachable.
+pub fn undefined_symbols(
+    solo5: &Solo5,
+    app: &Path,
+    manifest: &Path,
+    out: &Path,
+) -> Result<Vec<String>> {
+    let script = out.with_file_name("mkernel-unikernel.ld");
+    std::fs::write(&script, LINKER_SCRIPT).map_err(|e| format!("{}: {e}", script.display()))?;
+    let o = Command::new("ld")
+        .args([
+            "-nostdlib",
+            "-static",
+            "-z",
+            "max-page-size=0x1000",
+            "-z",
+            "noexecstack",
+        ])
+        .args([
+            "--eh-frame-hdr",
+            "--gc-sections",
+            "--warn-unresolved-symbols",
+            "-T",
+        ])
+        .arg(&script)
+        .arg("-o")
+        .arg(out)
+        .arg(solo5.bindings("spt"))
+        .arg(manifest)
+        .arg(app)
+        .output()
+        .map_err(|e| format!("cannot run ld: {e}"))?;
+    let text = String::from_utf8_lossy(&o.stderr);
+    let mut syms: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split("undefined reference to `").nth(1))
+        .filter_map(|r| r.split('\'').next())
+        .map(str::to_string)
+        .collect();
+    syms.sort();
+    syms.dedup();
+    Ok(syms)
+}
+
 /// Runs a command, failing with its output when it does not succeed.
 pub fn run(cmd: &mut Command) -> Result<()> {
     let out = cmd

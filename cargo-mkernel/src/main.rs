@@ -73,6 +73,12 @@ enum Cmd {
         #[command(flatten)]
         sel: Selection,
     },
+    /// Link the program without mkernel's libc shim and list the C symbols
+    /// left undefined: the set the shim must provide (it changes with Rust).
+    Symbols {
+        #[command(flatten)]
+        sel: Selection,
+    },
     /// Build Solo5 from the `solo5-sys` sources (cached) and print the tree.
     Solo5 {
         #[arg(long)]
@@ -194,6 +200,12 @@ fn real_main(cmd: Cmd, tender_opts: Vec<String>, app_args: Vec<String>) -> Resul
             println!("{}", manifest(&sel)?);
             Ok(0)
         }
+        Cmd::Symbols { sel } => {
+            for s in undefined_without_shim(&sel)? {
+                println!("{s}");
+            }
+            Ok(0)
+        }
         Cmd::Solo5 { manifest_path } => {
             let meta = metadata::Metadata::load(manifest_path.as_deref())?;
             let s = solo5::ensure(&meta)?;
@@ -208,7 +220,7 @@ fn build(target: Target, sel: &Selection) -> Result<(PathBuf, solo5::Solo5)> {
     let meta = metadata::Metadata::load(sel.manifest_path.as_deref())?;
     let solo5 = solo5::ensure(&meta)?;
     let json = manifest(sel)?;
-    let app = build_rust(sel, &meta.target_dir.join("solo5"))?;
+    let app = build_rust(sel, &meta.target_dir.join("solo5"), &[])?;
     let dir = app.parent().ok_or("artifact without a directory")?;
     let mft_dir = dir.join(format!("{}.mkernel", sel.name()));
     std::fs::create_dir_all(&mft_dir).map_err(|e| e.to_string())?;
@@ -232,12 +244,12 @@ fn cargo_executable(mut cmd: Command, what: &str) -> Result<PathBuf> {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["reason"] == "compiler-artifact")
         .filter_map(|v| v["executable"].as_str().map(PathBuf::from))
-        .last()
+        .next_back()
         .ok_or_else(|| format!("{what} produced no executable"))
 }
 
 /// The Rust part, linked by [`link::rustc_linker`] into one object.
-fn build_rust(sel: &Selection, target_dir: &Path) -> Result<PathBuf> {
+fn build_rust(sel: &Selection, target_dir: &Path, extra_flags: &[&str]) -> Result<PathBuf> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut flags: Vec<String> = [
         "--cfg",
@@ -253,6 +265,7 @@ fn build_rust(sel: &Selection, target_dir: &Path) -> Result<PathBuf> {
     .iter()
     .map(|s| s.to_string())
     .collect();
+    flags.extend(extra_flags.iter().map(|s| s.to_string()));
     flags.push("-C".into());
     flags.push(format!("linker={}", exe.display()));
     let mut cmd = Command::new(cargo());
@@ -269,6 +282,26 @@ fn build_rust(sel: &Selection, target_dir: &Path) -> Result<PathBuf> {
     .env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"))
     .env(link::LINKER_ENV, "1");
     cargo_executable(cmd, "the Solo5 build of the Rust program")
+}
+
+/// Builds without the shim (`--cfg mkernel_solo5_no_shim`, own target
+/// directory), links the spt image letting undefined symbols through, and
+/// returns them sorted.
+fn undefined_without_shim(sel: &Selection) -> Result<Vec<String>> {
+    let meta = metadata::Metadata::load(sel.manifest_path.as_deref())?;
+    let solo5 = solo5::ensure(&meta)?;
+    let app = build_rust(
+        sel,
+        &meta.target_dir.join("solo5-noshim"),
+        &["--cfg", "mkernel_solo5_no_shim"],
+    )?;
+    let dir = app.parent().ok_or("artifact without a directory")?;
+    let mft_dir = dir.join(format!("{}.mkernel", sel.name()));
+    std::fs::create_dir_all(&mft_dir).map_err(|e| e.to_string())?;
+    let json = r#"{"type":"solo5.manifest","version":1,"devices":[]}"#;
+    let mft = link::manifest_object(&solo5, json, &mft_dir)?;
+    let image = dir.join(format!("{}.noshim.spt", sel.name()));
+    link::undefined_symbols(&solo5, &app, &mft, &image)
 }
 
 /// The manifest, as the program itself prints it when run hosted with

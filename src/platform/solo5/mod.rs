@@ -19,6 +19,9 @@
 // this API are unused in some builds.
 #![allow(dead_code)]
 
+// Left out by `cargo mkernel symbols`, which links without it to list the C
+// symbols std really needs.
+#[cfg(not(mkernel_solo5_no_shim))]
 mod libc;
 mod start;
 
