@@ -1,4 +1,356 @@
+//! `cargo mkernel`: build and run mkernel programs as Solo5 unikernels.
+//!
+//! ```text
+//! cargo mkernel build --target spt --example hello      # last line: the image path
+//! cargo mkernel run --target spt --example hello --net:service=tap0 -- ARGS
+//! cargo mkernel manifest --example hello
+//! cargo mkernel solo5                                    # build Solo5, print its tree
+//! ```
+//!
+//! Install it for your own crate (which must depend on `mkernel`) with
+//! `cargo install --path cargo-mkernel`; inside this repository the
+//! `.cargo/config.toml` alias runs it from source.
+
+mod link;
+mod metadata;
+mod solo5;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Errors are messages for the user.
+pub type Result<T> = std::result::Result<T, String>;
+
+/// Shorthand for an error result.
+pub fn fail<T>(msg: impl Into<String>) -> Result<T> {
+    Err(msg.into())
+}
+
+/// The `cargo` to call back (cargo sets `CARGO` for subcommands).
+pub fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// The host triple whose precompiled std is linked into the unikernel.
+/// Passing `--target` explicitly also keeps RUSTFLAGS away from build
+/// scripts and proc-macros.
+const RUST_TARGET: &str = "x86_64-unknown-linux-gnu";
+
+#[derive(Parser)]
+#[command(
+    name = "cargo mkernel",
+    version,
+    about = "Build and run mkernel programs as Solo5 unikernels"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the Solo5 image; its path is the last line printed.
+    Build {
+        #[arg(long, value_enum)]
+        target: Target,
+        #[command(flatten)]
+        sel: Selection,
+    },
+    /// Build, then run the image under the tender (exit status = the
+    /// unikernel's). Tender options (`--net:NAME=TAP`, `--block:NAME=FILE`,
+    /// `--mem=MB`) may follow; application arguments go after `--`.
+    Run {
+        #[arg(long, value_enum)]
+        target: Target,
+        #[command(flatten)]
+        sel: Selection,
+    },
+    /// Print the Solo5 manifest of the program (derived from its devices).
+    Manifest {
+        #[command(flatten)]
+        sel: Selection,
+    },
+    /// Link the program without mkernel's libc shim and list the C symbols
+    /// left undefined: the set the shim must provide (it changes with Rust).
+    Symbols {
+        #[command(flatten)]
+        sel: Selection,
+    },
+    /// Build Solo5 from the `solo5-sys` sources (cached) and print the tree.
+    Solo5 {
+        #[arg(long)]
+        manifest_path: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Target {
+    /// Solo5 spt (seccomp sandbox; no KVM needed).
+    Spt,
+    /// Solo5 hvt (KVM).
+    Hvt,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::Spt => "spt",
+            Target::Hvt => "hvt",
+        }
+    }
+}
+
+/// Which program of the package to turn into a unikernel.
+#[derive(Args, Clone)]
+struct Selection {
+    /// Build this example.
+    #[arg(long, conflicts_with = "bin", required_unless_present = "bin")]
+    example: Option<String>,
+    /// Build this binary.
+    #[arg(long)]
+    bin: Option<String>,
+    /// Package containing the program.
+    #[arg(short, long)]
+    package: Option<String>,
+    /// Path to Cargo.toml.
+    #[arg(long)]
+    manifest_path: Option<String>,
+}
+
+impl Selection {
+    fn cargo_args(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if let Some(e) = &self.example {
+            v.extend(["--example".into(), e.clone()]);
+        }
+        if let Some(b) = &self.bin {
+            v.extend(["--bin".into(), b.clone()]);
+        }
+        if let Some(p) = &self.package {
+            v.extend(["-p".into(), p.clone()]);
+        }
+        if let Some(m) = &self.manifest_path {
+            v.extend(["--manifest-path".into(), m.clone()]);
+        }
+        v
+    }
+    fn name(&self) -> &str {
+        self.example
+            .as_deref()
+            .or(self.bin.as_deref())
+            .unwrap_or("")
+    }
+}
+
 fn main() {
-    eprintln!("cargo mkernel: not yet implemented");
-    std::process::exit(2);
+    let mut args: Vec<String> = std::env::args().collect();
+    if std::env::var_os(link::LINKER_ENV).is_some() {
+        std::process::exit(link::rustc_linker(args.split_off(1)));
+    }
+    // `cargo mkernel ...` runs `cargo-mkernel mkernel ...`.
+    if args.get(1).map(String::as_str) == Some("mkernel") {
+        args.remove(1);
+    }
+    // Tender options and application arguments are not ours: take them out
+    // before clap sees them.
+    let mut app_args = Vec::new();
+    if let Some(i) = args.iter().position(|a| a == "--") {
+        app_args = args.split_off(i + 1);
+        args.pop();
+    }
+    let (tender_opts, args): (Vec<String>, Vec<String>) = args.into_iter().partition(|a| {
+        a.starts_with("--net:") || a.starts_with("--block:") || a.starts_with("--mem=")
+    });
+    let cli = Cli::parse_from(args);
+    let is_run = matches!(cli.cmd, Cmd::Run { .. });
+    if !is_run && (!tender_opts.is_empty() || !app_args.is_empty()) {
+        eprintln!("cargo mkernel: tender options and `-- ARGS` are only for `cargo mkernel run`");
+        std::process::exit(2);
+    }
+    match real_main(cli.cmd, tender_opts, app_args) {
+        Ok(code) => std::process::exit(code),
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn real_main(cmd: Cmd, tender_opts: Vec<String>, app_args: Vec<String>) -> Result<i32> {
+    match cmd {
+        Cmd::Build { target, sel } => {
+            let (image, _) = build(target, &sel)?;
+            println!("{}", image.display());
+            Ok(0)
+        }
+        Cmd::Run { target, sel } => {
+            let (image, solo5) = build(target, &sel)?;
+            let status = Command::new(solo5.tender(target.name()))
+                .args(&tender_opts)
+                .arg(&image)
+                .args(&app_args)
+                .status()
+                .map_err(|e| format!("cannot run the tender: {e}"))?;
+            Ok(status.code().unwrap_or(128 + 9))
+        }
+        Cmd::Manifest { sel } => {
+            println!("{}", manifest(&sel)?);
+            Ok(0)
+        }
+        Cmd::Symbols { sel } => {
+            for s in undefined_without_shim(&sel)? {
+                println!("{s}");
+            }
+            Ok(0)
+        }
+        Cmd::Solo5 { manifest_path } => {
+            let meta = metadata::Metadata::load(manifest_path.as_deref())?;
+            let s = solo5::ensure(&meta)?;
+            println!("{}", s.root.display());
+            Ok(0)
+        }
+    }
+}
+
+/// Builds the image; returns its path and the Solo5 tree used.
+fn build(target: Target, sel: &Selection) -> Result<(PathBuf, solo5::Solo5)> {
+    let meta = metadata::Metadata::load(sel.manifest_path.as_deref())?;
+    let solo5 = solo5::ensure(&meta)?;
+    let json = manifest(sel)?;
+    let app = build_rust(sel, &meta.target_dir.join("solo5"), &[])?;
+    let dir = app.parent().ok_or("artifact without a directory")?;
+    let mft_dir = dir.join(format!("{}.mkernel", sel.name()));
+    std::fs::create_dir_all(&mft_dir).map_err(|e| e.to_string())?;
+    let mft = link::manifest_object(&solo5, &json, &mft_dir)?;
+    let image = dir.join(format!("{}.{}", sel.name(), target.name()));
+    link::image(&solo5, target.name(), &app, &mft, &image)?;
+    Ok((image, solo5))
+}
+
+/// Runs `cargo` with JSON messages and returns the executable artefact.
+fn cargo_executable(mut cmd: Command, what: &str) -> Result<PathBuf> {
+    cmd.arg("--message-format=json-render-diagnostics")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let out = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !out.status.success() {
+        return fail(format!("{what} failed"));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["reason"] == "compiler-artifact")
+        .filter_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .next_back()
+        .ok_or_else(|| format!("{what} produced no executable"))
+}
+
+/// The Rust part, linked by [`link::rustc_linker`] into one object.
+fn build_rust(sel: &Selection, target_dir: &Path, extra_flags: &[&str]) -> Result<PathBuf> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut flags: Vec<String> = [
+        "--cfg",
+        "mkernel_solo5",
+        // Direct addressing and local-exec TLS (`%fs`-relative) in our code;
+        // the image is linked static, non-PIE, at a fixed address.
+        "-C",
+        "relocation-model=static",
+        // Unwinding needs frame information for every function.
+        "-C",
+        "force-unwind-tables=yes",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    flags.extend(extra_flags.iter().map(|s| s.to_string()));
+    flags.push("-C".into());
+    flags.push(format!("linker={}", exe.display()));
+    let mut cmd = Command::new(cargo());
+    cmd.args([
+        "build",
+        "--release",
+        "--target",
+        RUST_TARGET,
+        "--target-dir",
+    ])
+    .arg(target_dir)
+    .args(sel.cargo_args())
+    .env_remove("RUSTFLAGS")
+    .env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"))
+    .env(link::LINKER_ENV, "1");
+    cargo_executable(cmd, "the Solo5 build of the Rust program")
+}
+
+/// Builds without the shim (`--cfg mkernel_solo5_no_shim`, own target
+/// directory), links the spt image letting undefined symbols through, and
+/// returns them sorted.
+fn undefined_without_shim(sel: &Selection) -> Result<Vec<String>> {
+    let meta = metadata::Metadata::load(sel.manifest_path.as_deref())?;
+    let solo5 = solo5::ensure(&meta)?;
+    let app = build_rust(
+        sel,
+        &meta.target_dir.join("solo5-noshim"),
+        &["--cfg", "mkernel_solo5_no_shim"],
+    )?;
+    let dir = app.parent().ok_or("artifact without a directory")?;
+    let mft_dir = dir.join(format!("{}.mkernel", sel.name()));
+    std::fs::create_dir_all(&mft_dir).map_err(|e| e.to_string())?;
+    let json = r#"{"type":"solo5.manifest","version":1,"devices":[]}"#;
+    let mft = link::manifest_object(&solo5, json, &mft_dir)?;
+    let image = dir.join(format!("{}.noshim.spt", sel.name()));
+    link::undefined_symbols(&solo5, &app, &mft, &image)
+}
+
+/// The manifest, as the program itself prints it when run hosted with
+/// `MKERNEL_MANIFEST=1` (the device list is the single source).
+fn manifest(sel: &Selection) -> Result<String> {
+    let mut cmd = Command::new(cargo());
+    cmd.arg("build").args(sel.cargo_args());
+    let exe = cargo_executable(cmd, "the hosted build (for the manifest)")?;
+    let mut child = Command::new(&exe)
+        .env("MKERNEL_MANIFEST", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+    // A program that does not know MKERNEL_MANIFEST runs its main: bound it.
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
+            break Some(s);
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let found = stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with('{') && l.contains("\"solo5.manifest\""));
+    match (found, status) {
+        (Some(json), Some(s)) if s.success() => Ok(json.to_string()),
+        (Some(_), _) => fail(format!(
+            "{} printed a manifest but did not exit 0 with MKERNEL_MANIFEST=1",
+            exe.display()
+        )),
+        (None, _) => {
+            // TEMPORARY: until `mkernel::run` answers MKERNEL_MANIFEST, a
+            // program that prints nothing is taken to have no devices.
+            eprintln!(
+                "cargo-mkernel: warning: {} printed no manifest with MKERNEL_MANIFEST=1; \
+                 assuming it uses no devices",
+                exe.display()
+            );
+            Ok(r#"{"type":"solo5.manifest","version":1,"devices":[]}"#.to_string())
+        }
+    }
 }

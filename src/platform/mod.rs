@@ -18,6 +18,10 @@
 pub(crate) mod clock;
 #[cfg(not(mkernel_solo5))]
 pub(crate) mod hosted;
+/// The Solo5 platform layer (std on Solo5, hypercalls), built only by
+/// `cargo mkernel` for unikernel images.
+#[cfg(mkernel_solo5)]
+pub(crate) mod solo5;
 
 use crate::block::BlockOp;
 use crate::fiber::{Events, Signal, SyscallId};

@@ -1,0 +1,236 @@
+//! Building Solo5 (tenders, `solo5-elftool`, bindings) from the sources that
+//! the `solo5-sys` crate bundles.
+//!
+//! The tree is located through `cargo metadata` (the `solo5-sys` package's
+//! `manifest_path`), copied under `<target-dir>/solo5/`, and built there with
+//! Solo5's own `configure.sh` + `make` (a full build takes ~5 s). The registry
+//! copy is never written to. A finished build is marked with a stamp file, so
+//! later calls only check that the outputs are still there.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::{Result, fail, metadata::Metadata};
+
+/// Paths of everything the tool uses from a built Solo5 tree.
+pub struct Solo5 {
+    /// Root of the built copy.
+    pub root: PathBuf,
+}
+
+impl Solo5 {
+    /// The tender executable for `target` (`spt` or `hvt`).
+    pub fn tender(&self, target: &str) -> PathBuf {
+        self.root.join(format!("tenders/{target}/solo5-{target}"))
+    }
+    /// `solo5-elftool` (manifest generation and queries).
+    pub fn elftool(&self) -> PathBuf {
+        self.root.join("elftool/solo5-elftool")
+    }
+    /// The bindings object for `target`, with Solo5's internal symbols
+    /// already made local by Solo5's build (`objcopy -G solo5_* ...`).
+    pub fn bindings(&self, target: &str) -> PathBuf {
+        self.root.join(format!("bindings/solo5_{target}.o"))
+    }
+    /// Solo5's C compiler wrapper (freestanding flags, Solo5 include path).
+    pub fn cc(&self) -> PathBuf {
+        self.root.join("toolchain/bin/x86_64-solo5-none-static-cc")
+    }
+    fn outputs(&self) -> Vec<PathBuf> {
+        let mut v = vec![self.elftool(), self.cc()];
+        for t in ["spt", "hvt"] {
+            v.push(self.tender(t));
+            v.push(self.bindings(t));
+        }
+        v
+    }
+}
+
+const STAMP: &str = ".mkernel-built";
+
+/// Returns a built Solo5 tree, building it first if needed.
+pub fn ensure(meta: &Metadata) -> Result<Solo5> {
+    let pkg = meta.package("solo5-sys").ok_or_else(|| {
+        "the crate graph has no `solo5-sys` package: the program must depend on the \
+         `mkernel` crate (which brings `solo5-sys`, the source of the Solo5 tenders)"
+            .to_string()
+    })?;
+    let src = pkg.dir.join("solo5");
+    if !src.join("configure.sh").is_file() {
+        return fail(format!(
+            "{} does not look like a Solo5 source tree (no configure.sh)",
+            src.display()
+        ));
+    }
+    let dest = meta
+        .target_dir
+        .join("solo5")
+        .join(format!("solo5-sys-{}", pkg.version));
+    let solo5 = Solo5 { root: dest.clone() };
+    if dest.join(STAMP).is_file() && solo5.outputs().iter().all(|p| p.exists()) {
+        return Ok(solo5);
+    }
+    check_prerequisites()?;
+    eprintln!(
+        "cargo-mkernel: building Solo5 {} (once) in {}",
+        pkg.version,
+        dest.display()
+    );
+    // Build in a private directory, then rename: concurrent builds (tests run
+    // in parallel) never see a half-built tree.
+    let tmp = meta.target_dir.join("solo5").join(format!(
+        "solo5-sys-{}.tmp-{}",
+        pkg.version,
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&tmp);
+    copy_tree(&src, &tmp).map_err(|e| format!("copying {}: {e}", src.display()))?;
+    // A release tree without .git needs this file, else its version script
+    // stops the build.
+    std::fs::write(
+        tmp.join("include/version.h.distrib"),
+        format!(
+            "#define SOLO5_VERSION \"v{}-solo5-sys\"\n",
+            solo5_version(&tmp)
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let log = tmp.join("mkernel-build.log");
+    let jobs = std::thread::available_parallelism().map_or(4, |n| n.get());
+    run_logged(Command::new("./configure.sh").current_dir(&tmp), &log)?;
+    run_logged(
+        Command::new("make")
+            .arg(format!("-j{jobs}"))
+            .current_dir(&tmp),
+        &log,
+    )?;
+    // Solo5's toolchain directory links to the build tree by absolute
+    // paths: point them at the final location before moving there.
+    repoint_symlinks(&tmp.join("toolchain"), &tmp, &dest).map_err(|e| e.to_string())?;
+    std::fs::write(tmp.join(STAMP), b"").map_err(|e| e.to_string())?;
+    match std::fs::rename(&tmp, &dest) {
+        Ok(()) => {}
+        Err(_) if dest.join(STAMP).is_file() => {
+            // Another process finished first; use its tree.
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        Err(_) => {
+            let _ = std::fs::remove_dir_all(&dest);
+            std::fs::rename(&tmp, &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+        }
+    }
+    Ok(solo5)
+}
+
+/// The version in Solo5's `CHANGES.md` (first `## vX.Y.Z` heading), for the
+/// banner of the bindings.
+fn solo5_version(tree: &Path) -> String {
+    std::fs::read_to_string(tree.join("CHANGES.md"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("## v")
+                    .map(|v| v.split_whitespace().next().unwrap_or("").to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Fails with the Debian package to install when a build tool is missing.
+fn check_prerequisites() -> Result<()> {
+    for (tool, pkg) in [
+        ("cc", "gcc"),
+        ("make", "make"),
+        ("ld", "binutils"),
+        ("objcopy", "binutils"),
+        ("pkg-config", "pkg-config"),
+    ] {
+        if which(tool).is_none() {
+            return fail(format!(
+                "`{tool}` is needed to build Solo5 and was not found in PATH: \
+                 install it with `apt-get install {pkg}`"
+            ));
+        }
+    }
+    let seccomp = Command::new("pkg-config")
+        .args(["--exists", "libseccomp"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !seccomp {
+        return fail(
+            "the Solo5 spt tender needs libseccomp's development files, which pkg-config \
+             cannot find: install them with `apt-get install libseccomp-dev`",
+        );
+    }
+    Ok(())
+}
+
+/// Finds an executable in PATH.
+pub fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+fn run_logged(cmd: &mut Command, log: &Path) -> Result<()> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
+    let mut text = out.stdout;
+    text.extend_from_slice(&out.stderr);
+    let mut all = std::fs::read(log).unwrap_or_default();
+    all.extend_from_slice(&text);
+    let _ = std::fs::write(log, &all);
+    if !out.status.success() {
+        let text = String::from_utf8_lossy(&text);
+        let tail: Vec<&str> = text.lines().rev().take(20).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return fail(format!(
+            "building Solo5 failed ({:?} exited with {}); last lines of the log {}:\n{}",
+            cmd.get_program(),
+            out.status,
+            log.display(),
+            tail.join("\n")
+        ));
+    }
+    Ok(())
+}
+
+fn repoint_symlinks(dir: &Path, from: &Path, to: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let ty = entry.file_type()?;
+        if ty.is_symlink() {
+            let target = std::fs::read_link(entry.path())?;
+            if let Ok(rest) = target.strip_prefix(from) {
+                std::fs::remove_file(entry.path())?;
+                std::os::unix::fs::symlink(to.join(rest), entry.path())?;
+            }
+        } else if ty.is_dir() {
+            repoint_symlinks(&entry.path(), from, to)?;
+        }
+    }
+    Ok(())
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let ty = entry.file_type()?;
+        let dst = to.join(entry.file_name());
+        if ty.is_dir() {
+            copy_tree(&entry.path(), &dst)?;
+        } else if ty.is_symlink() {
+            let target = std::fs::read_link(entry.path())?;
+            std::os::unix::fs::symlink(target, dst)?;
+        } else {
+            // `fs::copy` keeps the permission bits (configure.sh and the
+            // scripts stay executable).
+            std::fs::copy(entry.path(), dst)?;
+        }
+    }
+    Ok(())
+}

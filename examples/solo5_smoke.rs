@@ -1,0 +1,72 @@
+//! Smoke test of std on Solo5: the same output hosted and as a unikernel
+//! (`tests/solo5_spt.rs` compares them). Plain `fn main`, no devices.
+
+use std::cell::Cell;
+use std::panic;
+
+// A program becomes a unikernel by linking mkernel (its Solo5 platform
+// layer provides the start-up code); this one uses nothing else from it.
+use mkernel as _;
+thread_local! {
+    static COUNTER: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Prints when dropped, to show destructors run during unwinding.
+struct Noisy(&'static str);
+
+impl Drop for Noisy {
+    fn drop(&mut self) {
+        println!("drop {}", self.0);
+    }
+}
+
+fn main() {
+    println!("hello from mkernel");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    println!("args: {args:?}");
+
+    COUNTER.with(|c| c.set(c.get() + 41));
+    COUNTER.with(|c| c.set(c.get() + 1));
+    println!("thread_local: {}", COUNTER.with(Cell::get));
+
+    // Keep the default hook's message off stdout comparisons: it goes to
+    // stderr, and includes a path; silence it.
+    panic::set_hook(Box::new(|_| {}));
+    let r = panic::catch_unwind(|| {
+        let _n = Noisy("in catch_unwind");
+        panic!("boom");
+    });
+    let msg = r
+        .unwrap_err()
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    println!("caught: {msg}");
+
+    // A coroutine suspended with a live destructor on its stack, then
+    // dropped: corosensei force-unwinds it, and the destructor runs.
+    {
+        let mut co = corosensei::Coroutine::new(|yielder: &corosensei::Yielder<(), u32>, ()| {
+            let _n = Noisy("in coroutine");
+            yielder.suspend(1);
+            println!("never printed");
+            2
+        });
+        match co.resume(()) {
+            corosensei::CoroutineResult::Yield(v) => println!("coroutine yielded {v}"),
+            corosensei::CoroutineResult::Return(_) => println!("coroutine returned"),
+        }
+        println!("dropping the suspended coroutine");
+    }
+
+    let mut m = std::collections::HashMap::new();
+    m.insert("answer", 42);
+    println!("hashmap: {}", m["answer"]);
+    let t = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    println!(
+        "slept >= 2ms: {}",
+        t.elapsed() >= std::time::Duration::from_millis(2)
+    );
+    println!("bye");
+}

@@ -1,0 +1,133 @@
+//! Start of day: `solo5_app_main`, called by the Solo5 bindings.
+//!
+//! std's own runtime start (glibc's `__libc_start_main`) is not there, so
+//! this does its job for a static image: set up the thread pointer and the
+//! TLS block, give the heap to the global allocator, run `.init_array` (std
+//! records argc/argv there), and call the C `main` that rustc emits for a
+//! bin, which runs std's `lang_start` and the program's `main`.
+
+use std::ffi::{c_char, c_int};
+
+use solo5_sys as sys;
+use talc::TalcLock;
+use talc::source::Manual;
+
+// Link the unwinder: std's panic runtime calls `_Unwind_*`, which nothing
+// else provides in the image.
+use unwinding as _;
+
+/// The heap allocator; the memory is claimed in `solo5_app_main`.
+#[global_allocator]
+static ALLOCATOR: TalcLock<spinning_top::RawSpinlock, Manual> = TalcLock::new(Manual);
+
+/// Bytes kept at the top of Solo5's heap region for the initial stack,
+/// which Solo5 starts at the end of that region, growing down. Task stacks
+/// are allocated separately; this one runs `main` and the scheduler.
+const INITIAL_STACK: usize = 1 << 20;
+
+/// Room after the thread pointer: the self-pointer at `%fs:0`, and zeros
+/// where glibc's TCB keeps fields some code may read (e.g. `%fs:0x28`).
+const TCB_SIZE: usize = 256;
+
+unsafe extern "C" {
+    // Defined by mkernel's linker script (cargo-mkernel/src/unikernel.ld);
+    // the TLS values are absolute symbols, read through their addresses.
+    static __tls_start: u8;
+    static __tls_filesz: u8;
+    static __tls_memsz: u8;
+    static __tls_align: u8;
+    static __init_array_start: InitFn;
+    static __init_array_end: InitFn;
+    /// The C entry point rustc generates for a bin crate.
+    fn main(argc: c_int, argv: *const *const c_char) -> c_int;
+}
+
+type InitFn = unsafe extern "C" fn(c_int, *const *const c_char, *const *const c_char);
+
+fn round_up(x: usize, align: usize) -> usize {
+    x.div_ceil(align) * align
+}
+
+/// Entry point called by the Solo5 bindings once the platform is up.
+///
+/// # Safety
+/// Called exactly once by Solo5, with a valid start info.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn solo5_app_main(info: *const sys::solo5_start_info) -> c_int {
+    // SAFETY: Solo5 passes a valid, read-only start info.
+    let info = unsafe { &*info };
+    let heap_start = info.heap_start;
+    let heap_end = heap_start + info.heap_size as usize - INITIAL_STACK;
+
+    // --- TLS (x86_64 variant II: the block ends at the thread pointer) ---
+    let tls_start = &raw const __tls_start as usize;
+    let filesz = &raw const __tls_filesz as usize;
+    let memsz = &raw const __tls_memsz as usize;
+    let align = (&raw const __tls_align as usize).max(16);
+    let off = round_up(memsz, align);
+    let tp = round_up(heap_start + off, align);
+    // SAFETY: [tp - off, tp + TCB_SIZE) lies in the heap region, which is
+    // ours and not yet used by anything; the template [tls_start,
+    // tls_start + filesz) is the linker's .tdata.
+    unsafe {
+        let block = (tp - off) as *mut u8;
+        std::ptr::copy_nonoverlapping(tls_start as *const u8, block, filesz);
+        std::ptr::write_bytes(block.add(filesz), 0, off - filesz + TCB_SIZE);
+        *(tp as *mut usize) = tp;
+        if sys::solo5_set_tls_base(tp as _) != sys::solo5_result_t_SOLO5_R_OK {
+            super::console_write(b"mkernel: solo5_set_tls_base failed\n");
+            return 255;
+        }
+    }
+
+    // --- Heap ---
+    let base = round_up(tp + TCB_SIZE, 64);
+    // SAFETY: [base, heap_end) is unused memory of the heap region, below
+    // the initial stack's reserve; it is handed over once, before any
+    // allocation.
+    let claimed = unsafe { ALLOCATOR.lock().claim(base as *mut u8, heap_end - base) };
+    if claimed.is_none() {
+        super::console_write(b"mkernel: the heap region is too small\n");
+        return 255;
+    }
+
+    // --- argv from the Solo5 command line ---
+    // SAFETY: Solo5's cmdline is a NUL-terminated string valid for the
+    // whole run (it may be null when empty on some targets).
+    let cmdline = if info.cmdline.is_null() {
+        String::new()
+    } else {
+        unsafe { std::ffi::CStr::from_ptr(info.cmdline) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    // argv[0] has no counterpart on Solo5 (the tender takes the image path):
+    // use a fixed name so `env::args().skip(1)` are the arguments.
+    let words: Vec<std::ffi::CString> = std::iter::once("unikernel")
+        .chain(cmdline.split_ascii_whitespace())
+        .filter_map(|w| std::ffi::CString::new(w).ok())
+        .collect();
+    // std keeps the argv pointer for `env::args()`: leak it for the run.
+    let words: &'static [std::ffi::CString] = Vec::leak(words);
+    let mut argv: Vec<*const c_char> = words.iter().map(|w| w.as_ptr()).collect();
+    let argc = argv.len() as c_int;
+    argv.push(std::ptr::null());
+    let argv: &'static [*const c_char] = Vec::leak(argv);
+    static ENVP: [usize; 1] = [0];
+    let envp = ENVP.as_ptr().cast::<*const c_char>();
+
+    // --- .init_array (std's argv capture among others) ---
+    let mut f = &raw const __init_array_start;
+    while f < &raw const __init_array_end {
+        // SAFETY: every entry between the linker's bounds is an init
+        // function with the (argc, argv, envp) signature glibc uses.
+        unsafe {
+            (*f)(argc, argv.as_ptr(), envp);
+            f = f.add(1);
+        }
+    }
+
+    // SAFETY: `main` is rustc's C entry for the bin; argv is NUL-terminated
+    // and lives for the whole run.
+    unsafe { main(argc, argv.as_ptr()) }
+}
