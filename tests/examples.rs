@@ -1,0 +1,187 @@
+//! The examples, run as processes: their output and their errors.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The example's binary, built (by cargo, once per test process) so that a
+/// filtered `cargo test --test examples` does not run stale binaries.
+fn example(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap();
+    if !built.iter().any(|b| b == name) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo)
+            .args(["build", "--quiet", "--example", name])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(st.success(), "cargo build --example {name} failed");
+        built.push(name.to_string());
+    }
+    // target/<profile>/deps/<this test> -> target/<profile>/examples/<name>
+    let mut p = std::env::current_exe().unwrap();
+    p.pop();
+    p.pop();
+    p.push("examples");
+    p.push(name);
+    p
+}
+
+fn run(name: &str, args: &[&str]) -> Output {
+    Command::new(example(name)).args(args).output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn temp_file(tag: &str, bytes: &[u8]) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("mk-test-{tag}-{}", std::process::id()));
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn hello_prints_hello_world() {
+    let o = run("hello", &[]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), "Hello World!\n");
+}
+
+#[test]
+fn schedule_prints_hello_then_world() {
+    let o = run("schedule", &[]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), "Hello\nWorld\n");
+}
+
+#[test]
+fn sleep_prints_around_a_sleep_of_one_second() {
+    let t = std::time::Instant::now();
+    let o = run("sleep", &[]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), "Hello\nWorld\n");
+    assert!(t.elapsed() >= std::time::Duration::from_secs(1));
+}
+
+#[test]
+fn cmdline_prints_what_follows_the_double_dash() {
+    let o = run("cmdline", &["--", "Hello", "big World", "--x"]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), "Hello\nbig World\n--x\n");
+    let o = run("cmdline", &[]);
+    assert_eq!(stdout(&o), "");
+}
+
+#[test]
+fn block_prints_the_md5_of_the_first_two_pages() {
+    use md5::{Digest, Md5};
+    let data: Vec<u8> = (0..8 * 512u32).map(|i| (i * 7 + i / 512) as u8).collect();
+    let img = temp_file("md5", &data);
+    let o = run("block", &[&format!("--block:disk={}", img.display())]);
+    let want: String = Md5::digest(&data[..1024])
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), format!("{want}\n"));
+    // With 4 KiB sectors the first two pages are 8 KiB: the file is too short.
+    let o = run(
+        "block",
+        &[
+            &format!("--block:disk={}", img.display()),
+            "--block-sector-size:disk=4096",
+        ],
+    );
+    assert!(!o.status.success());
+    let _ = std::fs::remove_file(img);
+}
+
+#[test]
+fn manifest_is_derived_from_the_device_list() {
+    let o = Command::new(example("block"))
+        .env("MKERNEL_MANIFEST", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert_eq!(
+        stdout(&o),
+        "{\"type\":\"solo5.manifest\",\"version\":1,\"devices\":[{\"name\":\"disk\",\"type\":\"BLOCK_BASIC\"}]}\n"
+    );
+    let o = Command::new(example("hello"))
+        .env("MKERNEL_MANIFEST", "1")
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&o),
+        "{\"type\":\"solo5.manifest\",\"version\":1,\"devices\":[]}\n"
+    );
+}
+
+#[test]
+fn an_unmapped_device_stops_the_run_naming_the_flag() {
+    let o = run("block", &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o), "");
+    let e = stderr(&o);
+    assert!(e.contains("block device \"disk\" is not mapped"), "{e}");
+    assert!(e.contains("--block:disk=FILE"), "{e}");
+}
+
+#[test]
+fn a_missing_file_names_the_device_and_the_path() {
+    let o = run("block", &["--block:disk=/nonexistent/mk.img"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("/nonexistent/mk.img") && e.contains("\"disk\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_tap_that_cannot_be_opened_names_the_device() {
+    let o = run("block", &["--net:disk=mk-no-such-tap0"]);
+    // `disk` is a block device in this program: the mapping is refused first.
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("\"disk\"") && e.contains("declares"), "{e}");
+}
+
+#[test]
+fn unknown_arguments_and_double_mappings_are_refused() {
+    let o = run("block", &["--verbose"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("--verbose") && e.contains("before `--`"), "{e}");
+
+    let o = run("block", &["--block:disk=a.img", "--block:disk=b.img"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("disk") && e.contains("twice"), "{e}");
+
+    let o = run("block", &["--block:disk=a.img", "--block:other=b.img"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("\"other\"") && e.contains("declares"), "{e}");
+}
+
+#[test]
+fn a_program_without_devices_ignores_the_command_line() {
+    // Test harness arguments are harmless to run((), ..).
+    let o = run("hello", &["--verbose", "--net:x=y"]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), "Hello World!\n");
+}
+
+#[test]
+fn the_demo_verifies_itself() {
+    let o = run("demo", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("1000/1000 frames answered"), "{out}");
+}
