@@ -1,4 +1,99 @@
-//! mkernel: direct-style unikernels in Rust.
+//! Direct-style unikernels in Rust: Miou's scheduler on stackful
+//! coroutines, with Solo5's devices.
+//!
+//! A program is a function of its devices. Its tasks are coroutines with
+//! their own stacks, so code inside a task reads like blocking code: a read
+//! of a net device, a deferred block operation, a sleep or a join suspends
+//! only that task, and the scheduler runs another one.
+//!
+//! ```
+//! let v = mkernel::run((), |()| {
+//!     let child = mkernel::spawn(|| {
+//!         mkernel::sleep(std::time::Duration::from_millis(1));
+//!         21
+//!     });
+//!     child.join().unwrap() * 2
+//! });
+//! assert_eq!(v, 42);
+//! ```
+//!
+//! The same source runs as a Linux process (devices: TAP interfaces,
+//! in-memory links, files) and as a Solo5 unikernel under `solo5-spt` or
+//! `solo5-hvt` (built with `cargo mkernel`).
+//!
+//! # The task model (Miou's)
+//!
+//! | Miou | mkernel |
+//! |---|---|
+//! | `Miou.run` | [`run`], [`Builder`] |
+//! | `Miou.async` | [`spawn`] → [`Promise`] |
+//! | `Miou.await`, `await_all`, `await_first`, `await_one`, `both` | [`Promise::join`], [`join_all`], [`join_first`], [`join_any`], [`both`] |
+//! | `Miou.cancel` | [`Promise::cancel`] |
+//! | `Miou.yield` | [`yield_now`] |
+//! | `Miou.orphans`, `care` | [`Orphans`], [`spawn_orphan`] |
+//! | `Miou.Ownership` | [`Resource`], [`spawn_giving`] |
+//! | `Miou.Hook` | [`Hook`] |
+//! | `Miou.Mutex`, `Condition`, `Lazy` | [`sync`] |
+//! | `Miou.protect` | [`protect`] |
+//! | `Miou.syscall`, `suspend`, `signal`, `events` | [`Syscall`], [`suspend`], [`Signal`], [`Events`] |
+//!
+//! ## Rules
+//!
+//! 1. **Join or cancel every child.** A task that returns while a child is
+//!    neither joined nor cancelled stops the run: `run` panics with
+//!    [`Violation::StillHasChildren`], after a message naming where the
+//!    child was spawned. This holds even for a child that already finished.
+//! 2. **Only the parent joins or cancels** a promise
+//!    ([`Violation::NotAChild`]).
+//! 3. **A task ends after its children**: when it panics or is cancelled,
+//!    its unfinished children are cancelled first.
+//! 4. **Cancellation is synchronous.** When [`Promise::cancel`] returns, the
+//!    task and all its descendants have terminated, every destructor on
+//!    their stacks has run (a suspended task is unwound at its suspension
+//!    point; one that never ran has its closure dropped), and whatever they
+//!    waited for (a deferred block operation, a sleep, a net device, a
+//!    [`Syscall`]) was withdrawn. A destructor of a cancelled task cannot
+//!    wait: waits there return at once.
+//! 5. **A panic stays in its task**: the parent's `join` gets
+//!    [`Error::Panicked`] with the payload, and the run goes on. A panic of
+//!    the main function propagates out of [`run`] unchanged.
+//! 6. [`Resource`]s owned by a task that fails or is cancelled are
+//!    finalised; one still owned when the task returns normally is
+//!    finalised and stops the run ([`Violation::ResourceLeaked`]).
+//!
+//! ## Scheduling
+//!
+//! One core, round-robin, availability first. [`spawn`] queues the child and
+//! the parent keeps running; [`yield_now`] puts the task at the back of the
+//! queue, so with N runnable tasks a yielding task runs again after at most
+//! N others. The event source is asked at every scheduling point: the
+//! platform's source looks at the system at most every ~100 µs while tasks
+//! keep running (a system call per switch would cost more than the switch),
+//! and when no task can run it performs deferred block I/O or waits in a
+//! single system call for a device or the next timer. Deferred block I/O
+//! has the lowest priority (see [`mod@block`]).
+//!
+//! [`stats`] and [`task_stats`] give the scheduler's figures (switches,
+//! runs, longest wait while runnable), cheap enough to be always on.
+//!
+//! ## Stacks
+//!
+//! Each task has its own stack from a per-run pool ([`DEFAULT_STACK_SIZE`]:
+//! 256 KiB hosted, 64 KiB on Solo5; [`Builder::stack_size`]), reserved
+//! lazily so that a parked task costs only the pages it touched. Every stack
+//! has a canary checked at each switch; on hosted Linux the first
+//! [`MAX_GUARDED`] live stacks of the process also get a guard page, and an
+//! overflow is reported with the task's spawn site. More than that many
+//! live tasks (100,000 work) rely on the canary alone: `vm.max_map_count`
+//! caps the number of mappings, and each guard page costs one.
+//!
+//! # Devices
+//!
+//! See [`devices`], [`mod@net`], [`mod@block`] and the time functions
+//! [`sleep`], [`clock_monotonic`], [`clock_wall`]. [`args`] gives the
+//! application's own arguments.
+
+#![warn(missing_docs)]
 
 pub mod block;
 pub mod devices;

@@ -216,7 +216,7 @@ impl BlockOp {
     }
 }
 
-/// A block device (see the [module docs](crate::block)).
+/// A block device (see the [module docs](mod@crate::block)).
 ///
 /// ```no_run
 /// // ./app --block:disk=disk.img

@@ -133,7 +133,7 @@ impl From<LinkError> for NetError {
     }
 }
 
-/// A net device: raw Ethernet frames (see the [module docs](crate::net)).
+/// A net device: raw Ethernet frames (see the [module docs](mod@crate::net)).
 ///
 /// ```
 /// use mkernel::net::link;
