@@ -52,3 +52,26 @@ pub(crate) fn cycles_per_ns() -> f64 {
 pub(crate) fn cycles_to_duration(c: u64) -> core::time::Duration {
     core::time::Duration::from_nanos((c as f64 / cycles_per_ns()) as u64)
 }
+
+/// Converts a duration to TSC cycles with a rate at most the real one (so a
+/// deadline computed with it is never late): the rate measured since the
+/// first run once that is at least 20 ms old (less 1% for safety), 1 cycle
+/// per ns before (slower than any TSC).
+pub(crate) fn ns_to_cycles_at_most(ns: u64) -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // The measured rate, in cycles per 1024 ns; 0 until measured.
+    static RATE: AtomicU64 = AtomicU64::new(0);
+    let mut rate = RATE.load(Ordering::Relaxed);
+    if rate == 0 {
+        let (t0, c0) = *start();
+        let dt = t0.elapsed().as_nanos() as u64;
+        if dt < 20_000_000 {
+            return ns;
+        }
+        let dc = cycles().wrapping_sub(c0);
+        rate = ((dc as u128 * 1024 * 99 / 100) / dt as u128) as u64;
+        rate = rate.max(1);
+        RATE.store(rate, Ordering::Relaxed);
+    }
+    ((ns as u128 * rate as u128) >> 10).min(u64::MAX as u128) as u64
+}

@@ -16,7 +16,7 @@ mod syscall;
 mod task;
 pub(crate) mod wait;
 
-pub(crate) use clock::cycles;
+pub(crate) use clock::{cycles, ns_to_cycles_at_most};
 pub use error::{Error, Violation};
 pub use hook::Hook;
 pub use orphans::{Orphans, spawn_orphan};

@@ -50,6 +50,9 @@ pub(crate) struct Platform {
     #[cfg(not(mkernel_solo5))]
     poller: hosted::poll::Poller,
     last_poll: u64,
+    /// TSC value at which the earliest timer may be due (never late: see
+    /// `clock::ns_to_cycles_at_most`).
+    next_timer_cycles: u64,
     ready: Vec<u64>,
 }
 
@@ -90,6 +93,7 @@ pub(crate) fn install() -> Result<PlatformGuard, DeviceError> {
         poller: hosted::poll::Poller::new()
             .map_err(|e| DeviceError(format!("mkernel: cannot create the event poller: {e}")))?,
         last_poll: 0,
+        next_timer_cycles: u64::MAX,
         ready: Vec::new(),
     };
     PLATFORM.with(|c| *c.borrow_mut() = Some(p));
@@ -113,6 +117,8 @@ impl Timer {
         with(|p| {
             p.timers.push(Reverse((deadline, id)));
             p.live_timers.insert(id);
+            let at = timer_check_at(deadline);
+            p.next_timer_cycles = p.next_timer_cycles.min(at);
         });
         Timer(id)
     }
@@ -210,10 +216,6 @@ impl Platform {
                 .any(|&(d, _)| self.nets[d].next_ready_at().is_some_and(|at| at <= now))
     }
 
-    fn has_waiters(&self) -> bool {
-        !self.live_timers.is_empty() || !self.net_waiters.is_empty()
-    }
-
     /// Collects the signals of ready devices and expired timers, waiting at
     /// most `timeout` ns (None: until something happens).
     fn poll(&mut self, mut timeout: Option<u64>, out: &mut Vec<Signal>) {
@@ -264,16 +266,7 @@ impl Platform {
             }
             self.ready = ready;
         }
-        let now = clock::monotonic();
-        while let Some(&Reverse((deadline, id))) = self.timers.peek() {
-            if deadline > now {
-                break;
-            }
-            self.timers.pop();
-            if self.live_timers.remove(&id) {
-                out.push(signal_of(id));
-            }
-        }
+        self.expire_timers(out);
         // A syscall woken one way (device or timer) is withdrawn from the
         // other, so that it is not signalled twice.
         for sig in out.iter() {
@@ -284,6 +277,24 @@ impl Platform {
             }
         }
         self.last_poll = crate::fiber::cycles();
+    }
+
+    /// Signals the expired timers and recomputes when to look next.
+    fn expire_timers(&mut self, out: &mut Vec<Signal>) {
+        let now = clock::monotonic();
+        while let Some(&Reverse((deadline, id))) = self.timers.peek() {
+            if deadline > now && self.live_timers.contains(&id) {
+                break;
+            }
+            self.timers.pop();
+            if deadline <= now && self.live_timers.remove(&id) {
+                out.push(signal_of(id));
+            }
+        }
+        self.next_timer_cycles = match self.timers.peek() {
+            Some(Reverse((deadline, _))) => timer_check_at(*deadline),
+            None => u64::MAX,
+        };
     }
 
     #[cfg(not(mkernel_solo5))]
@@ -317,6 +328,16 @@ impl Platform {
     }
 }
 
+/// The TSC value at which a timer due at `deadline` (monotonic ns) should be
+/// looked at: converted with a rate that is never above the real one, so the
+/// look is never late (if early, the timer is simply looked at again).
+fn timer_check_at(deadline: u64) -> u64 {
+    let now_ns = clock::monotonic();
+    let now_c = crate::fiber::cycles();
+    let left = deadline.saturating_sub(now_ns);
+    now_c.saturating_add(crate::fiber::ns_to_cycles_at_most(left))
+}
+
 fn signal_of(id: SyscallId) -> Signal {
     crate::fiber::signal_for(id)
 }
@@ -332,12 +353,16 @@ impl Events for PlatformEvents {
             }
             let mut out = Vec::new();
             if !block {
-                if !p.has_waiters()
-                    || crate::fiber::cycles().wrapping_sub(p.last_poll) < POLL_CYCLES
-                {
-                    return out;
+                // Tasks are runnable: a TSC read decides whether anything is
+                // worth a look. Timers are checked when the earliest may be
+                // due (a clock read, no system call); devices every
+                // POLL_CYCLES.
+                let now = crate::fiber::cycles();
+                if !p.net_waiters.is_empty() && now.wrapping_sub(p.last_poll) >= POLL_CYCLES {
+                    p.poll(Some(0), &mut out);
+                } else if now >= p.next_timer_cycles {
+                    p.expire_timers(&mut out);
                 }
-                p.poll(Some(0), &mut out);
                 return out;
             }
             p.poll(Some(0), &mut out);
