@@ -460,3 +460,23 @@ fn join_any_in_a_loop_collects_everything() {
     });
     assert_eq!(total, 210);
 }
+
+#[test]
+fn cancelling_a_parent_preempted_inside_spawn_frees_the_child() {
+    // quanta(1): `spawn` yields before returning the promise; a cancel at
+    // that point must still free the child's record (it once leaked).
+    Builder::new().quanta(1).run((), |()| {
+        let drops = counter();
+        let d = D(drops.clone());
+        let p = spawn(move || {
+            let _c = spawn(move || drop(d));
+            unreachable!("cancelled while spawning");
+        });
+        // main was rotated by its own spawn; p ran and was rotated in its spawn.
+        p.cancel();
+        assert_eq!(drops.get(), 1);
+        let _ = p.join();
+        assert_eq!(mkernel::stats().live_tasks, 1, "no record leaked");
+        assert_eq!(mkernel::stats().stacks.in_use, 1);
+    });
+}
