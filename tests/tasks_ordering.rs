@@ -326,7 +326,7 @@ fn fairness_a_yielding_task_waits_for_at_most_n_minus_one_others() {
                 let st = r.unwrap();
                 assert_eq!(st.runs, 51);
                 assert!(
-                    st.max_wait_switches <= n - 1,
+                    st.max_wait_switches < n, // at most n - 1 others
                     "with {n} runnable tasks a task waited for {} others",
                     st.max_wait_switches
                 );

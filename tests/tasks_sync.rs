@@ -101,8 +101,7 @@ fn mutex_excludes_across_suspensions_and_is_fifo() {
         assert!(m.try_lock().is_none());
         drop(g);
         join_all(ps);
-        let v = m.lock().clone();
-        v
+        m.lock().clone()
     });
     assert_eq!(order, [0, 1, 2, 3, 4]);
 }
