@@ -48,11 +48,14 @@ pub fn spawn<T: 'static>(f: impl FnOnce() -> T + 'static) -> Promise<T> {
     let site = Location::caller();
     let entry: Entry = Box::new(move || Box::new(f()) as Box<dyn Any>);
     let task = scheduler::spawn_raw(entry, site, false);
-    scheduler::after_op();
-    Promise {
+    // The promise must exist before `after_op` may yield: if the parent is
+    // cancelled there, dropping it is what frees the child's record.
+    let p = Promise {
         task,
         _result: PhantomData,
-    }
+    };
+    scheduler::after_op();
+    p
 }
 
 /// Spawns `f` and gives it the resources in `give`: the child owns them
@@ -78,14 +81,15 @@ pub fn spawn_giving<T: 'static>(
     let site = Location::caller();
     let entry: Entry = Box::new(move || Box::new(f()) as Box<dyn Any>);
     let task = scheduler::spawn_raw(entry, site, false);
+    let p = Promise {
+        task,
+        _result: PhantomData,
+    };
     for r in &give {
         r.give_to(task);
     }
     scheduler::after_op();
-    Promise {
-        task,
-        _result: PhantomData,
-    }
+    p
 }
 
 /// Spawns a task owned by the runtime, not by a task: it needs no join and

@@ -490,7 +490,7 @@ fn after_finish(t: TaskRef) {
 fn start(s: &mut Scheduler, t: TaskRef, entry: Entry) -> Co {
     let stack = s.stacks.get();
     s.tasks[t.idx as usize].guard = stack.guard_range();
-    s.tasks[t.idx as usize].stack_bottom = stack.bottom();
+    s.tasks[t.idx as usize].stack_bottom = stack.canary_at();
     let idx = t.idx;
     Coroutine::with_stack(stack, move |y: &TaskYielder, ()| {
         with(|s| s.tasks[idx as usize].yielder = y as *const TaskYielder);

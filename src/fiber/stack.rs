@@ -1,10 +1,10 @@
 //! Task stacks: a per-run pool, so that spawning does not map memory on the
 //! hot path, with overflow detection.
 //!
-//! Every stack gets a *canary*, a known word at its lowest usable address,
-//! checked each time its task is switched out: an overflow that went past it
-//! stops the run with a message naming the task. On hosted Linux, stacks
-//! also get a *guard page* (an inaccessible page below the stack) while the
+//! A stack without a guard page gets a *canary*, a known word at its lowest
+//! usable address, checked each time its task is switched out: an overflow
+//! that went past it stops the run with a message naming the task. On hosted
+//! Linux, stacks get a *guard page* instead (an inaccessible page below the stack) while the
 //! process has fewer than [`MAX_GUARDED`] guarded stacks: a fault there is
 //! reported by a signal handler, again naming the task, before anything is
 //! corrupted. The limit exists because every guard page splits a memory
@@ -70,17 +70,25 @@ unsafe impl Stack for PooledStack {
 impl PooledStack {
     /// Whether the canary at the bottom of the stack is intact.
     pub(crate) fn canary_intact(&self) -> bool {
+        if self.guarded {
+            return true; // the guard page catches overflows
+        }
         // SAFETY: `bottom` is the lowest usable, 16-byte aligned address of
         // this stack's live mapping; reading a u64 there is in bounds.
         unsafe { core::ptr::read_volatile(self.bottom as *const u64) == CANARY }
     }
 
-    /// Lowest usable address (where the canary is).
-    pub(crate) fn bottom(&self) -> usize {
-        self.bottom
+    /// Where the canary is (lowest usable address), or 0 for a guarded
+    /// stack, which has none: its guard page reports overflows, and writing
+    /// a canary would make every stack cost one more resident page.
+    pub(crate) fn canary_at(&self) -> usize {
+        if self.guarded { 0 } else { self.bottom }
     }
 
     fn write_canary(&self) {
+        if self.guarded {
+            return;
+        }
         // SAFETY: as in `canary_intact`; the stack is not in use by any
         // coroutine while the pool hands it out.
         unsafe { core::ptr::write_volatile(self.bottom as *mut u64, CANARY) }

@@ -1,0 +1,71 @@
+//! `Hook`: called at each tick until removed.
+
+use mkernel::{Hook, run, spawn, yield_now};
+use std::cell::Cell;
+use std::rc::Rc;
+
+#[test]
+fn a_hook_runs_once_per_tick_and_stops_after_removal() {
+    let calls = Rc::new(Cell::new(0u64));
+    let c = calls.clone();
+    run((), move |()| {
+        let c2 = c.clone();
+        let hook = Hook::add(move || c2.set(c2.get() + 1));
+        let t0 = mkernel::stats().ticks;
+        let n0 = c.get();
+        let p = spawn(|| {
+            for _ in 0..10 {
+                yield_now();
+            }
+        });
+        for _ in 0..20 {
+            yield_now();
+        }
+        p.join().unwrap();
+        let ticks = mkernel::stats().ticks - t0;
+        assert!(ticks >= 20);
+        assert_eq!(c.get() - n0, ticks, "exactly one call per tick");
+        hook.remove();
+        let after = c.get();
+        for _ in 0..10 {
+            yield_now();
+        }
+        assert_eq!(c.get(), after, "no call after removal");
+    });
+}
+
+#[test]
+fn several_hooks_run_in_order_and_removal_is_selective() {
+    let log = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let l = log.clone();
+    run((), move |()| {
+        let (a, b) = (l.clone(), l.clone());
+        let ha = Hook::add(move || a.borrow_mut().push('a'));
+        let hb = Hook::add(move || b.borrow_mut().push('b'));
+        yield_now();
+        yield_now();
+        assert_eq!(l.borrow().as_slice(), ['a', 'b', 'a', 'b']);
+        ha.remove();
+        l.borrow_mut().clear();
+        yield_now();
+        assert_eq!(l.borrow().as_slice(), ['b']);
+        hb.remove();
+    });
+}
+
+#[test]
+fn a_hook_can_wake_a_waiting_task_through_a_condition() {
+    // A hook is how a device driver polls; here it flips a flag that a
+    // task polls with yield: the hook runs even when only one task is left.
+    let v = run((), |()| {
+        let flag = Rc::new(Cell::new(0));
+        let f = flag.clone();
+        let hook = Hook::add(move || f.set(f.get() + 1));
+        while flag.get() < 5 {
+            yield_now();
+        }
+        hook.remove();
+        flag.get()
+    });
+    assert_eq!(v, 5);
+}

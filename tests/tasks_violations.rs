@@ -1,0 +1,294 @@
+//! Rule violations (rules 1, 2, 6): the run stops with a `Violation`
+//! payload, the message says what and where, and the thread can run again.
+//! Also: a stack overflow in a task is reported naming the task.
+
+use mkernel::{Error, Promise, Resource, Violation, run, spawn, yield_now};
+use std::cell::{Cell, RefCell};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::process::Command;
+use std::rc::Rc;
+
+const CHILD: &str = "MKERNEL_TEST_CHILD";
+
+/// Runs `f` expecting the run to stop with a violation; returns it.
+fn violation_of(f: impl FnOnce() + 'static) -> Violation {
+    let r = catch_unwind(AssertUnwindSafe(|| run((), move |()| f())));
+    let payload = r.expect_err("the run must stop with a violation");
+    let v = *payload
+        .downcast_ref::<Violation>()
+        .unwrap_or_else(|| panic!("payload is not a Violation"));
+    // A new run works on the same thread afterwards.
+    let again = run((), |()| {
+        let p = spawn(|| {
+            yield_now();
+            40
+        });
+        p.join().unwrap() + 2
+    });
+    assert_eq!(again, 42);
+    v
+}
+
+/// Re-runs this test binary for test `name` only, with `CHILD=name`; returns
+/// (success, stderr).
+fn in_child(name: &str) -> (bool, String) {
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new(exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, name)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn is_child(name: &str) -> bool {
+    std::env::var(CHILD).as_deref() == Ok(name)
+}
+
+struct D(Rc<Cell<u32>>);
+impl Drop for D {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+#[test]
+fn main_returning_with_a_child_is_still_has_children() {
+    assert_eq!(
+        violation_of(|| {
+            let _forgotten = spawn(|| ());
+        }),
+        Violation::StillHasChildren
+    );
+}
+
+#[test]
+fn main_returning_with_a_finished_unjoined_child_is_still_has_children() {
+    assert_eq!(
+        violation_of(|| {
+            let p = spawn(|| ());
+            yield_now();
+            assert!(p.is_finished());
+            std::mem::forget(p);
+        }),
+        Violation::StillHasChildren
+    );
+}
+
+#[test]
+fn a_child_returning_with_a_grandchild_stops_the_whole_run() {
+    let drops = Rc::new(Cell::new(0));
+    let d = drops.clone();
+    assert_eq!(
+        violation_of(move || {
+            let d2 = d.clone();
+            let sibling = spawn(move || {
+                let _d = D(d2);
+                loop {
+                    yield_now()
+                }
+            });
+            let p = spawn(|| {
+                let _g = spawn(|| {
+                    loop {
+                        yield_now()
+                    }
+                });
+            });
+            let _ = p.join();
+            let _ = sibling.join();
+            unreachable!("the run stops at the violation");
+        }),
+        Violation::StillHasChildren
+    );
+    assert_eq!(drops.get(), 1, "the other tasks were unwound");
+}
+
+#[test]
+fn still_has_children_message_names_the_spawn_site() {
+    const NAME: &str = "still_has_children_message_names_the_spawn_site";
+    if is_child(NAME) {
+        run((), |()| {
+            let _p = spawn(|| ()); // the line named in the message
+        });
+        return;
+    }
+    let (ok, stderr) = in_child(NAME);
+    assert!(!ok);
+    let line = line!() - 6;
+    let site = format!("tests/tasks_violations.rs:{line}");
+    assert!(
+        stderr.contains("StillHasChildren") && stderr.contains(&site),
+        "message should name {site}; stderr:\n{stderr}"
+    );
+}
+
+#[test]
+fn joining_a_siblings_promise_is_not_a_child() {
+    assert_eq!(
+        violation_of(|| {
+            let p = spawn(|| 1);
+            let slot = Rc::new(RefCell::new(Some(p)));
+            let s = slot.clone();
+            let thief = spawn(move || {
+                let p = s.borrow_mut().take().unwrap();
+                let _ = p.join();
+            });
+            let _ = thief.join();
+        }),
+        Violation::NotAChild
+    );
+}
+
+#[test]
+fn joining_a_grandchild_is_not_a_child() {
+    assert_eq!(
+        violation_of(|| {
+            // The child stays alive, so that its child is legitimately pending.
+            let slot = Rc::new(RefCell::new(None));
+            let s = slot.clone();
+            let child = spawn(move || {
+                let g = spawn(|| 1);
+                *s.borrow_mut() = Some(g);
+                loop {
+                    yield_now()
+                }
+            });
+            yield_now();
+            let g: Promise<i32> = slot.borrow_mut().take().unwrap();
+            let _ = g.join();
+            child.cancel();
+        }),
+        Violation::NotAChild
+    );
+}
+
+#[test]
+fn cancelling_from_a_non_parent_is_not_a_child() {
+    assert_eq!(
+        violation_of(|| {
+            let victim = Rc::new(spawn(|| {
+                loop {
+                    yield_now()
+                }
+            }));
+            let v = victim.clone();
+            let other = spawn(move || v.cancel());
+            let _ = other.join();
+        }),
+        Violation::NotAChild
+    );
+}
+
+#[test]
+fn a_violation_caught_inside_the_task_still_stops_the_run() {
+    let reached = Rc::new(Cell::new(false));
+    let r = reached.clone();
+    assert_eq!(
+        violation_of(move || {
+            let p = spawn(|| 1);
+            let slot = Rc::new(RefCell::new(Some(p)));
+            let s = slot.clone();
+            let thief = spawn(move || {
+                let p = s.borrow_mut().take().unwrap();
+                let caught = catch_unwind(AssertUnwindSafe(|| p.join()));
+                assert!(caught.is_err());
+            });
+            let _ = thief.join();
+            for _ in 0..10 {
+                yield_now();
+            }
+            r.set(true);
+        }),
+        Violation::NotAChild
+    );
+    assert!(!reached.get(), "the run stopped");
+}
+
+#[test]
+fn returning_with_an_owned_resource_is_resource_leaked_after_finalising() {
+    let finalised = Rc::new(Cell::new(0));
+    let f = finalised.clone();
+    assert_eq!(
+        violation_of(move || {
+            let p = spawn(move || {
+                let r = Resource::new(5u32, move |v| f.set(f.get() + v));
+                r.own();
+            });
+            let _ = p.join();
+        }),
+        Violation::ResourceLeaked
+    );
+    assert_eq!(finalised.get(), 5, "the finaliser ran once");
+}
+
+#[test]
+fn check_from_a_non_owner_is_not_owner() {
+    assert_eq!(
+        violation_of(|| {
+            let r = Resource::new((), |()| ());
+            r.own();
+            let r2 = r.clone();
+            let p = spawn(move || r2.check());
+            let _ = p.join();
+            r.release();
+        }),
+        Violation::NotOwner
+    );
+}
+
+#[test]
+fn check_of_an_unowned_resource_is_not_owner() {
+    assert_eq!(
+        violation_of(|| {
+            let r = Resource::new((), |()| ());
+            r.check();
+        }),
+        Violation::NotOwner
+    );
+}
+
+#[test]
+fn violations_are_displayed_and_compared() {
+    assert_ne!(Violation::NotAChild, Violation::NotOwner);
+    assert!(Violation::StillHasChildren.to_string().contains("child"));
+    let e: &dyn std::error::Error = &Violation::ResourceLeaked;
+    assert!(e.to_string().contains("resource"));
+    let e: Box<dyn std::error::Error> = Box::new(Error::Cancelled);
+    assert_eq!(e.to_string(), "the task was cancelled");
+}
+
+#[inline(never)]
+fn recurse(n: u64) -> u64 {
+    let buf = std::hint::black_box([n as u8; 1024]);
+    if n == 0 {
+        0
+    } else {
+        buf[(n % 1024) as usize] as u64 + recurse(n - 1) + std::hint::black_box(1)
+    }
+}
+
+#[test]
+fn a_stack_overflow_in_a_task_is_reported_naming_the_task() {
+    const NAME: &str = "a_stack_overflow_in_a_task_is_reported_naming_the_task";
+    if is_child(NAME) {
+        run((), |()| {
+            let p = spawn(|| recurse(1 << 20)); // the line named in the report
+            let _ = p.join();
+        });
+        return;
+    }
+    let (ok, stderr) = in_child(NAME);
+    assert!(!ok, "the process must die");
+    let line = line!() - 7;
+    let site = format!("tests/tasks_violations.rs:{line}");
+    assert!(
+        stderr.contains("overflowed its stack")
+            && stderr.contains("task 2")
+            && stderr.contains(&site),
+        "stderr should report task 2 spawned at {site}:\n{stderr}"
+    );
+}
