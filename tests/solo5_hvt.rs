@@ -12,13 +12,14 @@ use std::process::Command;
 use std::time::Duration;
 
 /// The examples turned into unikernels (all the Solo5-capable ones).
-const EXAMPLES: [&str; 6] = [
+const EXAMPLES: [&str; 7] = [
     "hello",
     "schedule",
     "sleep",
     "cmdline",
     "block",
     "solo5_smoke",
+    "solo5_tasks",
 ];
 
 /// Why hvt guests cannot run here, if they cannot.
