@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 /// The examples turned into unikernels (all the Solo5-capable ones).
-const EXAMPLES: [&str; 7] = [
+const EXAMPLES: [&str; 8] = [
     "hello",
     "schedule",
     "sleep",
@@ -20,6 +20,7 @@ const EXAMPLES: [&str; 7] = [
     "block",
     "solo5_smoke",
     "solo5_tasks",
+    "solo5_yield",
 ];
 
 /// Why hvt guests cannot run here, if they cannot.
