@@ -1,14 +1,16 @@
 //! Smoke test of std on Solo5: the same output hosted and as a unikernel
-//! (`tests/solo5_spt.rs` compares them). Plain `fn main`, no devices.
+//! (`tests/solo5_spt.rs` compares them). No devices; the body uses std and
+//! corosensei directly, mkernel only provides the run (which also answers
+//! `MKERNEL_MANIFEST=1`, how `cargo mkernel` gets the manifest).
 
 use std::cell::Cell;
 use std::panic;
 
-// A program becomes a unikernel by linking mkernel (its Solo5 platform
-// layer provides the start-up code); this one uses nothing else from it.
-use mkernel as _;
 thread_local! {
     static COUNTER: Cell<u32> = const { Cell::new(0) };
+    // Initialised (.tdata), so a TLS block laid out at the wrong offset
+    // from the thread pointer shows here as a wrong value.
+    static MAGIC: Cell<u64> = const { Cell::new(0x5eed_cafe_f00d_0001) };
 }
 
 /// Prints when dropped, to show destructors run during unwinding.
@@ -21,6 +23,10 @@ impl Drop for Noisy {
 }
 
 fn main() {
+    mkernel::run((), |()| smoke());
+}
+
+fn smoke() {
     println!("hello from mkernel");
     let args: Vec<String> = std::env::args().skip(1).collect();
     println!("args: {args:?}");
@@ -28,6 +34,7 @@ fn main() {
     COUNTER.with(|c| c.set(c.get() + 41));
     COUNTER.with(|c| c.set(c.get() + 1));
     println!("thread_local: {}", COUNTER.with(Cell::get));
+    println!("thread_local initialised: {:#x}", MAGIC.with(Cell::get));
 
     // Keep the default hook's message off stdout comparisons: it goes to
     // stderr, and includes a path; silence it.

@@ -11,6 +11,7 @@
 //! `cargo install --path cargo-mkernel`; inside this repository the
 //! `.cargo/config.toml` alias runs it from source.
 
+mod elf;
 mod link;
 mod metadata;
 mod solo5;
@@ -227,6 +228,7 @@ fn build(target: Target, sel: &Selection) -> Result<(PathBuf, solo5::Solo5)> {
     let mft = link::manifest_object(&solo5, &json, &mft_dir)?;
     let image = dir.join(format!("{}.{}", sel.name(), target.name()));
     link::image(&solo5, target.name(), &app, &mft, &image)?;
+    elf::check_tls(&image)?;
     Ok((image, solo5))
 }
 
@@ -342,15 +344,24 @@ fn manifest(sel: &Selection) -> Result<String> {
             "{} printed a manifest but did not exit 0 with MKERNEL_MANIFEST=1",
             exe.display()
         )),
-        (None, _) => {
-            // TEMPORARY: until `mkernel::run` answers MKERNEL_MANIFEST, a
-            // program that prints nothing is taken to have no devices.
-            eprintln!(
-                "cargo-mkernel: warning: {} printed no manifest with MKERNEL_MANIFEST=1; \
-                 assuming it uses no devices",
-                exe.display()
-            );
-            Ok(r#"{"type":"solo5.manifest","version":1,"devices":[]}"#.to_string())
+        (None, status) => {
+            let how = match status {
+                None => "it was still running after 20 s and was killed".to_string(),
+                Some(s) => format!("it exited with {s}"),
+            };
+            fail(format!(
+                "{exe} printed no Solo5 manifest when run with MKERNEL_MANIFEST=1 ({how}).\n\
+                 The manifest is derived from the program's device list: the program must \
+                 start with `mkernel::run(DEVICES, main)` (or `mkernel::Builder::run`), which \
+                 prints it and exits 0 without running `main` — `mkernel::run((), |()| ..)` \
+                 for a program without devices.{stderr}",
+                exe = exe.display(),
+                stderr = if out.stderr.is_empty() {
+                    String::new()
+                } else {
+                    format!("\nIts stderr:\n{}", String::from_utf8_lossy(&out.stderr))
+                }
+            ))
         }
     }
 }

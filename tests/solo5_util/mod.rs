@@ -80,17 +80,77 @@ pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Output {
     }
 }
 
-/// The application's output in a Solo5 console transcript: what follows
-/// Solo5's banner and memory map, without Solo5's own exit line.
+/// The lines the Solo5 bindings print on the console (the tender's stdout)
+/// before the application starts, at the default log level (the
+/// application can silence them with `--solo5:quiet` as its first
+/// argument): the logo (4 lines) and the bindings version from
+/// `bindings/{spt,hvt}/start.c`, then the memory map from `bindings/mem.c`.
+/// `false`: only the start is fixed (version, addresses follow).
+const BANNER: [(&str, bool); 11] = [
+    ("            |      ___|", true),
+    ("  __|  _ \\  |  _ \\ __ \\", true),
+    ("\\__ \\ (   | | (   |  ) |", true),
+    ("____/\\___/ _|\\___/____/", true),
+    ("Solo5: Bindings version ", false),
+    ("Solo5: Memory map: ", false),
+    ("Solo5:   reserved @ (", false),
+    ("Solo5:       text @ (", false),
+    ("Solo5:     rodata @ (", false),
+    ("Solo5:       data @ (", false),
+    ("Solo5:       heap >= ", false),
+];
+
+/// The application's output in a Solo5 console transcript.
+///
+/// The rule (Solo5 v0.7.2): the bindings print exactly the 11 lines of
+/// [`BANNER`] before `solo5_app_main`, and one line after it,
+/// `Solo5: solo5_exit(N) called` (`bindings/exit.c`; `solo5_abort() called`
+/// on abort). Nothing else of Solo5's reaches stdout: the tender writes its
+/// own messages to stderr. Panics if the transcript does not have that
+/// shape, so a change in Solo5 shows up here rather than as a diff.
 pub fn app_output(console: &str) -> String {
-    let lines: Vec<&str> = console.lines().collect();
-    let start = lines
-        .iter()
-        .position(|l| l.starts_with("Solo5:") && l.contains("heap >="))
-        .map_or(0, |i| i + 1);
-    lines[start..]
-        .iter()
-        .filter(|l| !l.starts_with("Solo5: solo5_exit("))
-        .map(|l| format!("{l}\n"))
-        .collect()
+    let mut rest = console;
+    for (i, (text, exact)) in BANNER.iter().enumerate() {
+        let (line, tail) = rest
+            .split_once('\n')
+            .unwrap_or_else(|| panic!("Solo5 banner line {i} missing in:\n{console}"));
+        let ok = if *exact {
+            line == *text
+        } else {
+            line.starts_with(text)
+        };
+        assert!(
+            ok,
+            "Solo5 banner line {i}: expected {text:?}, got {line:?} in:\n{console}"
+        );
+        rest = tail;
+    }
+    // The exit line follows the application's last byte (on a line of its
+    // own when the application ended with a newline).
+    let pos = rest
+        .rfind("Solo5: solo5_exit(")
+        .or_else(|| rest.rfind("Solo5: solo5_abort() called"))
+        .unwrap_or_else(|| panic!("no Solo5 exit line in:\n{console}"));
+    let trailer = &rest[pos..];
+    let code = trailer
+        .strip_prefix("Solo5: solo5_exit(")
+        .and_then(|t| t.strip_suffix(") called\n"));
+    assert!(
+        code.is_some_and(|c| c.parse::<i32>().is_ok())
+            || trailer == "Solo5: solo5_abort() called\n",
+        "the transcript does not end with Solo5's exit line:\n{console}"
+    );
+    rest[..pos].to_string()
+}
+
+/// Runs the hosted example `example` (`cargo run`), with `args` as its
+/// command line, for at most `limit`.
+pub fn hosted(example: &str, args: &[&str], limit: Duration) -> Output {
+    run_with_timeout(
+        Command::new(env!("CARGO"))
+            .args(["run", "-q", "--example", example, "--"])
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR")),
+        limit,
+    )
 }

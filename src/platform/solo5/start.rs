@@ -60,12 +60,21 @@ pub unsafe extern "C" fn solo5_app_main(info: *const sys::solo5_start_info) -> c
     let heap_end = heap_start + info.heap_size as usize - INITIAL_STACK;
 
     // --- TLS (x86_64 variant II: the block ends at the thread pointer) ---
+    //
+    // The linker resolved every `%fs:-N` offset as `N = (tls_start +
+    // round_up(memsz, p_align)) - addr`, with `p_align` the PT_TLS
+    // alignment (`__tls_align`). The block must start exactly
+    // `round_up(memsz, p_align)` below the thread pointer: rounding with
+    // any other alignment shifts every thread-local (an earlier version
+    // rounded with max(p_align, 16), which broke every image whose TLS size
+    // is a multiple of 8 but not of 16). Only the thread pointer itself may
+    // be aligned more strictly (a multiple of p_align stays a multiple).
     let tls_start = &raw const __tls_start as usize;
     let filesz = &raw const __tls_filesz as usize;
     let memsz = &raw const __tls_memsz as usize;
-    let align = (&raw const __tls_align as usize).max(16);
-    let off = round_up(memsz, align);
-    let tp = round_up(heap_start + off, align);
+    let tls_align = (&raw const __tls_align as usize).max(1);
+    let off = round_up(memsz, tls_align);
+    let tp = round_up(heap_start + off, tls_align.max(16));
     // SAFETY: [tp - off, tp + TCB_SIZE) lies in the heap region, which is
     // ours and not yet used by anything; the template [tls_start,
     // tls_start + filesz) is the linker's .tdata.
