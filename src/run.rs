@@ -181,7 +181,13 @@ impl Builder {
                 "mkernel: device arguments need the platform's event source, but this run replaced it with Builder::events"
             );
         }
-        let sched = Scheduler::new(events, self.quanta, self.stack_size, self.seed);
+        let sched = Scheduler::new(
+            events,
+            platform.is_some(),
+            self.quanta,
+            self.stack_size,
+            self.seed,
+        );
         let rt = Runtime::enter(sched);
         let (mut ctx, _args) = Acquire::new(&declared, self.given)?;
         let out = devices.acquire(&mut ctx)?;

@@ -10,7 +10,7 @@ use super::clock;
 use super::overflow;
 use super::resource::Resource;
 use super::stack::StackPool;
-use super::syscall::{Events, Signal, SyscallId};
+use super::syscall::{Events, SyscallId};
 use super::task::{Co, Entry, Exit, Slot, State, TaskRef, TaskYielder, Wait};
 use super::{Error, Violation};
 use core::any::Any;
@@ -47,6 +47,11 @@ pub(crate) struct Scheduler {
     pub(crate) spawned: u64,
     live: usize,
     daemons: Vec<TaskRef>,
+    root: Option<TaskRef>,
+    root_finished: bool,
+    /// Whether `events` is the platform's own source, which publishes when
+    /// it may have something (`platform::due_cycles`).
+    platform_events: bool,
 }
 
 thread_local! {
@@ -88,6 +93,7 @@ pub(crate) fn fatal(msg: &str) -> ! {
 impl Scheduler {
     pub(crate) fn new(
         events: Box<dyn Events>,
+        platform_events: bool,
         quanta: u32,
         stack_size: usize,
         seed: u64,
@@ -113,6 +119,9 @@ impl Scheduler {
             spawned: 0,
             live: 0,
             daemons: Vec::new(),
+            root: None,
+            root_finished: false,
+            platform_events,
         }
     }
 
@@ -156,9 +165,17 @@ impl Scheduler {
 
     #[inline]
     fn enqueue(&mut self, t: TaskRef) {
+        let now = clock::cycles();
+        self.enqueue_at(t, now);
+    }
+
+    /// Enqueues with a given timestamp (the yield path: `resume` stamps the
+    /// task with the TSC it reads anyway when the task gives the CPU back).
+    #[inline]
+    fn enqueue_at(&mut self, t: TaskRef, now: u64) {
         let switches = self.switches;
         let slot = &mut self.tasks[t.idx as usize];
-        slot.stats.enqueued_cycles = clock::cycles();
+        slot.stats.enqueued_cycles = now;
         slot.stats.enqueued_switch = switches;
         self.run_queue.push_back(t);
     }
@@ -364,7 +381,7 @@ pub(crate) fn yield_current() {
         }
         slot.state = State::Ready;
         let y = slot.yielder;
-        s.enqueue(cur);
+        s.enqueue_at(cur, 0);
         Some(y)
     });
     if let Some(y) = y {
@@ -449,7 +466,7 @@ pub(crate) fn cancel_task(t: TaskRef) {
         Step::DropEntry(entry) => drop(entry),
         Step::Unwind(mut co) => {
             co.force_unwind();
-            with(|s| s.stacks.put(co.into_stack()));
+            with(|s| s.stacks.put((*co).into_stack()));
         }
     }
     let resources = with(|s| {
@@ -492,7 +509,7 @@ fn start(s: &mut Scheduler, t: TaskRef, entry: Entry) -> Co {
     s.tasks[t.idx as usize].guard = stack.guard_range();
     s.tasks[t.idx as usize].stack_bottom = stack.canary_at();
     let idx = t.idx;
-    Coroutine::with_stack(stack, move |y: &TaskYielder, ()| {
+    Box::new(Coroutine::with_stack(stack, move |y: &TaskYielder, ()| {
         with(|s| s.tasks[idx as usize].yielder = y as *const TaskYielder);
         match catch_unwind(AssertUnwindSafe(entry)) {
             Ok(v) => Exit::Returned(v),
@@ -505,63 +522,69 @@ fn start(s: &mut Scheduler, t: TaskRef, entry: Entry) -> Co {
                 Exit::Panicked(p)
             }
         }
-    })
+    }))
 }
 
-/// Gives the CPU to `t` until it suspends or finishes.
-fn resume(t: TaskRef) {
-    let co = with(|s| {
-        let now = clock::cycles();
-        s.switches += 1;
-        s.ops = 0;
-        let switches = s.switches;
-        let slot = &mut s.tasks[t.idx as usize];
-        let st = core::mem::replace(&mut slot.state, State::Running);
-        let stats = &mut slot.stats;
-        stats.runs += 1;
-        stats.max_wait_cycles = stats
-            .max_wait_cycles
-            .max(now.wrapping_sub(stats.enqueued_cycles));
-        stats.max_wait_switches = stats
-            .max_wait_switches
-            .max(switches.saturating_sub(stats.enqueued_switch + 1));
-        let co = match st {
-            State::Queued(entry) => start(s, t, entry),
-            State::Ready => s.tasks[t.idx as usize]
-                .co
-                .take()
-                .expect("ready task has a coroutine"),
-            _ => fatal("mkernel: internal error: resuming a task that is not runnable"),
-        };
-        s.current = Some(t.idx);
-        let slot = &s.tasks[t.idx as usize];
-        overflow::enter(slot.guard, slot.uid, slot.site, s.stacks.stack_size());
-        co
-    });
-    let mut co = co;
+/// Takes `t`'s coroutine out of its slot (creating it on the first run),
+/// counts the run, and makes `t` current. `now` is the TSC read of this tick.
+fn prepare(s: &mut Scheduler, t: TaskRef, now: u64) -> Co {
+    s.switches += 1;
+    s.ops = 0;
+    let switches = s.switches;
+    let slot = &mut s.tasks[t.idx as usize];
+    let st = core::mem::replace(&mut slot.state, State::Running);
+    let stats = &mut slot.stats;
+    stats.runs += 1;
+    stats.max_wait_cycles = stats
+        .max_wait_cycles
+        .max(now.wrapping_sub(stats.enqueued_cycles));
+    stats.max_wait_switches = stats
+        .max_wait_switches
+        .max(switches.saturating_sub(stats.enqueued_switch + 1));
+    let co = match st {
+        State::Queued(entry) => start(s, t, entry),
+        State::Ready => s.tasks[t.idx as usize]
+            .co
+            .take()
+            .expect("ready task has a coroutine"),
+        _ => fatal("mkernel: internal error: resuming a task that is not runnable"),
+    };
+    s.current = Some(t.idx);
+    let slot = &s.tasks[t.idx as usize];
+    overflow::enter(slot.guard, slot.uid, slot.site, s.stacks.stack_size());
+    co
+}
+
+/// Gives the CPU to `t` (prepared by `prepare`) until it suspends or
+/// finishes; returns the TSC read when it gave the CPU back.
+fn resume(t: TaskRef, mut co: Co) -> u64 {
     let r = co.resume(());
     overflow::leave();
-    with(|s| {
-        s.current = None;
-        let slot = &s.tasks[t.idx as usize];
-        let ok = match &r {
-            CoroutineResult::Yield(()) => super::stack::canary_intact_at(slot.stack_bottom),
-            CoroutineResult::Return(_) => true,
-        };
-        if !ok {
-            fatal(&overflow::canary_message(
-                slot.uid,
-                slot.site,
-                s.stacks.stack_size(),
-            ));
-        }
-    });
+    let now = clock::cycles();
     match r {
-        CoroutineResult::Yield(()) => with(|s| s.tasks[t.idx as usize].co = Some(co)),
+        CoroutineResult::Yield(()) => with(|s| {
+            s.current = None;
+            let switches = s.switches;
+            let slot = &mut s.tasks[t.idx as usize];
+            if !super::stack::canary_intact_at(slot.stack_bottom) {
+                fatal(&overflow::canary_message(
+                    slot.uid,
+                    slot.site,
+                    s.stacks.stack_size(),
+                ));
+            }
+            if matches!(slot.state, State::Ready) {
+                // It yielded: it entered the run queue just now.
+                slot.stats.enqueued_cycles = now;
+                slot.stats.enqueued_switch = switches;
+            }
+            slot.co = Some(co);
+        }),
         CoroutineResult::Return(exit) => {
-            let stack = co.into_stack();
+            let stack = (*co).into_stack();
             let intact = stack.canary_intact();
             with(|s| {
+                s.current = None;
                 if !intact {
                     let slot = &s.tasks[t.idx as usize];
                     fatal(&overflow::canary_message(
@@ -575,6 +598,7 @@ fn resume(t: TaskRef) {
             finish(t, exit);
         }
     }
+    now
 }
 
 /// Ends a task whose function returned or panicked (rules 1, 3, 5, 6).
@@ -634,6 +658,11 @@ fn finish(t: TaskRef, exit: Exit) {
         }
     }
     after_finish(t);
+    with(|s| {
+        if s.root == Some(t) {
+            s.root_finished = true;
+        }
+    });
     drop_if_unreferenced(t);
 }
 
@@ -677,16 +706,32 @@ impl Runtime {
             slot.promise_alive = true;
             let t = s.alloc_slot(slot);
             s.enqueue(t);
+            s.root = Some(t);
             t
         });
         let mut root_done = false;
+        let mut now = clock::cycles();
         loop {
-            if let Some(v) = with(|s| s.violation) {
-                teardown(root);
-                resume_unwind(Box::new(v));
-            }
-            if !root_done && with(|s| s.slot(root).map(|r| r.state.is_finished()).unwrap_or(true)) {
+            let stuck = match tick(&mut now) {
+                Tick::Ran => false,
+                Tick::Stuck => true,
+                Tick::Violation(v) => {
+                    teardown(root);
+                    resume_unwind(Box::new(v));
+                }
+            };
+            if !root_done {
+                if !with(|s| s.root_finished) {
+                    if stuck {
+                        deadlock(root);
+                    }
+                    continue;
+                }
                 root_done = true;
+                if let Some(v) = with(|s| s.violation) {
+                    teardown(root);
+                    resume_unwind(Box::new(v));
+                }
                 let failed =
                     with(|s| matches!(s.tasks[root.idx as usize].state, State::Done(Err(_))));
                 // The run is over when main returns: daemons are stopped,
@@ -701,14 +746,8 @@ impl Runtime {
                     }
                 }
             }
-            if root_done && with(|s| s.live <= 1) {
+            if stuck || with(|s| s.live <= 1) {
                 break;
-            }
-            if !tick() {
-                if root_done {
-                    break;
-                }
-                deadlock(root);
             }
         }
         let st =
@@ -795,53 +834,96 @@ fn deadlock(root: TaskRef) -> ! {
     panic!("{msg}")
 }
 
-/// One scheduling point: asks the event source, runs the hooks, then runs
-/// the next runnable task. Returns false when nothing can ever run again.
-fn tick() -> bool {
-    let (block, cancelled, mut events) = with(|s| {
+/// What a scheduling point did.
+enum Tick {
+    /// A task ran.
+    Ran,
+    /// No task can run, and no event can change that.
+    Stuck,
+    /// A rule was broken: the run stops.
+    Violation(Violation),
+}
+
+/// One scheduling point: asks the event source (unless the platform's own
+/// source says nothing can be due yet), runs the hooks, then runs the next
+/// runnable task. `now` is a recent TSC read.
+fn tick(now: &mut u64) -> Tick {
+    enum Pre {
+        Skip(bool),
+        Ask(bool, Vec<SyscallId>, Box<dyn Events>, bool),
+    }
+    let pre = with(|s| {
+        if let Some(v) = s.violation {
+            return Err(v);
+        }
         s.ticks += 1;
         let block = s.run_queue.is_empty();
-        (
-            block,
-            core::mem::take(&mut s.cancelled_syscalls),
-            s.events.take().expect("events present"),
-        )
+        let hooks = !s.hooks.is_empty();
+        let skip = if block {
+            // Nothing can come from the event source: nobody waits.
+            s.syscalls.is_empty() && s.cancelled_syscalls.is_empty()
+        } else {
+            // The platform's source publishes when it may have something.
+            s.platform_events
+                && s.cancelled_syscalls.is_empty()
+                && *now < crate::platform::due_cycles()
+        };
+        Ok(if skip {
+            Pre::Skip(hooks)
+        } else {
+            let cancelled = core::mem::take(&mut s.cancelled_syscalls);
+            Pre::Ask(
+                block,
+                cancelled,
+                s.events.take().expect("events present"),
+                hooks,
+            )
+        })
     });
-    let waiting_syscalls = with(|s| !s.syscalls.is_empty());
-    let signals: Vec<Signal> = if block && !waiting_syscalls && cancelled.is_empty() {
-        // Nothing can come from the event source; tell it about nothing.
-        Vec::new()
-    } else {
-        events.select(block, &cancelled)
-    };
-    with(|s| {
-        s.events = Some(events);
-        for sig in signals {
-            deliver(s, sig.id());
+    let hooks = match pre {
+        Err(v) => return Tick::Violation(v),
+        Ok(Pre::Skip(hooks)) => hooks,
+        Ok(Pre::Ask(block, cancelled, mut events, hooks)) => {
+            let signals = events.select(block, &cancelled);
+            with(|s| {
+                s.events = Some(events);
+                for sig in signals {
+                    deliver(s, sig.id());
+                }
+            });
+            if block {
+                *now = clock::cycles();
+            }
+            hooks
         }
-    });
-    super::hook::run_hooks();
+    };
+    if hooks {
+        super::hook::run_hooks();
+    }
     let next = with(|s| {
         loop {
             let Some(t) = s.run_queue.pop_front() else {
-                break None;
+                break Err(!s.syscalls.is_empty());
             };
             if let Some(slot) = s.slot(t) {
                 if matches!(slot.state, State::Queued(_) | State::Ready) {
-                    break Some(t);
+                    break Ok((t, prepare(s, t, *now)));
                 }
             }
         }
     });
     match next {
-        Some(t) => {
-            resume(t);
-            true
+        Ok((t, co)) => {
+            *now = resume(t, co);
+            Tick::Ran
         }
-        None => {
-            // Runnable tasks may have appeared through the hooks; otherwise
-            // only a waited-for syscall can make progress.
-            with(|s| !s.run_queue.is_empty() || !s.syscalls.is_empty())
+        // Only a waited-for syscall can make progress.
+        Err(waiting) => {
+            if waiting {
+                Tick::Ran
+            } else {
+                Tick::Stuck
+            }
         }
     }
 }

@@ -40,7 +40,8 @@ pub(crate) struct TaskRef {
 }
 
 pub(crate) type Entry = Box<dyn FnOnce() -> Box<dyn Any>>;
-pub(crate) type Co = Coroutine<(), (), Exit, PooledStack>;
+/// Boxed so that switching moves a pointer, not the coroutine's state.
+pub(crate) type Co = Box<Coroutine<(), (), Exit, PooledStack>>;
 pub(crate) type TaskYielder = Yielder<(), ()>;
 
 /// How a task's function ended.

@@ -58,6 +58,16 @@ pub(crate) struct Platform {
 
 thread_local! {
     static PLATFORM: RefCell<Option<Platform>> = const { RefCell::new(None) };
+    /// TSC value before which `select(false, ..)` certainly has nothing to
+    /// report: the scheduler skips the call until then (one TLS read per
+    /// task switch instead of a call).
+    static DUE: core::cell::Cell<u64> = const { core::cell::Cell::new(0) };
+}
+
+/// See `DUE`.
+#[inline]
+pub(crate) fn due_cycles() -> u64 {
+    DUE.with(|d| d.get())
 }
 
 /// Panics with a clear message unless the current run has the platform's
@@ -97,6 +107,7 @@ pub(crate) fn install() -> Result<PlatformGuard, DeviceError> {
         ready: Vec::new(),
     };
     PLATFORM.with(|c| *c.borrow_mut() = Some(p));
+    DUE.with(|d| d.set(u64::MAX));
     Ok(PlatformGuard)
 }
 
@@ -105,6 +116,7 @@ pub(crate) struct PlatformGuard;
 impl Drop for PlatformGuard {
     fn drop(&mut self) {
         let p = PLATFORM.with(|c| c.borrow_mut().take());
+        DUE.with(|d| d.set(0));
         drop(p);
     }
 }
@@ -119,6 +131,7 @@ impl Timer {
             p.live_timers.insert(id);
             let at = timer_check_at(deadline);
             p.next_timer_cycles = p.next_timer_cycles.min(at);
+            p.refresh_due();
         });
         Timer(id)
     }
@@ -145,6 +158,7 @@ impl NetWait {
             if first {
                 p.watch(dev, true);
             }
+            p.refresh_due();
         });
         NetWait { dev, id }
     }
@@ -279,6 +293,16 @@ impl Platform {
         self.last_poll = crate::fiber::cycles();
     }
 
+    /// Publishes when `select(false, ..)` may next have something.
+    fn refresh_due(&self) {
+        let devices = if self.net_waiters.is_empty() {
+            u64::MAX
+        } else {
+            self.last_poll.wrapping_add(POLL_CYCLES)
+        };
+        DUE.with(|d| d.set(devices.min(self.next_timer_cycles)));
+    }
+
     /// Signals the expired timers and recomputes when to look next.
     fn expire_timers(&mut self, out: &mut Vec<Signal>) {
         let now = clock::monotonic();
@@ -347,7 +371,15 @@ pub(crate) struct PlatformEvents;
 
 impl Events for PlatformEvents {
     fn select(&mut self, block: bool, cancelled: &[SyscallId]) -> Vec<Signal> {
-        with(|p| {
+        let out = with(|p| select(p, block, cancelled));
+        with(|p| p.refresh_due());
+        out
+    }
+}
+
+fn select(p: &mut Platform, block: bool, cancelled: &[SyscallId]) -> Vec<Signal> {
+    {
+        {
             for &id in cancelled {
                 p.forget(id);
             }
@@ -391,7 +423,7 @@ impl Events for PlatformEvents {
             }
             p.poll(None, &mut out);
             out
-        })
+        }
     }
 }
 
