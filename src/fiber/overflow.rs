@@ -42,19 +42,6 @@ pub(crate) fn enter(
     });
 }
 
-/// Records that no task runs (the scheduler's own stack is in use).
-#[inline]
-pub(crate) fn leave() {
-    CURRENT.with(|c| {
-        c.set(Current {
-            guard: (0, 0),
-            task: 0,
-            site: None,
-            stack_size: 0,
-        })
-    });
-}
-
 /// Message for an overflow found by the canary check.
 pub(crate) fn canary_message(task: u64, site: &Location<'_>, stack_size: usize) -> String {
     format!(

@@ -48,7 +48,6 @@ pub(crate) struct Scheduler {
     live: usize,
     daemons: Vec<TaskRef>,
     root: Option<TaskRef>,
-    root_finished: bool,
     /// Whether `events` is the platform's own source, which publishes when
     /// it may have something (`platform::due_cycles`).
     platform_events: bool,
@@ -56,6 +55,9 @@ pub(crate) struct Scheduler {
 
 thread_local! {
     static CURRENT: Cell<*const RefCell<Scheduler>> = const { Cell::new(core::ptr::null()) };
+    /// Whether the run's main task has finished (read by the run loop at
+    /// every tick without borrowing the scheduler).
+    static ROOT_FINISHED: Cell<bool> = const { Cell::new(false) };
 }
 
 #[cold]
@@ -120,7 +122,6 @@ impl Scheduler {
             live: 0,
             daemons: Vec::new(),
             root: None,
-            root_finished: false,
             platform_events,
         }
     }
@@ -555,31 +556,25 @@ fn prepare(s: &mut Scheduler, t: TaskRef, now: u64) -> Co {
     co
 }
 
+/// A task that gave the CPU back by suspending: its coroutine goes back in
+/// its slot at the next scheduling point, in the same borrow as the rest of
+/// that point's bookkeeping.
+pub(crate) struct Carry {
+    t: TaskRef,
+    co: Co,
+    at: u64,
+}
+
 /// Gives the CPU to `t` (prepared by `prepare`) until it suspends or
-/// finishes; returns the TSC read when it gave the CPU back.
-fn resume(t: TaskRef, mut co: Co) -> u64 {
+/// finishes. Returns the TSC read when it gave the CPU back, and its
+/// coroutine if it suspended.
+fn resume(t: TaskRef, mut co: Co) -> (u64, Option<Carry>) {
     let r = co.resume(());
-    overflow::leave();
+    // The overflow record of `t` stays until the next switch: a fault in
+    // its guard page can only come from `t` itself.
     let now = clock::cycles();
     match r {
-        CoroutineResult::Yield(()) => with(|s| {
-            s.current = None;
-            let switches = s.switches;
-            let slot = &mut s.tasks[t.idx as usize];
-            if !super::stack::canary_intact_at(slot.stack_bottom) {
-                fatal(&overflow::canary_message(
-                    slot.uid,
-                    slot.site,
-                    s.stacks.stack_size(),
-                ));
-            }
-            if matches!(slot.state, State::Ready) {
-                // It yielded: it entered the run queue just now.
-                slot.stats.enqueued_cycles = now;
-                slot.stats.enqueued_switch = switches;
-            }
-            slot.co = Some(co);
-        }),
+        CoroutineResult::Yield(()) => (now, Some(Carry { t, co, at: now })),
         CoroutineResult::Return(exit) => {
             let stack = (*co).into_stack();
             let intact = stack.canary_intact();
@@ -596,9 +591,30 @@ fn resume(t: TaskRef, mut co: Co) -> u64 {
                 s.stacks.put(stack)
             });
             finish(t, exit);
+            (now, None)
         }
     }
-    now
+}
+
+/// Puts a suspended task's coroutine back in its slot.
+#[inline]
+fn put_back(s: &mut Scheduler, c: Carry) {
+    s.current = None;
+    let switches = s.switches;
+    let slot = &mut s.tasks[c.t.idx as usize];
+    if !super::stack::canary_intact_at(slot.stack_bottom) {
+        fatal(&overflow::canary_message(
+            slot.uid,
+            slot.site,
+            s.stacks.stack_size(),
+        ));
+    }
+    if matches!(slot.state, State::Ready) {
+        // It yielded: it entered the run queue when it gave the CPU back.
+        slot.stats.enqueued_cycles = c.at;
+        slot.stats.enqueued_switch = switches;
+    }
+    slot.co = Some(c.co);
 }
 
 /// Ends a task whose function returned or panicked (rules 1, 3, 5, 6).
@@ -660,7 +676,7 @@ fn finish(t: TaskRef, exit: Exit) {
     after_finish(t);
     with(|s| {
         if s.root == Some(t) {
-            s.root_finished = true;
+            ROOT_FINISHED.with(|f| f.set(true));
         }
     });
     drop_if_unreferenced(t);
@@ -687,6 +703,7 @@ impl Runtime {
         }
         overflow::install();
         clock::calibrate_start();
+        ROOT_FINISHED.with(|f| f.set(false));
         let cell = Box::new(RefCell::new(s));
         CURRENT.with(|c| c.set(&*cell as *const RefCell<Scheduler>));
         Runtime { cell }
@@ -711,8 +728,9 @@ impl Runtime {
         });
         let mut root_done = false;
         let mut now = clock::cycles();
+        let mut carry = None;
         loop {
-            let stuck = match tick(&mut now) {
+            let stuck = match tick(&mut now, &mut carry) {
                 Tick::Ran => false,
                 Tick::Stuck => true,
                 Tick::Violation(v) => {
@@ -721,13 +739,17 @@ impl Runtime {
                 }
             };
             if !root_done {
-                if !with(|s| s.root_finished) {
+                // Cheap: a TLS read, no borrow (set by `finish`).
+                if !ROOT_FINISHED.with(|f| f.get()) {
                     if stuck {
                         deadlock(root);
                     }
                     continue;
                 }
                 root_done = true;
+                if let Some(c) = carry.take() {
+                    with(|s| put_back(s, c));
+                }
                 if let Some(v) = with(|s| s.violation) {
                     teardown(root);
                     resume_unwind(Box::new(v));
@@ -747,6 +769,9 @@ impl Runtime {
                 }
             }
             if stuck || with(|s| s.live <= 1) {
+                if let Some(c) = carry.take() {
+                    with(|s| put_back(s, c));
+                }
                 break;
             }
         }
@@ -836,7 +861,7 @@ fn deadlock(root: TaskRef) -> ! {
 
 /// What a scheduling point did.
 enum Tick {
-    /// A task ran.
+    /// A task ran (or an event may still make one runnable).
     Ran,
     /// No task can run, and no event can change that.
     Stuck,
@@ -844,15 +869,35 @@ enum Tick {
     Violation(Violation),
 }
 
-/// One scheduling point: asks the event source (unless the platform's own
-/// source says nothing can be due yet), runs the hooks, then runs the next
-/// runnable task. `now` is a recent TSC read.
-fn tick(now: &mut u64) -> Tick {
+/// Pops the next runnable task and prepares it.
+#[inline]
+fn pick(s: &mut Scheduler, now: u64) -> Option<(TaskRef, Co)> {
+    loop {
+        let t = s.run_queue.pop_front()?;
+        if let Some(slot) = s.slot(t) {
+            if matches!(slot.state, State::Queued(_) | State::Ready) {
+                return Some((t, prepare(s, t, now)));
+            }
+        }
+    }
+}
+
+/// One scheduling point: puts back the coroutine of the task that ran last,
+/// asks the event source (unless the platform's own source says nothing can
+/// be due yet), runs the hooks, then runs the next runnable task. On the
+/// fast path (no event due, no hook) all of it is one borrow of the
+/// scheduler. `now` is a recent TSC read.
+fn tick(now: &mut u64, carry: &mut Option<Carry>) -> Tick {
     enum Pre {
-        Skip(bool),
+        Run(TaskRef, Co),
+        Idle(bool),
         Ask(bool, Vec<SyscallId>, Box<dyn Events>, bool),
+        Hooks,
     }
     let pre = with(|s| {
+        if let Some(c) = carry.take() {
+            put_back(s, c);
+        }
         if let Some(v) = s.violation {
             return Err(v);
         }
@@ -868,9 +913,7 @@ fn tick(now: &mut u64) -> Tick {
                 && s.cancelled_syscalls.is_empty()
                 && *now < crate::platform::due_cycles()
         };
-        Ok(if skip {
-            Pre::Skip(hooks)
-        } else {
+        Ok(if !skip {
             let cancelled = core::mem::take(&mut s.cancelled_syscalls);
             Pre::Ask(
                 block,
@@ -878,11 +921,19 @@ fn tick(now: &mut u64) -> Tick {
                 s.events.take().expect("events present"),
                 hooks,
             )
+        } else if hooks {
+            Pre::Hooks
+        } else {
+            match pick(s, *now) {
+                Some((t, co)) => Pre::Run(t, co),
+                None => Pre::Idle(!s.syscalls.is_empty()),
+            }
         })
     });
-    let hooks = match pre {
+    let next = match pre {
         Err(v) => return Tick::Violation(v),
-        Ok(Pre::Skip(hooks)) => hooks,
+        Ok(Pre::Run(t, co)) => Some((t, co)),
+        Ok(Pre::Idle(waiting)) => return if waiting { Tick::Ran } else { Tick::Stuck },
         Ok(Pre::Ask(block, cancelled, mut events, hooks)) => {
             let signals = events.select(block, &cancelled);
             with(|s| {
@@ -894,38 +945,28 @@ fn tick(now: &mut u64) -> Tick {
             if block {
                 *now = clock::cycles();
             }
-            hooks
+            if hooks {
+                super::hook::run_hooks();
+            }
+            match with(|s| pick(s, *now).ok_or(!s.syscalls.is_empty())) {
+                Ok(x) => Some(x),
+                Err(waiting) => return if waiting { Tick::Ran } else { Tick::Stuck },
+            }
+        }
+        Ok(Pre::Hooks) => {
+            super::hook::run_hooks();
+            match with(|s| pick(s, *now).ok_or(!s.syscalls.is_empty())) {
+                Ok(x) => Some(x),
+                Err(waiting) => return if waiting { Tick::Ran } else { Tick::Stuck },
+            }
         }
     };
-    if hooks {
-        super::hook::run_hooks();
+    if let Some((t, co)) = next {
+        let (at, c) = resume(t, co);
+        *now = at;
+        *carry = c;
     }
-    let next = with(|s| {
-        loop {
-            let Some(t) = s.run_queue.pop_front() else {
-                break Err(!s.syscalls.is_empty());
-            };
-            if let Some(slot) = s.slot(t) {
-                if matches!(slot.state, State::Queued(_) | State::Ready) {
-                    break Ok((t, prepare(s, t, *now)));
-                }
-            }
-        }
-    });
-    match next {
-        Ok((t, co)) => {
-            *now = resume(t, co);
-            Tick::Ran
-        }
-        // Only a waited-for syscall can make progress.
-        Err(waiting) => {
-            if waiting {
-                Tick::Ran
-            } else {
-                Tick::Stuck
-            }
-        }
-    }
+    Tick::Ran
 }
 
 fn deliver(s: &mut Scheduler, id: SyscallId) {
