@@ -165,3 +165,46 @@ impl Progress {
         );
     }
 }
+
+/// Involuntary context switches of the whole process so far: how often
+/// the OS took a core away (other processes on a shared machine). A run
+/// with many of them has noisy maxima.
+pub fn preemptions() -> u64 {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) };
+    // SAFETY: initialised by getrusage (or zeroed).
+    unsafe { ru.assume_init() }.ru_nivcsw as u64
+}
+
+/// Preemptions per run, per scenario and runtime.
+#[derive(Default)]
+pub struct Noise(Vec<(String, [Vec<f64>; 3])>);
+
+impl Noise {
+    /// Runs `f`, counting the preemptions it suffered under `scenario`.
+    pub fn measure<T>(&mut self, scenario: &str, rt: Rt, f: impl FnOnce() -> T) -> T {
+        let c0 = preemptions();
+        let r = f();
+        let d = (preemptions() - c0) as f64;
+        let i = Rt::ALL.iter().position(|&x| x == rt).unwrap();
+        match self.0.iter_mut().find(|(s, _)| s == scenario) {
+            Some((_, v)) => v[i].push(d),
+            None => {
+                let mut v: [Vec<f64>; 3] = Default::default();
+                v[i].push(d);
+                self.0.push((scenario.to_string(), v));
+            }
+        }
+        r
+    }
+
+    /// The median preemptions per run of `scenario` on `rt`.
+    pub fn median(&self, scenario: &str, rt: Rt) -> f64 {
+        let i = Rt::ALL.iter().position(|&x| x == rt).unwrap();
+        self.0
+            .iter()
+            .find(|(s, _)| s == scenario)
+            .map_or(f64::NAN, |(_, v)| median(&v[i]))
+    }
+}
