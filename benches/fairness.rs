@@ -152,8 +152,7 @@ fn main() {
     if want(1) {
         // figs[n][rt] = figures of each repetition.
         let mut figs: Vec<[Vec<cpu::Figures>; 3]> = NS.iter().map(|_| Default::default()).collect();
-        type Curves = Vec<Vec<(f64, f64)>>;
-        let mut curves: Vec<(String, Curves, Curves)> = Vec::new();
+        let mut curves: Vec<plot::Panel> = Vec::new();
         for rep in 0..reps {
             for (k, &n) in NS.iter().enumerate() {
                 for rt in Rt::order(rep) {
@@ -276,9 +275,7 @@ fn main() {
             &s2_svg,
             &format!("2. lateness of a 1 ms sleep while {TIMER_TASKS} tasks compute and yield"),
             "lateness (µs, log scale)",
-            &Rt::ALL
-                .map(|rt| (rt.name().to_string(), sorted(late_all[idx(rt)].clone())))
-                .to_vec(),
+            &Rt::ALL.map(|rt| (rt.name().to_string(), sorted(late_all[idx(rt)].clone()))),
         )
         .unwrap();
         svgs.push(s2_svg);

@@ -4,6 +4,10 @@ use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 
 type R = Result<(), Box<dyn std::error::Error>>;
+/// One curve per task: (ms, value).
+pub type Curves = Vec<Vec<(f64, f64)>>;
+/// A runtime's name, its progress curves and its lead/lag curves.
+pub type Panel = (String, Curves, Curves);
 
 pub fn out_dir() -> PathBuf {
     // Benches run with the package root as the working directory.
@@ -35,21 +39,16 @@ fn color(i: usize) -> RGBColor {
 
 /// Per-task progress, one column per runtime: units done over time (top
 /// row) and each task's lead or lag against the mean (bottom row).
-pub fn progress(
-    path: &Path,
-    title: &str,
-    panels: &[(String, Vec<Vec<(f64, f64)>>, Vec<Vec<(f64, f64)>>)],
-) -> R {
+pub fn progress(path: &Path, title: &str, panels: &[Panel]) -> R {
     let root = SVGBackend::new(path, (1350, 860)).into_drawing_area();
     root.fill(&WHITE)?;
     let root = root.titled(title, ("sans-serif", 22))?;
     let areas = root.split_evenly((2, panels.len()));
-    let pts =
-        |f: fn(&(String, Vec<Vec<(f64, f64)>>, Vec<Vec<(f64, f64)>>)) -> &Vec<Vec<(f64, f64)>>| {
-            panels
-                .iter()
-                .flat_map(move |p| f(p).iter().flat_map(|v| v.iter().copied()))
-        };
+    let pts = |f: fn(&Panel) -> &Curves| {
+        panels
+            .iter()
+            .flat_map(move |p| f(p).iter().flat_map(|v| v.iter().copied()))
+    };
     let xmax = pts(|p| &p.1).map(|p| p.0).fold(1.0, f64::max);
     let ymax = pts(|p| &p.1).map(|p| p.1).fold(1.0, f64::max) * 1.05;
     let dev = pts(|p| &p.2).map(|p| p.1.abs()).fold(1.0, f64::max) * 1.1;
