@@ -533,6 +533,7 @@ impl Inner {
                 stcp::State::Listen | stcp::State::SynSent | stcp::State::SynReceived => s.abort(),
                 _ => s.close(),
             }
+            nudge_fin(&mut core.sockets, h);
         }
         self.closing
             .borrow_mut()
@@ -548,6 +549,17 @@ impl Inner {
         core.sockets.remove(h);
         self.ports.borrow_mut().remove(&port);
     }
+}
+
+/// Works around a smoltcp 0.14 stall seen on lossy links: a socket whose
+/// FIN was lost can end up with no retransmission timer (`poll_at` says
+/// "ingress only"), so the FIN is never sent again. Keep-alive probes make
+/// the peer answer with duplicate ACKs, which trigger smoltcp's fast
+/// retransmit, which resends the FIN.
+fn nudge_fin(sockets: &mut SocketSet<'static>, h: SocketHandle) {
+    sockets
+        .get_mut::<stcp::Socket>(h)
+        .set_keep_alive(Some(smoltcp::time::Duration::from_millis(500)));
 }
 
 fn handshaking(s: stcp::State) -> bool {

@@ -316,6 +316,7 @@ impl TcpStream {
             .sockets
             .get_mut::<stcp::Socket>(self.handle)
             .close();
+        super::nudge_fin(&mut inner.core.borrow_mut().sockets, self.handle);
         inner.poll();
         Ok(())
     }
