@@ -56,7 +56,10 @@ impl Site {
     pub fn open(block: Block) -> Result<Site, String> {
         let page = block.pagesize() as u64;
         if page % 512 != 0 {
-            return Err(format!("block device {:?}: page size {page} is not a multiple of 512", block.name()));
+            return Err(format!(
+                "block device {:?}: page size {page} is not a multiple of 512",
+                block.name()
+            ));
         }
         let mut files = HashMap::new();
         let mut pagebuf = vec![0u8; page as usize];
@@ -74,7 +77,8 @@ impl Site {
             if &h[257..262] != b"ustar" {
                 return Err(format!("not a ustar archive (bad header at offset {off})"));
             }
-            let size = octal(&h[124..136]).ok_or_else(|| format!("bad size field at offset {off}"))?;
+            let size =
+                octal(&h[124..136]).ok_or_else(|| format!("bad size field at offset {off}"))?;
             let typeflag = h[156];
             let mut name = cstr(&h[0..100]);
             let prefix = cstr(&h[345..500]);
@@ -136,7 +140,11 @@ fn content_type(path: &str) -> &'static str {
 #[derive(Debug, PartialEq)]
 pub enum Request {
     /// A `GET` (true) or `HEAD` (false) of a file, and keep-alive.
-    Get { path: String, body: bool, keep_alive: bool },
+    Get {
+        path: String,
+        body: bool,
+        keep_alive: bool,
+    },
     /// An error response to send, then close.
     Error(u16, &'static str),
 }
@@ -211,7 +219,11 @@ pub fn parse_head(head: &[u8]) -> Request {
         Some("keep-alive") => true,
         _ => http11,
     };
-    Request::Get { path, body, keep_alive }
+    Request::Get {
+        path,
+        body,
+        keep_alive,
+    }
 }
 
 /// Reads one request head from `s` into `buf` (which may hold bytes of
@@ -221,10 +233,17 @@ pub fn parse_head(head: &[u8]) -> Request {
 fn read_head(s: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Result<Option<usize>, ()>> {
     let mut scanned: usize = 0;
     loop {
-        if let Some(i) = buf[scanned.saturating_sub(3)..].windows(4).position(|w| w == b"\r\n\r\n") {
+        if let Some(i) = buf[scanned.saturating_sub(3)..]
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+        {
             let end = scanned.saturating_sub(3) + i + 4;
             let line_end = buf.windows(2).position(|w| w == b"\r\n").unwrap_or(end);
-            return Ok(if line_end > MAX_REQUEST_LINE { Err(()) } else { Ok(Some(end)) });
+            return Ok(if line_end > MAX_REQUEST_LINE {
+                Err(())
+            } else {
+                Ok(Some(end))
+            });
         }
         scanned = buf.len();
         let line_done = buf.windows(2).any(|w| w == b"\r\n");
@@ -275,7 +294,11 @@ pub fn serve_connection(site: &Site, s: TcpStream) -> std::io::Result<()> {
         let req = parse_head(&buf[..end - 4]);
         buf.drain(..end);
         let (path, body, keep_alive) = match req {
-            Request::Get { path, body, keep_alive } => (path, body, keep_alive),
+            Request::Get {
+                path,
+                body,
+                keep_alive,
+            } => (path, body, keep_alive),
             Request::Error(code, reason) => return respond_error(&s, code, reason),
         };
         let conn = if keep_alive { "keep-alive" } else { "close" };
@@ -332,8 +355,16 @@ fn parse_port(args: &[String], default: u16) -> Result<u16, String> {
     let mut port = default;
     for a in args {
         match a.strip_prefix("--port=") {
-            Some(v) => port = v.parse().map_err(|_| format!("--port={v}: expected a port number (0-65535)"))?,
-            None => return Err(format!("unknown argument {a:?} (expected --port=N, --ipv4=ADDR/PREFIX, --ipv4-gateway=ADDR)")),
+            Some(v) => {
+                port = v
+                    .parse()
+                    .map_err(|_| format!("--port={v}: expected a port number (0-65535)"))?
+            }
+            None => {
+                return Err(format!(
+                    "unknown argument {a:?} (expected --port=N, --ipv4=ADDR/PREFIX, --ipv4-gateway=ADDR)"
+                ));
+            }
         }
     }
     Ok(port)
@@ -360,14 +391,17 @@ fn run(stack: Stack, block: Block, port: u16) {
 
 #[allow(dead_code)]
 fn main() {
-    let port = match StackConfig::from_args(&mkernel::args()).and_then(|(_, rest)| parse_port(&rest, 80)) {
+    let port = match StackConfig::from_args(&mkernel::args())
+        .and_then(|(_, rest)| parse_port(&rest, 80))
+    {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
             std::process::exit(2)
         }
     };
-    mkernel::run((stack::stack("service"), mkernel::block("site")), move |(stack, block)| {
-        run(stack, block, port)
-    });
+    mkernel::run(
+        (stack::stack("service"), mkernel::block("site")),
+        move |(stack, block)| run(stack, block, port),
+    );
 }

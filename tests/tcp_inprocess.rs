@@ -112,7 +112,9 @@ fn transfer(faults: Faults, len: usize, concurrent: bool) {
                 (got, send_all(&s, 2, len))
             }
         });
-        let c = Rc::new(TcpStream::connect(&client, format!("{SERVER}:5001").parse().unwrap()).unwrap());
+        let c = Rc::new(
+            TcpStream::connect(&client, format!("{SERVER}:5001").parse().unwrap()).unwrap(),
+        );
         let (got_c, sent_c) = if concurrent {
             let c2 = c.clone();
             let w = mkernel::spawn(move || send_all(&c2, 1, len));
@@ -129,7 +131,11 @@ fn transfer(faults: Faults, len: usize, concurrent: bool) {
     let dt = t0.elapsed();
     eprintln!(
         "{len} bytes each way ({}) in {dt:?}: {:.1} MB/s of payload in total",
-        if concurrent { "concurrently" } else { "one way then the other" },
+        if concurrent {
+            "concurrently"
+        } else {
+            "one way then the other"
+        },
         2.0 * len as f64 / dt.as_secs_f64() / 1e6
     );
 }
@@ -199,7 +205,8 @@ fn two_hundred_concurrent_connections() {
             .map(|i| {
                 let client = client.clone();
                 mkernel::spawn(move || {
-                    let c = TcpStream::connect(&client, format!("{SERVER}:7").parse().unwrap()).unwrap();
+                    let c = TcpStream::connect(&client, format!("{SERVER}:7").parse().unwrap())
+                        .unwrap();
                     let mut data = vec![0u8; 8192];
                     Gen(i as u64 + 1).fill(&mut data);
                     c.write_all(&data).unwrap();
@@ -232,7 +239,8 @@ fn udp_echo() {
         });
         let uc = UdpSocket::bind(&client, 0).unwrap();
         for i in 0..10u8 {
-            uc.send_to(&[i; 100], format!("{SERVER}:53").parse().unwrap()).unwrap();
+            uc.send_to(&[i; 100], format!("{SERVER}:53").parse().unwrap())
+                .unwrap();
             let mut buf = [0u8; 1500];
             let (n, from) = uc.recv_from(&mut buf).unwrap();
             assert_eq!(&buf[..n], &[i; 100]);
@@ -292,7 +300,9 @@ fn cancellation_cleans_up() {
         // Connect to a silent address (ARP never answered), cancelled.
         let silent = {
             let client = client.clone();
-            mkernel::spawn(move || TcpStream::connect(&client, "10.0.0.77:80".parse().unwrap()).map(|_| ()))
+            mkernel::spawn(move || {
+                TcpStream::connect(&client, "10.0.0.77:80".parse().unwrap()).map(|_| ())
+            })
         };
         mkernel::sleep(Duration::from_millis(5));
         silent.cancel();
@@ -301,7 +311,12 @@ fn cancellation_cleans_up() {
         // Closed sockets leave the stack once the close is done.
         let t0 = Instant::now();
         while server.socket_count() > base_socks || client.socket_count() > 0 {
-            assert!(t0.elapsed() < Duration::from_secs(40), "sockets left: {} {}", server.socket_count(), client.socket_count());
+            assert!(
+                t0.elapsed() < Duration::from_secs(40),
+                "sockets left: {} {}",
+                server.socket_count(),
+                client.socket_count()
+            );
             mkernel::sleep(Duration::from_millis(10));
         }
         assert_eq!(mkernel::stats().live_tasks, base_tasks);
