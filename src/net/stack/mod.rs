@@ -531,6 +531,8 @@ impl Inner {
             let s = core.sockets.get_mut::<stcp::Socket>(h);
             match s.state() {
                 stcp::State::Listen | stcp::State::SynSent | stcp::State::SynReceived => s.abort(),
+                // Unread data: a reset, as BSD sockets do.
+                _ if s.recv_queue() > 0 => s.abort(),
                 _ => s.close(),
             }
             nudge_fin(&mut core.sockets, h);

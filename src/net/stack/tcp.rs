@@ -156,7 +156,8 @@ impl Drop for TcpListener {
 ///
 /// Dropping a stream closes it gracefully (what was written is still
 /// delivered, then a FIN); the socket leaves the stack once the close is
-/// done, or is reset after 30 s. Errors are `std::io::Error`s:
+/// done, or is reset after 30 s. A stream dropped with unread received
+/// data is reset at once instead, as BSD sockets do. Errors are `std::io::Error`s:
 /// `ConnectionRefused`, `ConnectionReset`, `BrokenPipe` (write after
 /// [`shutdown`](TcpStream::shutdown)).
 pub struct TcpStream {
