@@ -265,6 +265,7 @@ impl Platform {
         }
         self.ready.clear();
         self.wait_system(timeout);
+        // After the system wait, which clears `ready` before filling it.
         self.ready.extend(ready_links);
         if !self.ready.is_empty() {
             let ready = core::mem::take(&mut self.ready);
