@@ -136,13 +136,13 @@ fn check_against_manifest(a: &Attach, json: &str) -> Result<()> {
         (&a.net, "NET_BASIC", "net"),
         (&a.block, "BLOCK_BASIC", "block"),
     ] {
-        if let Some((name, _)) = given {
-            if !devs.iter().any(|(n, t)| n == name && t == ty) {
-                return fail(format!(
-                    "`--{flag}:{name}=..`: the program has no {flag} device named {name:?} \
-                     (its manifest: {json})"
-                ));
-            }
+        if let Some((name, _)) = given
+            && !devs.iter().any(|(n, t)| n == name && t == ty)
+        {
+            return fail(format!(
+                "`--{flag}:{name}=..`: the program has no {flag} device named {name:?} \
+                 (its manifest: {json})"
+            ));
         }
     }
     for (name, ty) in &devs {
