@@ -130,3 +130,19 @@ fn refuses_two_block_devices_and_unknown_names() {
         assert!(err.contains(msg), "{opts:?}: {err}");
     }
 }
+
+/// QEMU never outlives `--timeout`: killed, status 124 (as timeout(1)).
+#[test]
+fn timeout_kills_qemu() {
+    util::build_image("virtio", "sleep");
+    let out = util::run_with_timeout(
+        std::process::Command::new(env!("CARGO"))
+            .args(["run", "-q", "-p", "cargo-mkernel", "--", "run"])
+            .args(["--target", "virtio", "--example", "sleep", "--timeout=0"])
+            .current_dir(env!("CARGO_MANIFEST_DIR")),
+        Duration::from_secs(120),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(124), "{err}");
+    assert!(err.contains("QEMU killed"), "{err}");
+}
