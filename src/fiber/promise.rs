@@ -2,8 +2,9 @@
 //! family.
 
 use super::resource::Resource;
+use super::scheduler::Joined;
 use super::scheduler::{self, violation};
-use super::task::{Entry, State, TaskId, TaskRef, TaskStats, Wait};
+use super::task::{State, TaskId, TaskRef, TaskStats, Wait};
 use super::{Error, Violation};
 use core::any::Any;
 use core::fmt;
@@ -46,15 +47,16 @@ impl<T> fmt::Debug for Promise<T> {
 #[track_caller]
 pub fn spawn<T: 'static>(f: impl FnOnce() -> T + 'static) -> Promise<T> {
     let site = Location::caller();
-    let entry: Entry = Box::new(move || Box::new(f()) as Box<dyn Any>);
-    let task = scheduler::spawn_raw(entry, site, false);
-    // The promise must exist before `after_op` may yield: if the parent is
+    let (task, rotate) = scheduler::spawn_raw(move || Box::new(f()) as Box<dyn Any>, site, false);
+    // The promise must exist before the task may yield: if the parent is
     // cancelled there, dropping it is what frees the child's record.
     let p = Promise {
         task,
         _result: PhantomData,
     };
-    scheduler::after_op();
+    if rotate {
+        scheduler::yield_current();
+    }
     p
 }
 
@@ -79,8 +81,7 @@ pub fn spawn_giving<T: 'static>(
         r.check();
     }
     let site = Location::caller();
-    let entry: Entry = Box::new(move || Box::new(f()) as Box<dyn Any>);
-    let task = scheduler::spawn_raw(entry, site, false);
+    let (task, rotate) = scheduler::spawn_raw(move || Box::new(f()) as Box<dyn Any>, site, false);
     let p = Promise {
         task,
         _result: PhantomData,
@@ -88,7 +89,9 @@ pub fn spawn_giving<T: 'static>(
     for r in &give {
         r.give_to(task);
     }
-    scheduler::after_op();
+    if rotate {
+        scheduler::yield_current();
+    }
     p
 }
 
@@ -98,11 +101,11 @@ pub fn spawn_giving<T: 'static>(
 #[allow(dead_code)] // used by the TCP/IP stack
 pub(crate) fn spawn_daemon(f: impl FnOnce() + 'static) -> TaskId {
     let site = Location::caller();
-    let entry: Entry = Box::new(move || {
+    let entry = move || {
         f();
         Box::new(()) as Box<dyn Any>
-    });
-    TaskId(scheduler::spawn_raw(entry, site, true).uid)
+    };
+    TaskId(scheduler::spawn_raw(entry, site, true).0.uid)
 }
 
 /// Puts the current task at the back of the run queue: every other runnable
@@ -149,22 +152,29 @@ impl<T: 'static> Promise<T> {
     /// Suspends the current task if needed. Joining a promise the current
     /// task did not spawn is a [`Violation::NotAChild`].
     pub fn join(self) -> Result<T, Error> {
-        check_parent(self.task, "join");
         loop {
-            let r = take_result(self.task);
-            if let Some(r) = r {
-                scheduler::after_op();
-                return r.map(|v| {
-                    *v.downcast::<T>()
-                        .expect("a task's result has its promise's type")
-                });
-            }
-            scheduler::with(|s| {
-                if let Some(sl) = s.slot_mut(self.task) {
-                    sl.joined_by_parent = true
+            match scheduler::try_join(self.task) {
+                (Joined::Done(r), rotate) => {
+                    // The record is freed: nothing left for `drop` to do.
+                    core::mem::forget(self);
+                    if rotate {
+                        scheduler::yield_current();
+                    }
+                    return r.map(|v| {
+                        *v.downcast::<T>()
+                            .expect("a task's result has its promise's type")
+                    });
                 }
-            });
-            scheduler::park(Wait::Join);
+                (Joined::Wait, _) => scheduler::park(Wait::Join),
+                (Joined::NotAChild(me, site), _) => violation(
+                    Violation::NotAChild,
+                    format!(
+                        "task {me} tried to join task {} (spawned at {site}), which is not its child; \
+                         only the task that spawned a promise may join it",
+                        self.task.uid
+                    ),
+                ),
+            }
         }
     }
 }
@@ -239,26 +249,6 @@ impl<T> Drop for Promise<T> {
         }
         scheduler::drop_if_unreferenced(t);
     }
-}
-
-/// Takes a finished task's result (None if it still runs); the promise is
-/// then consumed.
-fn take_result(t: TaskRef) -> Option<Result<Box<dyn Any>, Error>> {
-    scheduler::with(|s| {
-        let sl = s.slot_mut(t)?;
-        match core::mem::replace(&mut sl.state, State::Consumed) {
-            State::Done(r) => {
-                sl.joined_by_parent = false;
-                s.detach(t);
-                Some(r)
-            }
-            State::Consumed => Some(Err(Error::Cancelled)),
-            other => {
-                sl.state = other;
-                None
-            }
-        }
-    })
 }
 
 /// Joins every promise, in order.

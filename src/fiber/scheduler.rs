@@ -11,7 +11,7 @@ use super::overflow;
 use super::resource::Resource;
 use super::stack::StackPool;
 use super::syscall::{Events, SyscallId};
-use super::task::{Co, Entry, Exit, Slot, State, TaskRef, TaskYielder, Wait};
+use super::task::{Co, Exit, Slot, State, TaskRef, TaskYielder, Wait};
 use super::{Error, Violation};
 use core::any::Any;
 use core::cell::{Cell, RefCell};
@@ -312,7 +312,14 @@ pub(crate) fn violation(v: Violation, msg: String) -> ! {
 
 /// Spawns a task. `parent` None makes a daemon (runtime-owned, cancelled when
 /// the main function returns).
-pub(crate) fn spawn_raw(entry: Entry, site: &'static Location<'static>, daemon: bool) -> TaskRef {
+/// Spawns a task running `f`. `daemon` makes it runtime-owned (no parent:
+/// cancelled when the main function returns). The coroutine is made now, so
+/// the closure moves once, into the task's stack. Returns the task and
+/// whether the current task used up its quanta (it should then yield).
+pub(crate) fn spawn_raw<F>(f: F, site: &'static Location<'static>, daemon: bool) -> (TaskRef, bool)
+where
+    F: FnOnce() -> Box<dyn Any> + 'static,
+{
     with(|s| {
         let uid = s.next_uid;
         s.next_uid += 1;
@@ -322,16 +329,63 @@ pub(crate) fn spawn_raw(entry: Entry, site: &'static Location<'static>, daemon: 
         } else {
             Some(s.current_or_panic())
         };
-        let mut slot = Slot::new(uid, parent, site, entry);
+        let mut slot = Slot::new(uid, parent, site);
         slot.promise_alive = !daemon;
         let t = s.alloc_slot(slot);
+        let co = start(s, t, f);
+        s.tasks[t.idx as usize].co = Some(co);
         if let Some(p) = parent {
             s.attach_child(p, t);
         } else {
             s.daemons.push(t);
         }
         s.enqueue(t);
-        t
+        let rotate = s.current.is_some() && s.count_op();
+        (t, rotate)
+    })
+}
+
+/// What `join` found in one borrow.
+pub(crate) enum Joined {
+    /// The result; the promise is consumed and the record freed.
+    Done(Result<Box<dyn Any>, Error>),
+    /// Still running: the parent is registered as waiting.
+    Wait,
+    /// The caller is not the parent: (caller uid, spawn site).
+    NotAChild(u64, &'static Location<'static>),
+}
+
+/// Joins `t` if it finished (one borrow), else registers the caller as its
+/// waiter. `count` counts the join as a runtime operation (quanta).
+pub(crate) fn try_join(t: TaskRef) -> (Joined, bool) {
+    with(|s| {
+        let me = s.current_or_panic();
+        let Some(slot) = s.slot_mut(t) else {
+            return (Joined::Done(Err(Error::Cancelled)), false);
+        };
+        if slot.parent != Some(me) {
+            return (Joined::NotAChild(me.uid, slot.site), false);
+        }
+        match core::mem::replace(&mut slot.state, State::Consumed) {
+            State::Done(r) => {
+                slot.joined_by_parent = false;
+                slot.promise_alive = false;
+                s.detach(t);
+                let freed = s.maybe_free(t);
+                debug_assert!(matches!(freed, Some(State::Consumed)));
+                if freed.is_some() {
+                    s.live -= 1;
+                }
+                let rotate = s.count_op();
+                (Joined::Done(r), rotate)
+            }
+            State::Consumed => (Joined::Done(Err(Error::Cancelled)), false),
+            other => {
+                slot.state = other;
+                slot.joined_by_parent = true;
+                (Joined::Wait, false)
+            }
+        }
     })
 }
 
@@ -432,15 +486,15 @@ pub(crate) fn cancel_task(t: TaskRef) {
     }
     enum Step {
         Nothing,
-        DropEntry(Entry),
         Unwind(Co),
     }
     let step = with(|s| {
         let slot = s.slot_mut(t).expect("task alive during its cancellation");
         let st = core::mem::replace(&mut slot.state, State::Running);
         match st {
-            State::Queued(entry) => Step::DropEntry(entry),
-            State::Ready | State::Suspended(_) => {
+            // A queued task's coroutine has not started: unwinding it just
+            // drops its closure (and what the closure captured).
+            State::Queued | State::Ready | State::Suspended(_) => {
                 if let State::Suspended(Wait::Syscall(id)) = st {
                     s.syscalls.remove(&id);
                     s.cancelled_syscalls.push(id);
@@ -464,7 +518,6 @@ pub(crate) fn cancel_task(t: TaskRef) {
     let mut old_result = None;
     match step {
         Step::Nothing => {}
-        Step::DropEntry(entry) => drop(entry),
         Step::Unwind(mut co) => {
             co.force_unwind();
             with(|s| s.stacks.put((*co).into_stack()));
@@ -505,7 +558,7 @@ fn after_finish(t: TaskRef) {
 }
 
 /// Creates the coroutine of a task that runs for the first time.
-fn start(s: &mut Scheduler, t: TaskRef, entry: Entry) -> Co {
+fn start<F: FnOnce() -> Box<dyn Any> + 'static>(s: &mut Scheduler, t: TaskRef, entry: F) -> Co {
     let stack = s.stacks.get();
     s.tasks[t.idx as usize].guard = stack.guard_range();
     s.tasks[t.idx as usize].stack_bottom = stack.canary_at();
@@ -543,8 +596,7 @@ fn prepare(s: &mut Scheduler, t: TaskRef, now: u64) -> Co {
         .max_wait_switches
         .max(switches.saturating_sub(stats.enqueued_switch + 1));
     let co = match st {
-        State::Queued(entry) => start(s, t, entry),
-        State::Ready => s.tasks[t.idx as usize]
+        State::Queued | State::Ready => s.tasks[t.idx as usize]
             .co
             .take()
             .expect("ready task has a coroutine"),
@@ -621,44 +673,23 @@ fn put_back(s: &mut Scheduler, c: Carry) {
 fn finish(t: TaskRef, exit: Exit) {
     match exit {
         Exit::Returned(v) => {
-            let (forgotten, resources, me) = with(|s| {
+            // Fast path, one borrow: no forgotten child, no resource.
+            let r = with(|s| {
                 let slot = &mut s.tasks[t.idx as usize];
-                let me = (slot.uid, slot.site);
-                let forgotten = slot.first_child.map(|c| s.tasks[c as usize].site);
-                (
-                    forgotten,
-                    core::mem::take(&mut s.tasks[t.idx as usize].resources),
-                    me,
-                )
+                if slot.first_child.is_none() && slot.resources.is_empty() {
+                    slot.state = State::Done(Ok(v));
+                    Ok(complete(s, t))
+                } else {
+                    Err(v)
+                }
             });
-            if let Some(site) = forgotten {
-                with(|s| s.tasks[t.idx as usize].state = State::Done(Ok(v)));
-                Resource::finalise_all(resources);
-                stop_for(
-                    Violation::StillHasChildren,
-                    format!(
-                        "task {} (spawned at {}) returned while its child spawned at {} \
-                         was neither joined nor cancelled; join it (p.join()) or cancel it (p.cancel())",
-                        me.0, me.1, site
-                    ),
-                );
-                return;
+            match r {
+                Ok(freed) => {
+                    drop(freed);
+                    return;
+                }
+                Err(v) => finish_returned_slow(t, v),
             }
-            if !resources.is_empty() {
-                with(|s| s.tasks[t.idx as usize].state = State::Done(Ok(v)));
-                let n = resources.len();
-                Resource::finalise_all(resources);
-                stop_for(
-                    Violation::ResourceLeaked,
-                    format!(
-                        "task {} (spawned at {}) returned while still owning {n} resource(s); \
-                         release, disown or transfer them before returning (their finalisers were called)",
-                        me.0, me.1
-                    ),
-                );
-                return;
-            }
-            with(|s| s.tasks[t.idx as usize].state = State::Done(Ok(v)));
         }
         Exit::Panicked(p) => {
             // Rule 3: a failed task's unfinished children are cancelled.
@@ -673,13 +704,63 @@ fn finish(t: TaskRef, exit: Exit) {
             with(|s| s.tasks[t.idx as usize].state = State::Done(Err(Error::Panicked(p))));
         }
     }
-    after_finish(t);
-    with(|s| {
-        if s.root == Some(t) {
-            ROOT_FINISHED.with(|f| f.set(true));
+    let freed = with(|s| complete(s, t));
+    drop(freed);
+}
+
+/// After a task finished: wakes its joiner, notes the end of the main task,
+/// frees the record if no promise refers to it (returning what must be
+/// dropped outside the borrow).
+fn complete(s: &mut Scheduler, t: TaskRef) -> Option<State> {
+    let slot = &s.tasks[t.idx as usize];
+    if slot.joined_by_parent {
+        if let Some(p) = slot.parent {
+            s.wake(p);
         }
+    }
+    if s.root == Some(t) {
+        ROOT_FINISHED.with(|f| f.set(true));
+    }
+    let freed = s.maybe_free(t);
+    if freed.is_some() {
+        s.live -= 1;
+    }
+    freed
+}
+
+/// A task returned with a forgotten child or an owned resource: a violation.
+fn finish_returned_slow(t: TaskRef, v: Box<dyn Any>) {
+    let (forgotten, resources, me) = with(|s| {
+        let slot = &mut s.tasks[t.idx as usize];
+        let me = (slot.uid, slot.site);
+        let resources = core::mem::take(&mut slot.resources);
+        let forgotten = s.tasks[t.idx as usize]
+            .first_child
+            .map(|c| s.tasks[c as usize].site);
+        s.tasks[t.idx as usize].state = State::Done(Ok(v));
+        (forgotten, resources, me)
     });
-    drop_if_unreferenced(t);
+    let n = resources.len();
+    Resource::finalise_all(resources);
+    if let Some(site) = forgotten {
+        stop_for(
+            Violation::StillHasChildren,
+            format!(
+                "task {} (spawned at {}) returned while its child spawned at {} \
+                 was neither joined nor cancelled; join it (p.join()) or cancel it (p.cancel())",
+                me.0, me.1, site
+            ),
+        );
+    } else {
+        stop_for(
+            Violation::ResourceLeaked,
+            format!(
+                "task {} (spawned at {}) returned while still owning {n} resource(s); \
+                 release, disown or transfer them before returning (their finalisers were called)",
+                me.0, me.1
+            ),
+        );
+    }
 }
 
 fn stop_for(v: Violation, msg: String) {
@@ -718,10 +799,11 @@ impl Runtime {
             let uid = s.next_uid;
             s.next_uid += 1;
             s.spawned += 1;
-            let entry: Entry = Box::new(move || Box::new(main()) as Box<dyn Any>);
-            let mut slot = Slot::new(uid, None, Location::caller(), entry);
+            let mut slot = Slot::new(uid, None, Location::caller());
             slot.promise_alive = true;
             let t = s.alloc_slot(slot);
+            let co = start(s, t, move || Box::new(main()) as Box<dyn Any>);
+            s.tasks[t.idx as usize].co = Some(co);
             s.enqueue(t);
             s.root = Some(t);
             t
@@ -875,7 +957,7 @@ fn pick(s: &mut Scheduler, now: u64) -> Option<(TaskRef, Co)> {
     loop {
         let t = s.run_queue.pop_front()?;
         if let Some(slot) = s.slot(t) {
-            if matches!(slot.state, State::Queued(_) | State::Ready) {
+            if matches!(slot.state, State::Queued | State::Ready) {
                 return Some((t, prepare(s, t, now)));
             }
         }

@@ -39,7 +39,6 @@ pub(crate) struct TaskRef {
     pub(crate) uid: u64,
 }
 
-pub(crate) type Entry = Box<dyn FnOnce() -> Box<dyn Any>>;
 /// Boxed so that switching moves a pointer, not the coroutine's state.
 pub(crate) type Co = Box<Coroutine<(), (), Exit, PooledStack>>;
 pub(crate) type TaskYielder = Yielder<(), ()>;
@@ -62,8 +61,9 @@ pub(crate) enum Wait {
 }
 
 pub(crate) enum State {
-    /// Spawned, never run: in the run queue, no stack yet.
-    Queued(Entry),
+    /// Spawned, never run: in the run queue; its coroutine holds the
+    /// closure and has not started.
+    Queued,
     /// Started and in the run queue.
     Ready,
     /// On the CPU (its coroutine is out of the slot while it runs).
@@ -130,12 +130,7 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    pub(crate) fn new(
-        uid: u64,
-        parent: Option<TaskRef>,
-        site: &'static Location<'static>,
-        entry: Entry,
-    ) -> Slot {
+    pub(crate) fn new(uid: u64, parent: Option<TaskRef>, site: &'static Location<'static>) -> Slot {
         Slot {
             uid,
             parent,
@@ -145,7 +140,7 @@ impl Slot {
             attached: false,
             promise_alive: true,
             joined_by_parent: false,
-            state: State::Queued(entry),
+            state: State::Queued,
             co: None,
             yielder: core::ptr::null(),
             cancelling: false,

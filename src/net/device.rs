@@ -85,9 +85,12 @@ impl NetDevice {
             )));
         }
         match &self.backend {
-            NetBackend::Link(l) => l
-                .send(frame, clock::monotonic())
-                .map_err(|e| self.err("write", e)),
+            NetBackend::Link(l) => {
+                l.send(frame, clock::monotonic())
+                    .map_err(|e| self.err("write", e))?;
+                platform::with(|p| p.link_sent());
+                Ok(())
+            }
             #[cfg(not(mkernel_solo5))]
             NetBackend::Tap(t) => t.write(frame).map_err(|e| self.err("write", e)),
             #[cfg(mkernel_solo5)]

@@ -11,3 +11,4 @@ pub mod link;
 
 pub use device::{Net, NetCfg, NetError};
 pub(crate) use device::{NetBackend, NetDevice, register};
+pub mod stack;

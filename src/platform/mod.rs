@@ -53,6 +53,9 @@ pub(crate) struct Platform {
     /// TSC value at which the earliest timer may be due (never late: see
     /// `clock::ns_to_cycles_at_most`).
     next_timer_cycles: u64,
+    /// A frame was sent on an in-memory link since the last look: its
+    /// receiver may be waiting (checked without a system call).
+    link_sent: bool,
     ready: Vec<u64>,
 }
 
@@ -104,6 +107,7 @@ pub(crate) fn install() -> Result<PlatformGuard, DeviceError> {
             .map_err(|e| DeviceError(format!("mkernel: cannot create the event poller: {e}")))?,
         last_poll: 0,
         next_timer_cycles: u64::MAX,
+        link_sent: false,
         ready: Vec::new(),
     };
     PLATFORM.with(|c| *c.borrow_mut() = Some(p));
@@ -233,6 +237,7 @@ impl Platform {
     /// Collects the signals of ready devices and expired timers, waiting at
     /// most `timeout` ns (None: until something happens).
     fn poll(&mut self, mut timeout: Option<u64>, out: &mut Vec<Signal>) {
+        self.link_sent = false;
         let now = clock::monotonic();
         // Drop dead timers at the top so the next deadline is a live one.
         while let Some(Reverse((_, id))) = self.timers.peek() {
@@ -260,6 +265,7 @@ impl Platform {
         }
         self.ready.clear();
         self.wait_system(timeout);
+        // After the system wait, which clears `ready` before filling it.
         self.ready.extend(ready_links);
         if !self.ready.is_empty() {
             let ready = core::mem::take(&mut self.ready);
@@ -293,9 +299,41 @@ impl Platform {
         self.last_poll = crate::fiber::cycles();
     }
 
+    /// Notes that a frame was sent on an in-memory link (its peer may be
+    /// waiting): the next scheduling point looks.
+    pub(crate) fn link_sent(&mut self) {
+        self.link_sent = true;
+        DUE.with(|d| d.set(0));
+    }
+
+    /// Wakes the waiters of in-memory links that have a frame now (no
+    /// system call).
+    fn check_links(&mut self, out: &mut Vec<Signal>) {
+        self.link_sent = false;
+        let now = clock::monotonic();
+        let nets = &self.nets;
+        let mut woken = Vec::new();
+        self.net_waiters.retain(|&(d, id)| {
+            if nets[d].next_ready_at().is_some_and(|at| at <= now) {
+                woken.push((d, id));
+                false
+            } else {
+                true
+            }
+        });
+        for (d, id) in woken {
+            out.push(signal_of(id));
+            if !self.net_waiters.iter().any(|&(x, _)| x == d) {
+                self.watch(d, false);
+            }
+        }
+    }
+
     /// Publishes when `select(false, ..)` may next have something.
     fn refresh_due(&self) {
-        let devices = if self.net_waiters.is_empty() {
+        let devices = if self.link_sent {
+            0
+        } else if self.net_waiters.is_empty() {
             u64::MAX
         } else {
             self.last_poll.wrapping_add(POLL_CYCLES)
@@ -392,8 +430,13 @@ fn select(p: &mut Platform, block: bool, cancelled: &[SyscallId]) -> Vec<Signal>
                 let now = crate::fiber::cycles();
                 if !p.net_waiters.is_empty() && now.wrapping_sub(p.last_poll) >= POLL_CYCLES {
                     p.poll(Some(0), &mut out);
-                } else if now >= p.next_timer_cycles {
-                    p.expire_timers(&mut out);
+                } else {
+                    if p.link_sent {
+                        p.check_links(&mut out);
+                    }
+                    if now >= p.next_timer_cycles {
+                        p.expire_timers(&mut out);
+                    }
                 }
                 return out;
             }

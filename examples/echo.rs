@@ -1,0 +1,81 @@
+//! A TCP echo server: one task per connection.
+//!
+//! ```text
+//! cargo build --example echo
+//! sudo ip tuntap add dev tap0 mode tap && sudo ip link set tap0 up
+//! ./target/debug/examples/echo --net:service=tap0 -- --ipv4=10.0.0.2/24 --port=7
+//! ```
+//!
+//! Application flags (after `--`): `--port=N` (default 7),
+//! `--ipv4=ADDR/PREFIX` (default 10.0.0.2/24), `--ipv4-gateway=ADDR`.
+//! Prints `listening on ADDR:PORT` once ready, and nothing per connection.
+
+use mkernel::net::stack::{self, Stack, StackConfig, TcpListener, TcpStream};
+
+fn parse_port(args: &[String], default: u16) -> Result<u16, String> {
+    let mut port = default;
+    for a in args {
+        match a.strip_prefix("--port=") {
+            Some(v) => {
+                port = v
+                    .parse()
+                    .map_err(|_| format!("--port={v}: expected a port number (0-65535)"))?
+            }
+            None => {
+                return Err(format!(
+                    "unknown argument {a:?} (expected --port=N, --ipv4=ADDR/PREFIX, --ipv4-gateway=ADDR)"
+                ));
+            }
+        }
+    }
+    Ok(port)
+}
+
+fn echo(s: TcpStream) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if s.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn serve(stack: Stack, port: u16) {
+    let listener = match TcpListener::bind(&stack, port) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1)
+        }
+    };
+    println!("listening on {}", listener.local_addr());
+    let orphans = mkernel::Orphans::new();
+    loop {
+        // Reap the finished connections.
+        while let Some(Some(p)) = orphans.care() {
+            let _ = p.join();
+        }
+        match listener.accept() {
+            Ok((s, _peer)) => mkernel::spawn_orphan(&orphans, move || echo(s)),
+            Err(e) => eprintln!("accept: {e}"),
+        }
+    }
+}
+
+fn main() {
+    // Check the flags before touching devices, for a clear error.
+    let port =
+        match StackConfig::from_args(&mkernel::args()).and_then(|(_, rest)| parse_port(&rest, 7)) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(2)
+            }
+        };
+    mkernel::run(stack::stack("service"), move |stack| serve(stack, port));
+}

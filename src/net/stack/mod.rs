@@ -1,0 +1,593 @@
+//! A TCP/IP stack (IPv4, TCP, UDP, ARP, ICMP echo) on smoltcp, in direct
+//! style: a blocking-looking call suspends only its task.
+//!
+//! How it works: one runtime-owned task (a daemon) waits until the net
+//! device has a frame or smoltcp's next timer is due, feeds smoltcp
+//! (`Interface::poll`), and wakes exactly the tasks waiting on sockets that
+//! became ready (each socket has a wait queue per direction). A task that
+//! writes puts the data in the socket's buffer and polls the interface at
+//! once, so the data leaves without waiting for the daemon; if that moves
+//! smoltcp's next deadline earlier, the daemon's timer is moved too. No
+//! busy polling; frames are received into and sent from buffers allocated
+//! once.
+//!
+//! Cancelling a task blocked in a socket call unwinds it at its suspension
+//! point; its socket is closed and removed from the stack when dropped.
+//!
+//! ```
+//! use mkernel::net::link;
+//! use mkernel::net::stack::{Stack, StackConfig, TcpListener, TcpStream};
+//! use std::io::{Read, Write};
+//!
+//! let (a, b) = link::pair(link::Faults::default());
+//! let got = mkernel::Builder::new()
+//!     .net_link("a", a)
+//!     .net_link("b", b)
+//!     .run((mkernel::net("a"), mkernel::net("b")), |(a, b)| {
+//!         let server = Stack::new(a, StackConfig::parse("10.0.0.1/24", None).unwrap());
+//!         let client = Stack::new(b, StackConfig::parse("10.0.0.2/24", None).unwrap());
+//!         let listener = TcpListener::bind(&server, 7).unwrap();
+//!         let echo = mkernel::spawn(move || {
+//!             let (mut s, _peer) = listener.accept().unwrap();
+//!             let mut buf = [0u8; 64];
+//!             let n = s.read(&mut buf).unwrap();
+//!             s.write_all(&buf[..n]).unwrap();
+//!         });
+//!         let mut c = TcpStream::connect(&client, "10.0.0.1:7".parse().unwrap()).unwrap();
+//!         c.write_all(b"hello").unwrap();
+//!         let mut buf = [0u8; 5];
+//!         c.read_exact(&mut buf).unwrap();
+//!         echo.join().unwrap();
+//!         buf
+//!     });
+//! assert_eq!(&got, b"hello");
+//! ```
+
+mod phy;
+mod tcp;
+mod udp;
+
+pub use smoltcp::wire::Ipv4Cidr;
+pub use tcp::{TcpListener, TcpStream};
+pub use udp::UdpSocket;
+
+use crate::devices::Devices;
+use crate::fiber::scheduler;
+use crate::fiber::{Syscall, SyscallId, WaitQueue, spawn_daemon, suspend};
+use crate::net::{Net, NetCfg};
+use crate::platform::{NetWait, Timer};
+use core::cell::{Cell, RefCell};
+use core::fmt;
+use phy::Phy;
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::socket::{tcp as stcp, udp as sudp};
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, IpEndpoint};
+use std::collections::HashSet;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::rc::{Rc, Weak};
+
+/// The address used when `--ipv4` is not given: `10.0.0.2/24`.
+pub const DEFAULT_IPV4: &str = "10.0.0.2/24";
+
+/// Bytes of each TCP socket's receive buffer and of its send buffer.
+pub const TCP_BUFFER: usize = 64 * 1024;
+
+/// Listening sockets a [`TcpListener`] keeps ready by default: how many
+/// connections may be half-open or waiting for `accept` at once.
+pub const DEFAULT_BACKLOG: usize = 32;
+
+/// How long a dropped TCP socket may take to finish its graceful close
+/// (send what is left, exchange FINs) before it is aborted.
+const LINGER_NS: u64 = 30_000_000_000;
+
+/// The IP configuration of a [`Stack`] (as MirageOS's `--ipv4` and
+/// `--ipv4-gateway`).
+///
+/// ```
+/// use mkernel::net::stack::StackConfig;
+/// let args: Vec<String> = ["--ipv4=10.77.0.2/24", "--ipv4-gateway=10.77.0.1", "--port=8"]
+///     .iter().map(|s| s.to_string()).collect();
+/// let (cfg, rest) = StackConfig::from_args(&args).unwrap();
+/// assert_eq!(cfg.ipv4.to_string(), "10.77.0.2/24");
+/// assert_eq!(cfg.gateway, Some("10.77.0.1".parse().unwrap()));
+/// assert_eq!(rest, ["--port=8"]);
+/// assert!(StackConfig::from_args(&["--ipv4=10.0.0.300/24".to_string()]).is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StackConfig {
+    /// The stack's address and prefix, e.g. `10.0.0.2/24`.
+    pub ipv4: Ipv4Cidr,
+    /// The default route, if any.
+    pub gateway: Option<Ipv4Addr>,
+}
+
+impl Default for StackConfig {
+    /// `10.0.0.2/24` ([`DEFAULT_IPV4`]), no gateway.
+    fn default() -> Self {
+        StackConfig {
+            ipv4: Ipv4Cidr::new(Ipv4Addr::new(10, 0, 0, 2), 24),
+            gateway: None,
+        }
+    }
+}
+
+impl StackConfig {
+    /// A configuration from `ADDR/PREFIX` and an optional gateway address.
+    ///
+    /// ```
+    /// let c = mkernel::net::stack::StackConfig::parse("192.168.1.10/24", Some("192.168.1.1")).unwrap();
+    /// assert_eq!(c.ipv4.prefix_len(), 24);
+    /// ```
+    pub fn parse(ipv4: &str, gateway: Option<&str>) -> Result<StackConfig, String> {
+        Ok(StackConfig {
+            ipv4: parse_cidr(ipv4)?,
+            gateway: gateway.map(parse_gateway).transpose()?,
+        })
+    }
+
+    /// Takes `--ipv4=ADDR/PREFIX` and `--ipv4-gateway=ADDR` out of `args`
+    /// (for instance [`mkernel::args()`](crate::args)) and returns the
+    /// configuration and the other arguments, in order. Without `--ipv4`,
+    /// the address is [`DEFAULT_IPV4`]; without `--ipv4-gateway`, there is
+    /// no default route. A malformed value is an error that says which flag
+    /// and what is expected.
+    pub fn from_args(args: &[String]) -> Result<(StackConfig, Vec<String>), String> {
+        let mut cfg = StackConfig::default();
+        let mut rest = Vec::new();
+        for a in args {
+            if let Some(v) = a.strip_prefix("--ipv4=") {
+                cfg.ipv4 = parse_cidr(v)?;
+            } else if let Some(v) = a.strip_prefix("--ipv4-gateway=") {
+                cfg.gateway = Some(parse_gateway(v)?);
+            } else if a == "--ipv4" || a == "--ipv4-gateway" {
+                return Err(format!("{a} needs a value: {a}=VALUE"));
+            } else {
+                rest.push(a.clone());
+            }
+        }
+        if let Some(gw) = cfg.gateway {
+            if !cfg.ipv4.contains_addr(&gw) {
+                return Err(format!(
+                    "--ipv4-gateway={gw} is not in the network of --ipv4={}",
+                    cfg.ipv4
+                ));
+            }
+        }
+        Ok((cfg, rest))
+    }
+}
+
+fn parse_cidr(v: &str) -> Result<Ipv4Cidr, String> {
+    let bad = || format!("--ipv4={v}: expected ADDR/PREFIX, e.g. --ipv4=10.0.0.2/24");
+    let (addr, prefix) = v.split_once('/').ok_or_else(bad)?;
+    let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
+    let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+    if prefix > 32 || addr.is_unspecified() || addr.is_multicast() || addr.is_broadcast() {
+        return Err(bad());
+    }
+    Ok(Ipv4Cidr::new(addr, prefix))
+}
+
+fn parse_gateway(v: &str) -> Result<Ipv4Addr, String> {
+    v.parse().map_err(|_| {
+        format!("--ipv4-gateway={v}: expected an IPv4 address, e.g. --ipv4-gateway=10.0.0.1")
+    })
+}
+
+/// A device argument: the TCP/IP stack on net device `name`, configured
+/// from the application's arguments ([`StackConfig::from_args`] on
+/// [`mkernel::args()`](crate::args); `10.0.0.2/24` without `--ipv4`).
+/// Malformed flags are printed on stderr and the process exits with
+/// status 2, before the main function runs.
+///
+/// ```no_run
+/// mkernel::run(mkernel::net::stack::stack("service"), |stack| {
+///     println!("my address: {}", stack.config().ipv4);
+/// });
+/// ```
+pub fn stack(name: &str) -> impl Devices<Output = Stack> {
+    crate::map(crate::net(name), |dev| {
+        match StackConfig::from_args(&crate::args()) {
+            Ok((cfg, _)) => Stack::new(dev, cfg),
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(2)
+            }
+        }
+    })
+}
+
+/// The TCP/IP stack on one net device. Cheap to clone (an `Rc` inside);
+/// every clone is the same stack. Build it in a run (the daemon that
+/// receives frames is a task of that run).
+#[derive(Clone)]
+pub struct Stack {
+    pub(crate) inner: Rc<Inner>,
+}
+
+impl fmt::Debug for Stack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Stack({:?}, {})",
+            self.inner.net.name(),
+            self.inner.config.ipv4
+        )
+    }
+}
+
+/// What a waiting task waits for.
+#[derive(Clone)]
+pub(crate) enum Cond {
+    TcpRecv(SocketHandle),
+    /// Also "connected" and "accepted" (a socket past its handshake).
+    TcpSend(SocketHandle),
+    Accept(Rc<RefCell<Vec<SocketHandle>>>),
+    UdpRecv(SocketHandle),
+    UdpSend(SocketHandle),
+}
+
+struct Waiter {
+    token: u64,
+    cond: Cond,
+    queue: Rc<WaitQueue>,
+}
+
+pub(crate) struct Core {
+    pub(crate) iface: Interface,
+    pub(crate) sockets: SocketSet<'static>,
+    phy: Phy,
+}
+
+pub(crate) struct Inner {
+    net: Net,
+    config: StackConfig,
+    pub(crate) core: RefCell<Core>,
+    waiters: RefCell<Vec<Waiter>>,
+    next_token: Cell<u64>,
+    /// Dropped TCP sockets finishing their close, with their deadline.
+    /// The local port is given back when the socket goes, if it owned it.
+    closing: RefCell<Vec<(SocketHandle, u64, Option<u16>)>>,
+    /// The daemon's current wait: its syscall and deadline.
+    daemon: Cell<Option<(SyscallId, u64)>>,
+    pub(crate) ports: RefCell<HashSet<u16>>,
+    next_port: Cell<u16>,
+}
+
+fn now_ns() -> u64 {
+    crate::clock_monotonic()
+}
+
+fn instant(ns: u64) -> Instant {
+    Instant::from_micros((ns / 1000) as i64)
+}
+
+pub(crate) fn to_std(ep: IpEndpoint) -> SocketAddr {
+    let IpAddress::Ipv4(a) = ep.addr;
+    SocketAddr::new(IpAddr::V4(a), ep.port)
+}
+
+pub(crate) fn from_std(addr: SocketAddr) -> io::Result<IpEndpoint> {
+    match addr.ip() {
+        IpAddr::V4(a) => Ok(IpEndpoint::new(IpAddress::Ipv4(a), addr.port())),
+        IpAddr::V6(_) => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{addr}: this stack speaks IPv4 only"),
+        )),
+    }
+}
+
+impl Stack {
+    /// A stack on net device `dev` (as given by [`mkernel::net`](crate::net))
+    /// with the IP configuration `config`. Starts the stack's daemon.
+    ///
+    /// # Panics
+    /// Outside a run.
+    pub fn new(dev: (Net, NetCfg), config: StackConfig) -> Stack {
+        let (net, cfg) = dev;
+        let mut phy = Phy::new(net.clone());
+        let mut icfg = Config::new(EthernetAddress(cfg.mac).into());
+        icfg.random_seed = now_ns()
+            ^ u64::from_le_bytes([
+                cfg.mac[0], cfg.mac[1], cfg.mac[2], cfg.mac[3], cfg.mac[4], cfg.mac[5], 0x5a, 0xa5,
+            ]);
+        let mut iface = Interface::new(icfg, &mut phy, instant(now_ns()));
+        iface.update_ip_addrs(|addrs| {
+            addrs
+                .push(IpCidr::Ipv4(config.ipv4))
+                .expect("one address fits");
+        });
+        if let Some(gw) = config.gateway {
+            iface
+                .routes_mut()
+                .add_default_ipv4_route(gw)
+                .expect("one route fits");
+        }
+        let inner = Rc::new(Inner {
+            net,
+            config,
+            core: RefCell::new(Core {
+                iface,
+                sockets: SocketSet::new(Vec::new()),
+                phy,
+            }),
+            waiters: RefCell::new(Vec::new()),
+            next_token: Cell::new(0),
+            closing: RefCell::new(Vec::new()),
+            daemon: Cell::new(None),
+            ports: RefCell::new(HashSet::new()),
+            next_port: Cell::new(49152 + (now_ns() % 16384) as u16),
+        });
+        let weak = Rc::downgrade(&inner);
+        spawn_daemon(move || daemon(weak));
+        Stack { inner }
+    }
+
+    /// The stack's IP configuration.
+    pub fn config(&self) -> StackConfig {
+        self.inner.config
+    }
+
+    /// The net device under the stack.
+    pub fn net(&self) -> &Net {
+        &self.inner.net
+    }
+
+    /// Sockets currently in the stack (open ones, listening ones, and
+    /// dropped ones still finishing their close).
+    pub fn socket_count(&self) -> usize {
+        self.inner.core.borrow().sockets.iter().count()
+    }
+}
+
+/// The receiver: waits for a frame or smoltcp's next deadline, polls.
+fn daemon(weak: Weak<Inner>) {
+    /// Forgets the daemon's wait, also when the daemon is cancelled.
+    struct Waiting<'a>(&'a Weak<Inner>);
+    impl Drop for Waiting<'_> {
+        fn drop(&mut self) {
+            if let Some(inner) = self.0.upgrade() {
+                inner.daemon.set(None);
+            }
+        }
+    }
+    loop {
+        let (sc, deadline, dev) = {
+            let Some(inner) = weak.upgrade() else { return };
+            inner.poll();
+            let deadline = inner.next_deadline();
+            let sc = Syscall::new();
+            inner
+                .daemon
+                .set(Some((sc.id(), deadline.unwrap_or(u64::MAX))));
+            (sc, deadline, inner.net.dev.index)
+        };
+        let _waiting = Waiting(&weak);
+        if scheduler::cancelling() {
+            return;
+        }
+        let _net = NetWait::new(dev, sc.id());
+        let _timer = deadline.map(|d| Timer::new(d, sc.id()));
+        suspend(&sc, || {});
+    }
+}
+
+impl Inner {
+    /// Feeds smoltcp, reaps closed sockets, wakes the tasks whose sockets
+    /// became ready and moves the daemon's deadline if needed.
+    pub(crate) fn poll(&self) {
+        let now = now_ns();
+        {
+            let mut core = self.core.borrow_mut();
+            let Core {
+                iface,
+                sockets,
+                phy,
+            } = &mut *core;
+            iface.poll(instant(now), phy, sockets);
+        }
+        self.reap(now);
+        self.wake_ready();
+        self.rearm(now);
+    }
+
+    fn reap(&self, now: u64) {
+        let mut closing = self.closing.borrow_mut();
+        if closing.is_empty() {
+            return;
+        }
+        let mut core = self.core.borrow_mut();
+        let mut ports = self.ports.borrow_mut();
+        closing.retain(|&(h, deadline, port)| {
+            let s = core.sockets.get_mut::<stcp::Socket>(h);
+            match s.state() {
+                stcp::State::Closed | stcp::State::TimeWait => {
+                    if let Some(p) = port {
+                        ports.remove(&p);
+                    }
+                    core.sockets.remove(h);
+                    false
+                }
+                _ => {
+                    if now >= deadline {
+                        // Aborted: the reset leaves at the next poll, then
+                        // the socket is Closed and removed.
+                        s.abort();
+                    }
+                    true
+                }
+            }
+        });
+    }
+
+    fn wake_ready(&self) {
+        let waiters = self.waiters.borrow();
+        if waiters.is_empty() {
+            return;
+        }
+        let core = self.core.borrow();
+        for w in waiters.iter() {
+            if ready(&core.sockets, &w.cond) {
+                w.queue.notify_all();
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<u64> {
+        let now = now_ns();
+        let mut core = self.core.borrow_mut();
+        let Core { iface, sockets, .. } = &mut *core;
+        let t = iface
+            .poll_at(instant(now), sockets)
+            .map(|i| (i.total_micros().max(0) as u64).saturating_mul(1000));
+        let c = self.closing.borrow().iter().map(|&(_, d, _)| d).min();
+        match (t, c) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Moves the daemon's timer earlier when smoltcp now wants to be
+    /// polled before the daemon planned to wake.
+    fn rearm(&self, now: u64) {
+        let Some((id, planned)) = self.daemon.get() else {
+            return;
+        };
+        let Some(d) = self.next_deadline() else {
+            return;
+        };
+        if d < planned {
+            let d = d.max(now);
+            // The timer stays armed until it fires or the daemon's own
+            // timer guard withdraws the syscall as the daemon wakes.
+            core::mem::forget(Timer::new(d, id));
+            self.daemon.set(Some((id, d)));
+        }
+    }
+
+    /// Suspends the current task until `attempt` gives a value; it is tried
+    /// first, then after each wake-up by a poll that found `cond` ready.
+    pub(crate) fn block_on<R>(
+        &self,
+        cond: Cond,
+        queue: &Rc<WaitQueue>,
+        mut attempt: impl FnMut(&mut Core) -> Option<io::Result<R>>,
+    ) -> io::Result<R> {
+        loop {
+            if let Some(r) = attempt(&mut self.core.borrow_mut()) {
+                return r;
+            }
+            if scheduler::cancelling() {
+                return Err(io::Error::new(
+                    io::ErrorKind::Interrupted,
+                    "the task is being cancelled",
+                ));
+            }
+            let token = self.next_token.get();
+            self.next_token.set(token + 1);
+            self.waiters.borrow_mut().push(Waiter {
+                token,
+                cond: cond.clone(),
+                queue: queue.clone(),
+            });
+            struct Unregister<'a>(&'a Inner, u64);
+            impl Drop for Unregister<'_> {
+                fn drop(&mut self) {
+                    let mut ws = self.0.waiters.borrow_mut();
+                    if let Some(i) = ws.iter().position(|w| w.token == self.1) {
+                        ws.swap_remove(i);
+                    }
+                }
+            }
+            let _unregister = Unregister(self, token);
+            queue.wait();
+        }
+    }
+
+    /// A free local port for an outgoing connection or an unbound socket.
+    pub(crate) fn ephemeral_port(&self) -> io::Result<u16> {
+        let ports = self.ports.borrow();
+        for _ in 0..16384 {
+            let p = self.next_port.get();
+            self.next_port
+                .set(if p == u16::MAX { 49152 } else { p + 1 });
+            if !ports.contains(&p) {
+                return Ok(p);
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            "no free local port (49152-65535 all in use)",
+        ))
+    }
+
+    /// Takes a dropped TCP socket: closes it gracefully and removes it
+    /// once closed (or aborts it after a while).
+    pub(crate) fn release_tcp(&self, h: SocketHandle, port: Option<u16>) {
+        {
+            let mut core = self.core.borrow_mut();
+            let s = core.sockets.get_mut::<stcp::Socket>(h);
+            match s.state() {
+                stcp::State::Listen | stcp::State::SynSent | stcp::State::SynReceived => s.abort(),
+                // Unread data: a reset, as BSD sockets do.
+                _ if s.recv_queue() > 0 => s.abort(),
+                _ => s.close(),
+            }
+            nudge_fin(&mut core.sockets, h);
+        }
+        self.closing
+            .borrow_mut()
+            .push((h, now_ns() + LINGER_NS, port));
+        self.poll();
+    }
+
+    pub(crate) fn release_udp(&self, h: SocketHandle) {
+        let mut core = self.core.borrow_mut();
+        let s = core.sockets.get_mut::<sudp::Socket>(h);
+        let port = s.endpoint().port;
+        s.close();
+        core.sockets.remove(h);
+        self.ports.borrow_mut().remove(&port);
+    }
+}
+
+/// Works around a smoltcp 0.14 stall seen on lossy links: a socket whose
+/// FIN was lost can end up with no retransmission timer (`poll_at` says
+/// "ingress only"), so the FIN is never sent again. Keep-alive probes make
+/// the peer answer with duplicate ACKs, which trigger smoltcp's fast
+/// retransmit, which resends the FIN.
+fn nudge_fin(sockets: &mut SocketSet<'static>, h: SocketHandle) {
+    sockets
+        .get_mut::<stcp::Socket>(h)
+        .set_keep_alive(Some(smoltcp::time::Duration::from_millis(500)));
+}
+
+fn handshaking(s: stcp::State) -> bool {
+    matches!(
+        s,
+        stcp::State::Listen | stcp::State::SynSent | stcp::State::SynReceived
+    )
+}
+
+fn ready(sockets: &SocketSet<'static>, cond: &Cond) -> bool {
+    match cond {
+        Cond::TcpRecv(h) => {
+            let s = sockets.get::<stcp::Socket>(*h);
+            !handshaking(s.state()) && (s.can_recv() || !s.may_recv())
+        }
+        Cond::TcpSend(h) => {
+            let s = sockets.get::<stcp::Socket>(*h);
+            !handshaking(s.state()) && (s.can_send() || !s.may_send())
+        }
+        Cond::Accept(hs) => hs.borrow().iter().any(|h| {
+            !matches!(
+                sockets.get::<stcp::Socket>(*h).state(),
+                stcp::State::Listen | stcp::State::SynReceived
+            )
+        }),
+        Cond::UdpRecv(h) => sockets.get::<sudp::Socket>(*h).can_recv(),
+        Cond::UdpSend(h) => sockets.get::<sudp::Socket>(*h).can_send(),
+    }
+}

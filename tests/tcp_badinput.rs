@@ -1,0 +1,304 @@
+//! Bad input: malformed frames into a stack, and hostile HTTP clients
+//! against the httpd example's code.
+
+use mkernel::net::link::{self, Faults, LinkEnd};
+use mkernel::net::stack::{Stack, StackConfig, TcpListener, TcpStream};
+use std::io::Read;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+#[allow(dead_code)]
+#[path = "../examples/httpd.rs"]
+mod httpd;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn checksum(data: &[u8]) -> u16 {
+    let mut sum = 0u32;
+    for c in data.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x99];
+const PEER_IP: [u8; 4] = [10, 0, 0, 9];
+const STACK_IP: [u8; 4] = [10, 0, 0, 1];
+
+fn eth(dst: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + payload.len());
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&PEER_MAC);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+fn arp_request() -> Vec<u8> {
+    let mut a = vec![0, 1, 8, 0, 6, 4, 0, 1];
+    a.extend_from_slice(&PEER_MAC);
+    a.extend_from_slice(&PEER_IP);
+    a.extend_from_slice(&[0; 6]);
+    a.extend_from_slice(&STACK_IP);
+    eth([0xff; 6], 0x0806, &a)
+}
+
+fn ipv4(dst_mac: [u8; 6], proto: u8, payload: &[u8]) -> Vec<u8> {
+    let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, proto, 0, 0];
+    ip.extend_from_slice(&PEER_IP);
+    ip.extend_from_slice(&STACK_IP);
+    let len = (20 + payload.len()) as u16;
+    ip[2..4].copy_from_slice(&len.to_be_bytes());
+    let c = checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    ip.extend_from_slice(payload);
+    eth(dst_mac, 0x0800, &ip)
+}
+
+fn icmp_echo(dst_mac: [u8; 6], seq: u16) -> Vec<u8> {
+    let mut icmp = vec![8, 0, 0, 0, 0x12, 0x34];
+    icmp.extend_from_slice(&seq.to_be_bytes());
+    icmp.extend_from_slice(b"mkernel ping");
+    let c = checksum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    ipv4(dst_mac, 1, &icmp)
+}
+
+/// A malformed frame of some kind.
+fn junk(rng: &mut Rng, mac: [u8; 6]) -> Vec<u8> {
+    let dst = if rng.below(2) == 0 { mac } else { [0xff; 6] };
+    let mut f = match rng.below(5) {
+        0 => {
+            let n = rng.below(1600);
+            (0..n).map(|_| rng.next() as u8).collect()
+        }
+        1 => {
+            let mut a = arp_request();
+            let i = 14 + rng.below(28);
+            a[i] = rng.next() as u8;
+            a
+        }
+        2 => {
+            let proto = [1u8, 6, 17, rng.next() as u8][rng.below(4)];
+            let n = rng.below(1400);
+            let mut payload: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+            if proto == 6 && payload.len() >= 20 {
+                payload[2..4].copy_from_slice(&80u16.to_be_bytes()); // to the listener
+                payload[12] = ((5 + rng.below(11)) << 4) as u8;
+            }
+            ipv4(dst, proto, &payload)
+        }
+        3 => {
+            // A valid packet with a lying header field.
+            let mut p = icmp_echo(dst, 1);
+            let i = 14 + rng.below(p.len() - 14);
+            p[i] ^= 1 << rng.below(8);
+            p
+        }
+        _ => {
+            let mut p = icmp_echo(dst, 1);
+            let n = rng.below(p.len());
+            p.truncate(n);
+            p
+        }
+    };
+    if f.len() >= 14 && rng.below(3) == 0 {
+        f[0..6].copy_from_slice(&dst);
+    }
+    f
+}
+
+fn drain(end: &LinkEnd) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while let Ok(Some(n)) = end.try_recv(&mut buf, mkernel::clock_monotonic()) {
+        out.push(buf[..n].to_vec());
+    }
+    out
+}
+
+/// Seeded random malformed frames; the stack neither panics nor stops
+/// answering ARP, ping and TCP.
+#[test]
+fn malformed_frames() {
+    let (a, b) = link::pair(Faults::default());
+    let (c, d) = link::pair(Faults::default());
+    mkernel::Builder::new()
+        .net_link("a", a)
+        .net_link("c", c)
+        .net_link("d", d)
+        .run(
+            (mkernel::net("a"), mkernel::net("c"), mkernel::net("d")),
+            move |(na, nc, nd)| {
+                let mac = na.1.mac;
+                let stack = Stack::new(na, StackConfig::parse("10.0.0.1/24", None).unwrap());
+                let _listener = TcpListener::bind(&stack, 80).unwrap();
+                let mut rng = Rng(0x5eed);
+                for round in 0..200 {
+                    for _ in 0..100 {
+                        let _ = b.send(&junk(&mut rng, mac), mkernel::clock_monotonic());
+                    }
+                    mkernel::sleep(Duration::from_millis(1));
+                    drain(&b);
+                    let _ = round;
+                }
+                // Still answers ARP and ping.
+                b.send(&arp_request(), mkernel::clock_monotonic()).unwrap();
+                b.send(&icmp_echo(mac, 7), mkernel::clock_monotonic())
+                    .unwrap();
+                let t0 = Instant::now();
+                let (mut arp, mut pong) = (false, false);
+                while !(arp && pong) {
+                    assert!(
+                        t0.elapsed() < Duration::from_secs(5),
+                        "no answer (arp {arp}, ping {pong})"
+                    );
+                    mkernel::sleep(Duration::from_millis(1));
+                    for f in drain(&b) {
+                        arp |= f.len() >= 42 && f[12..14] == [8, 6] && f[20..22] == [0, 2];
+                        pong |= f.len() >= 42 && f[12..14] == [8, 0] && f[23] == 1 && f[34] == 0;
+                    }
+                }
+                drop(stack);
+                // A healthy TCP exchange between two other stacks after the
+                // same treatment of one of them.
+                let s1 = Stack::new(nc, StackConfig::parse("10.1.0.1/24", None).unwrap());
+                let s2 = Stack::new(nd, StackConfig::parse("10.1.0.2/24", None).unwrap());
+                let l = TcpListener::bind(&s1, 7).unwrap();
+                let c = TcpStream::connect(&s2, "10.1.0.1:7".parse().unwrap()).unwrap();
+                let (s, _) = l.accept().unwrap();
+                c.write_all(b"still fine").unwrap();
+                c.shutdown().unwrap();
+                let mut got = String::new();
+                (&s).read_to_string(&mut got).unwrap();
+                assert_eq!(got, "still fine");
+            },
+        );
+}
+
+/// Hostile HTTP clients against the httpd example's connection handler.
+#[test]
+fn httpd_bad_requests() {
+    let dir = std::env::temp_dir().join(format!("mkt-bad-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("site")).unwrap();
+    std::fs::write(dir.join("site/index.html"), b"hi\n").unwrap();
+    let img = dir.join("site.img");
+    let ok = std::process::Command::new("tar")
+        .args(["--format=ustar", "-cf"])
+        .arg(&img)
+        .arg("-C")
+        .arg(dir.join("site"))
+        .arg(".")
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("skipping: tar --format=ustar failed");
+        return;
+    }
+    let (a, b) = link::pair(Faults::default());
+    mkernel::Builder::new()
+        .net_link("a", a)
+        .net_link("b", b)
+        .block_file("site", &img)
+        .run(
+            (mkernel::net("a"), mkernel::net("b"), mkernel::block("site")),
+            |(na, nb, blk)| {
+                let server = Stack::new(na, StackConfig::parse("10.0.0.1/24", None).unwrap());
+                let client = Stack::new(nb, StackConfig::parse("10.0.0.2/24", None).unwrap());
+                let site = Rc::new(httpd::Site::open(blk).unwrap());
+                let baseline = mkernel::stats().live_tasks;
+                let listener = TcpListener::bind(&server, 80).unwrap();
+                let srv = mkernel::spawn(move || httpd::serve(listener, site));
+                let addr = "10.0.0.1:80".parse().unwrap();
+                let ask = |req: &[u8]| -> String {
+                    let c = TcpStream::connect(&client, addr).unwrap();
+                    c.write_all(req).unwrap();
+                    let mut got = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        match c.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                            Err(_) => break,
+                        }
+                    }
+                    String::from_utf8_lossy(&got).into_owned()
+                };
+                let r = ask(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                assert!(
+                    r.starts_with("HTTP/1.1 200 OK\r\n") && r.ends_with("hi\n"),
+                    "{r}"
+                );
+                let r = ask(b"GET /nope HTTP/1.1\r\nConnection: close\r\n\r\n");
+                assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+                let r = ask(b"GET /../etc/passwd HTTP/1.1\r\n\r\n");
+                assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+                let r = ask(b"GET /a/%2e%2e/b HTTP/1.1\r\n\r\n");
+                assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+                let r = ask(b"garbage\r\n\r\n");
+                assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+                // A 1 MiB request line: written by a task while we read.
+                {
+                    let c = Rc::new(TcpStream::connect(&client, addr).unwrap());
+                    let c2 = c.clone();
+                    let w = mkernel::spawn(move || {
+                        let mut line = b"GET /".to_vec();
+                        line.resize(1 << 20, b'a');
+                        let _ = c2.write_all(&line);
+                    });
+                    let mut got = vec![0u8; 4096];
+                    let n = c.read(&mut got).unwrap();
+                    let r = String::from_utf8_lossy(&got[..n]).into_owned();
+                    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+                    w.cancel();
+                    let _ = w.join();
+                }
+                // Disconnect mid-request.
+                for _ in 0..10 {
+                    let c = TcpStream::connect(&client, addr).unwrap();
+                    c.write_all(b"GET /index.ht").unwrap();
+                    drop(c);
+                }
+                // The server still serves, and its connection tasks are gone.
+                let r = ask(b"GET /index.html HTTP/1.0\r\n\r\n");
+                assert!(r.ends_with("hi\n"), "{r}");
+                // Finished connection tasks are reaped by the accept loop
+                // when the next connection comes: one more request reaps
+                // all of the above, leaving the accept loop and the last
+                // connection's task.
+                let t0 = Instant::now();
+                loop {
+                    let r = ask(b"HEAD / HTTP/1.0\r\n\r\n");
+                    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+                    let extra = mkernel::stats().live_tasks - baseline;
+                    if extra <= 2 {
+                        break;
+                    }
+                    assert!(
+                        t0.elapsed() < Duration::from_secs(10),
+                        "connection tasks leaked: {}",
+                        extra - 2
+                    );
+                    mkernel::sleep(Duration::from_millis(5));
+                }
+                srv.cancel();
+                let _ = srv.join();
+                assert_eq!(mkernel::stats().live_tasks, baseline);
+            },
+        );
+    let _ = std::fs::remove_dir_all(&dir);
+}

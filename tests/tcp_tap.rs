@@ -1,0 +1,302 @@
+//! The echo and httpd examples on a real TAP interface, inside a network
+//! namespace this test creates (and always deletes). The unikernels and the
+//! clients (ping, python3, curl) all run in the namespace: no traffic
+//! leaves it. Skipped (with the reason printed) when not root or without
+//! /dev/net/tun.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The namespace and the processes started in it, removed on drop.
+struct Netns {
+    name: String,
+    children: Vec<Child>,
+}
+
+impl Netns {
+    fn new(tag: &str) -> Result<Netns, String> {
+        let name = format!("mkt-{tag}-{}", std::process::id());
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .map_err(|e| format!("cannot run ip: {e}"))?
+            .success();
+        if !ok {
+            return Err(format!("ip netns add {name} failed"));
+        }
+        let ns = Netns {
+            name,
+            children: Vec::new(),
+        };
+        ns.run(&["ip", "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    fn cmd(&self, argv: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).args(argv);
+        c
+    }
+
+    fn run(&self, argv: &[&str]) -> Result<String, String> {
+        let out = self
+            .cmd(argv)
+            .output()
+            .map_err(|e| format!("{argv:?}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{argv:?} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn tap(&self, tap: &str, host_cidr: &str) {
+        self.run(&["ip", "tuntap", "add", "dev", tap, "mode", "tap"])
+            .unwrap();
+        self.run(&["ip", "addr", "add", host_cidr, "dev", tap])
+            .unwrap();
+        self.run(&["ip", "link", "set", tap, "up"]).unwrap();
+    }
+
+    /// Starts `argv` in the namespace and waits for its `listening on` line.
+    fn start(&mut self, argv: &[&str], expect: &str) {
+        let mut child = self
+            .cmd(argv)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        self.children.push(child);
+        assert_eq!(line.trim_end(), expect);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+fn skip_reason() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc_geteuid() } != 0 {
+        return Some("not root".into());
+    }
+    if !Path::new("/dev/net/tun").exists() {
+        return Some("no /dev/net/tun".into());
+    }
+    for tool in ["ip", "ping", "curl", "python3", "tar"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            return Some(format!("{tool} not installed"));
+        }
+    }
+    None
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+/// Builds the examples and returns the directory holding them.
+fn examples() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let ok = Command::new(cargo)
+        .args(["build", "--example", "echo", "--example", "httpd"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "cargo build --example echo --example httpd failed");
+    // target/debug/deps/tcp_tap-HASH -> target/debug/examples
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join("examples")
+}
+
+const ECHO_CLIENT: &str = r#"
+import os, socket, sys, threading
+host, port, conns, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+errors = []
+def one(i):
+    try:
+        data = os.urandom(size)
+        s = socket.create_connection((host, port), timeout=30)
+        t = threading.Thread(target=lambda: (s.sendall(data), s.shutdown(socket.SHUT_WR)))
+        t.start()
+        got = bytearray()
+        while True:
+            b = s.recv(65536)
+            if not b: break
+            got += b
+        t.join()
+        s.close()
+        if bytes(got) != data: errors.append(f"conn {i}: {len(got)} bytes back, differ")
+    except Exception as e:
+        errors.append(f"conn {i}: {e!r}")
+ts = [threading.Thread(target=one, args=(i,)) for i in range(conns)]
+for t in ts: t.start()
+for t in ts: t.join()
+print("\n".join(errors) if errors else "ok")
+sys.exit(1 if errors else 0)
+"#;
+
+#[test]
+fn echo_and_httpd_on_tap() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping the TAP test: {why}");
+        return;
+    }
+    let dir = examples();
+    let mut ns = match Netns::new("net") {
+        Ok(ns) => ns,
+        Err(e) => {
+            eprintln!("skipping the TAP test: {e}");
+            return;
+        }
+    };
+
+    // Echo on tap0.
+    ns.tap("tap0", "10.77.0.1/24");
+    let echo = dir.join("echo");
+    ns.start(
+        &[
+            echo.to_str().unwrap(),
+            "--net:service=tap0",
+            "--",
+            "--ipv4=10.77.0.2/24",
+        ],
+        "listening on 10.77.0.2:7",
+    );
+    let out = ns
+        .run(&["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.77.0.2"])
+        .unwrap();
+    assert!(out.contains("3 received"), "{out}");
+    let t0 = Instant::now();
+    let out = ns
+        .run(&[
+            "python3",
+            "-c",
+            ECHO_CLIENT,
+            "10.77.0.2",
+            "7",
+            "8",
+            "262144",
+        ])
+        .unwrap();
+    assert_eq!(out.trim(), "ok");
+    eprintln!("echo: 8 connections x 256 KiB in {:?}", t0.elapsed());
+
+    // httpd on tap1, serving a tar image.
+    let tmp = std::env::temp_dir().join(format!("mkt-site-{}", std::process::id()));
+    let site = tmp.join("site");
+    std::fs::create_dir_all(site.join("sub")).unwrap();
+    std::fs::write(site.join("index.html"), b"<h1>hello</h1>\n").unwrap();
+    std::fs::write(site.join("sub/a.txt"), b"nested\n").unwrap();
+    let mut big = vec![0u8; 1 << 20];
+    let mut x = 0x9e3779b97f4a7c15u64;
+    for b in big.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    std::fs::write(site.join("big.bin"), &big).unwrap();
+    let img = tmp.join("site.img");
+    let ok = Command::new("tar")
+        .args(["--format=ustar", "-cf"])
+        .arg(&img)
+        .arg("-C")
+        .arg(&site)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    ns.tap("tap1", "10.78.0.1/24");
+    let httpd = dir.join("httpd");
+    let block = format!("--block:site={}", img.display());
+    ns.start(
+        &[
+            httpd.to_str().unwrap(),
+            "--net:service=tap1",
+            &block,
+            "--",
+            "--ipv4=10.78.0.2/24",
+        ],
+        "listening on 10.78.0.2:80",
+    );
+    let got_big = tmp.join("big.out");
+    let got_idx = tmp.join("index.out");
+    // Two files over one kept-alive connection.
+    let out = ns
+        .run(&[
+            "curl",
+            "-sS",
+            "--max-time",
+            "30",
+            "-o",
+            got_big.to_str().unwrap(),
+            "http://10.78.0.2/big.bin",
+            "-o",
+            got_idx.to_str().unwrap(),
+            "http://10.78.0.2/",
+            "-w",
+            "%{http_code} %{num_connects}\n",
+        ])
+        .unwrap();
+    assert_eq!(
+        out, "200 1\n200 0\n",
+        "status and new connections per request"
+    );
+    assert!(std::fs::read(&got_big).unwrap() == big, "big.bin differs");
+    assert_eq!(std::fs::read(&got_idx).unwrap(), b"<h1>hello</h1>\n");
+    let code = |url: &str, extra: &[&str]| {
+        let mut argv = vec![
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ];
+        argv.extend_from_slice(extra);
+        argv.push(url);
+        ns.run(&argv).unwrap()
+    };
+    assert_eq!(code("http://10.78.0.2/sub/a.txt", &[]), "200");
+    assert_eq!(code("http://10.78.0.2/missing", &[]), "404");
+    assert_eq!(
+        code("http://10.78.0.2/../etc/passwd", &["--path-as-is"]),
+        "400"
+    );
+    let _ = std::io::stderr().flush();
+    let _ = std::fs::remove_dir_all(&tmp);
+    // Still alive after all that.
+    let out = ns
+        .run(&["ping", "-c", "1", "-W", "2", "10.78.0.2"])
+        .unwrap();
+    assert!(out.contains("1 received"), "{out}");
+    let _ = Duration::ZERO;
+}
