@@ -6,6 +6,11 @@
 //! header from which the linker computed every `%fs`-relative offset;
 //! [`check_tls`] verifies that on every image, so a linker-script change
 //! cannot silently shift the thread-locals again.
+//!
+//! QEMU boots a virtio image as a multiboot kernel, from the header's
+//! addresses rather than the ELF headers; [`check_multiboot`] verifies that
+//! the header is where QEMU looks and that the file holds every byte QEMU
+//! will copy.
 
 use std::path::Path;
 
@@ -106,5 +111,51 @@ pub fn check_tls(image: &Path) -> Result<()> {
             image.display(),
             mismatches.join("; ")
         ))
+    }
+}
+
+/// Multiboot (v1) header magic.
+const MULTIBOOT_MAGIC: u32 = 0x1bad_b002;
+/// Header flag: the load addresses are in the header ("a.out kludge").
+const MULTIBOOT_AOUT_KLUDGE: u32 = 1 << 16;
+
+/// Checks a virtio image: a multiboot header, 4-byte aligned, in the first
+/// 8 KiB of the file, and (with the a.out kludge Solo5 uses) the file long
+/// enough for QEMU to copy `[load_addr, load_end_addr)` from it.
+pub fn check_multiboot(image: &Path) -> Result<()> {
+    let b = std::fs::read(image).map_err(|e| format!("{}: {e}", image.display()))?;
+    let found = (0..8192usize.min(b.len().saturating_sub(32)))
+        .step_by(4)
+        .find(|&o| {
+            let (Some(magic), Some(flags), Some(sum)) =
+                (u32_at(&b, o), u32_at(&b, o + 4), u32_at(&b, o + 8))
+            else {
+                return false;
+            };
+            magic == MULTIBOOT_MAGIC && magic.wrapping_add(flags).wrapping_add(sum) == 0
+        });
+    let Some(off) = found else {
+        return fail(format!(
+            "{}: no multiboot header in the first 8 KiB (the linker script must keep \
+             `.data.multiboot` first in `.text`): QEMU cannot boot it",
+            image.display()
+        ));
+    };
+    let flags = u32_at(&b, off + 4).unwrap_or(0);
+    if flags & MULTIBOOT_AOUT_KLUDGE == 0 {
+        return Ok(());
+    }
+    let field = |i: usize| u64::from(u32_at(&b, off + 12 + 4 * i).unwrap_or(0));
+    let (header_addr, load_addr, load_end_addr) = (field(0), field(1), field(2));
+    let start = (off as u64).checked_sub(header_addr.wrapping_sub(load_addr));
+    let needed = start.map(|s| s + load_end_addr.saturating_sub(load_addr));
+    match needed {
+        Some(n) if n <= b.len() as u64 => Ok(()),
+        _ => fail(format!(
+            "{}: QEMU copies the image up to _edata ({load_end_addr:#x}) from the file, \
+             which is {} bytes, too short (the linker script must pad .data to _edata)",
+            image.display(),
+            b.len()
+        )),
     }
 }

@@ -1,6 +1,6 @@
 //! Linking a Rust program into Solo5 images.
 //!
-//! Two stages, so that one Rust build serves both spt and hvt:
+//! Two stages, so that one Rust build serves spt, hvt and virtio:
 //!
 //! 1. rustc links the bin with this very executable as its "linker"
 //!    ([`rustc_linker`], selected by the `MKERNEL_LINKER` environment
@@ -10,7 +10,7 @@
 //!    object, written where rustc asked for the executable.
 //! 2. [`image`] links that object with the Solo5 bindings of the chosen
 //!    target and the manifest object, using mkernel's linker script and
-//!    `--gc-sections`, into the `.spt` / `.hvt` image.
+//!    `--gc-sections`, into the `.spt` / `.hvt` / `.virtio` image.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -122,9 +122,18 @@ pub fn manifest_object(solo5: &Solo5, json: &str, dir: &Path) -> Result<PathBuf>
     Ok(o_path)
 }
 
-/// Stage 2: links the Solo5 image for `target` (`spt` or `hvt`).
+/// Where the linker script for the image `out` is written: one file per
+/// image, so that images linked concurrently (tests run in parallel) never
+/// read a script another link is rewriting.
+fn script_path(out: &Path) -> PathBuf {
+    let mut name = out.file_name().unwrap_or_default().to_os_string();
+    name.push(".ld");
+    out.with_file_name(name)
+}
+
+/// Stage 2: links the Solo5 image for `target` (`spt`, `hvt` or `virtio`).
 pub fn image(solo5: &Solo5, target: &str, app: &Path, manifest: &Path, out: &Path) -> Result<()> {
-    let script = out.with_file_name("mkernel-unikernel.ld");
+    let script = script_path(out);
     std::fs::write(&script, LINKER_SCRIPT).map_err(|e| format!("{}: {e}", script.display()))?;
     run(Command::new("ld")
         .args([
@@ -156,7 +165,7 @@ pub fn undefined_symbols(
     manifest: &Path,
     out: &Path,
 ) -> Result<Vec<String>> {
-    let script = out.with_file_name("mkernel-unikernel.ld");
+    let script = script_path(out);
     std::fs::write(&script, LINKER_SCRIPT).map_err(|e| format!("{}: {e}", script.display()))?;
     let o = Command::new("ld")
         .args([

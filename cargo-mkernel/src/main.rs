@@ -3,6 +3,7 @@
 //! ```text
 //! cargo mkernel build --target spt --example hello      # last line: the image path
 //! cargo mkernel run --target spt --example hello --net:service=tap0 -- ARGS
+//! cargo mkernel run --target virtio --example hello -- ARGS   # QEMU (TCG)
 //! cargo mkernel manifest --example hello
 //! cargo mkernel solo5                                    # build Solo5, print its tree
 //! ```
@@ -15,6 +16,7 @@ mod elf;
 mod link;
 mod metadata;
 mod solo5;
+mod virtio;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -60,14 +62,19 @@ enum Cmd {
         #[command(flatten)]
         sel: Selection,
     },
-    /// Build, then run the image under the tender (exit status = the
-    /// unikernel's). Tender options (`--net:NAME=TAP`, `--block:NAME=FILE`,
-    /// `--mem=MB`) may follow; application arguments go after `--`.
+    /// Build, then run the image under the tender, or under QEMU for
+    /// virtio (exit status = the unikernel's). Tender options
+    /// (`--net:NAME=TAP`, `--block:NAME=FILE`, `--mem=MB`) may follow;
+    /// application arguments go after `--`.
     Run {
         #[arg(long, value_enum)]
         target: Target,
         #[command(flatten)]
         sel: Selection,
+        /// virtio only: kill QEMU after this many seconds (exit status 124).
+        /// (default 300).
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
     },
     /// Print the Solo5 manifest of the program (derived from its devices).
     Manifest {
@@ -93,6 +100,9 @@ enum Target {
     Spt,
     /// Solo5 hvt (KVM).
     Hvt,
+    /// Solo5 virtio (a multiboot VM; `run` boots it with QEMU in software
+    /// emulation). One net and one block device at most.
+    Virtio,
 }
 
 impl Target {
@@ -100,6 +110,7 @@ impl Target {
         match self {
             Target::Spt => "spt",
             Target::Hvt => "hvt",
+            Target::Virtio => "virtio",
         }
     }
 }
@@ -183,12 +194,29 @@ fn main() {
 fn real_main(cmd: Cmd, tender_opts: Vec<String>, app_args: Vec<String>) -> Result<i32> {
     match cmd {
         Cmd::Build { target, sel } => {
-            let (image, _) = build(target, &sel)?;
+            let (image, _, _) = build(target, &sel)?;
             println!("{}", image.display());
             Ok(0)
         }
-        Cmd::Run { target, sel } => {
-            let (image, solo5) = build(target, &sel)?;
+        Cmd::Run {
+            target: Target::Virtio,
+            sel,
+            timeout,
+        } => {
+            let (image, _, manifest) = build(Target::Virtio, &sel)?;
+            virtio::run(
+                &image,
+                &manifest,
+                &tender_opts,
+                &app_args,
+                Duration::from_secs(timeout.unwrap_or(300)),
+            )
+        }
+        Cmd::Run {
+            timeout: Some(_), ..
+        } => fail("--timeout is for --target virtio (the spt and hvt tenders run unbounded)"),
+        Cmd::Run { target, sel, .. } => {
+            let (image, solo5, _) = build(target, &sel)?;
             let status = Command::new(solo5.tender(target.name()))
                 .args(&tender_opts)
                 .arg(&image)
@@ -216,8 +244,9 @@ fn real_main(cmd: Cmd, tender_opts: Vec<String>, app_args: Vec<String>) -> Resul
     }
 }
 
-/// Builds the image; returns its path and the Solo5 tree used.
-fn build(target: Target, sel: &Selection) -> Result<(PathBuf, solo5::Solo5)> {
+/// Builds the image; returns its path, the Solo5 tree used and the
+/// manifest (JSON).
+fn build(target: Target, sel: &Selection) -> Result<(PathBuf, solo5::Solo5, String)> {
     let meta = metadata::Metadata::load(sel.manifest_path.as_deref())?;
     let solo5 = solo5::ensure(&meta)?;
     let json = manifest(sel)?;
@@ -229,7 +258,10 @@ fn build(target: Target, sel: &Selection) -> Result<(PathBuf, solo5::Solo5)> {
     let image = dir.join(format!("{}.{}", sel.name(), target.name()));
     link::image(&solo5, target.name(), &app, &mft, &image)?;
     elf::check_tls(&image)?;
-    Ok((image, solo5))
+    if let Target::Virtio = target {
+        elf::check_multiboot(&image)?;
+    }
+    Ok((image, solo5, json))
 }
 
 /// Runs `cargo` with JSON messages and returns the executable artefact.

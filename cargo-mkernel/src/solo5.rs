@@ -19,7 +19,8 @@ pub struct Solo5 {
 }
 
 impl Solo5 {
-    /// The tender executable for `target` (`spt` or `hvt`).
+    /// The tender executable for `target` (`spt` or `hvt`; `virtio` has
+    /// none: QEMU boots its images).
     pub fn tender(&self, target: &str) -> PathBuf {
         self.root.join(format!("tenders/{target}/solo5-{target}"))
     }
@@ -42,11 +43,50 @@ impl Solo5 {
             v.push(self.tender(t));
             v.push(self.bindings(t));
         }
+        v.push(self.bindings("virtio"));
         v
     }
 }
 
-const STAMP: &str = ".mkernel-built";
+/// Marks a finished build. The suffix changes whenever the patches below
+/// change, so that a tree built by an older cargo-mkernel is rebuilt.
+const STAMP: &str = ".mkernel-built-virtio-exit-1";
+
+/// Patches applied to the copied Solo5 tree before building it:
+/// (file, upstream text, replacement).
+///
+/// virtio: upstream's `platform_exit` writes the fixed value 41 to QEMU's
+/// `isa-debug-exit` port, so QEMU always exits with 83 whatever the
+/// unikernel's status. Write the status itself instead: QEMU exits with
+/// `(value << 1) | 1`, which carries 7 bits, so statuses above 126 are sent
+/// as 127 ("127 or more"; `cargo mkernel run` then reads the exact status
+/// from Solo5's exit line on the console when there is one). This covers
+/// every exit path of the unikernel (`solo5_exit`, `solo5_abort`, Solo5's own
+/// assertions), and changes nothing for spt and hvt.
+const PATCHES: [(&str, &str, &str); 1] = [(
+    "bindings/virtio/platform.c",
+    "    outw(0x501, 41);\n",
+    "    outw(0x501, (status >= 0 && status < 127) ? status : 127);\n",
+)];
+
+/// Applies [`PATCHES`] to the tree at `root`; fails if upstream's text is
+/// not found (another Solo5 version: the patch must be reviewed).
+fn patch(root: &Path) -> Result<()> {
+    for (file, from, to) in PATCHES {
+        let path = root.join(file);
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if text.matches(from).count() != 1 {
+            return fail(format!(
+                "{}: expected exactly one {from:?} to patch (is this Solo5 v0.7.x?)",
+                path.display()
+            ));
+        }
+        std::fs::write(&path, text.replacen(from, to, 1))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
 
 /// Returns a built Solo5 tree, building it first if needed.
 pub fn ensure(meta: &Metadata) -> Result<Solo5> {
@@ -95,6 +135,7 @@ pub fn ensure(meta: &Metadata) -> Result<Solo5> {
         ),
     )
     .map_err(|e| e.to_string())?;
+    patch(&tmp)?;
     let log = tmp.join("mkernel-build.log");
     let jobs = std::thread::available_parallelism().map_or(4, |n| n.get());
     run_logged(Command::new("./configure.sh").current_dir(&tmp), &log)?;

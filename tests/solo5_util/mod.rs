@@ -1,10 +1,13 @@
 //! Shared by the Solo5 tests: running `cargo mkernel` and commands with a
-//! time limit (a tender must never hang a test run).
+//! time limit (a tender or QEMU must never hang a test run), network
+//! namespaces with a TAP, disk images, and running virtio unikernels.
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Runs `cargo mkernel ARGS` from the repository (the tool from source, as
@@ -153,4 +156,244 @@ pub fn hosted(example: &str, args: &[&str], limit: Duration) -> Output {
             .current_dir(env!("CARGO_MANIFEST_DIR")),
         limit,
     )
+}
+
+/// Why this machine cannot create a network namespace with a TAP, if it
+/// cannot (the tests that need one skip with this reason).
+pub fn cannot_make_netns() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root (creating a network namespace and a TAP needs it)".into());
+    }
+    if !Path::new("/dev/net/tun").exists() {
+        return Some("no /dev/net/tun".into());
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        return Some("no `ip` command (Debian package iproute2)".into());
+    }
+    None
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A network namespace holding one TAP that is up (with `addr`, e.g.
+/// `10.77.0.1/24`, when given); deleted with the TAP when dropped, panics
+/// included. Nothing in it is routed anywhere else.
+pub struct Netns {
+    pub name: String,
+    pub tap: String,
+}
+
+impl Netns {
+    /// `tag` keeps namespaces of tests running in parallel apart (at most
+    /// 4 characters: TAP names are limited to 15).
+    pub fn new(tag: &str, addr: Option<&str>) -> Netns {
+        let id = std::process::id();
+        let ns = Netns {
+            name: format!("mkernel-{tag}-{id}"),
+            tap: format!("mk{tag}{id}"),
+        };
+        assert!(ns.tap.len() <= 15, "TAP name {} too long", ns.tap);
+        ip(&["netns", "add", &ns.name]);
+        // From here on, Drop cleans up.
+        let exec = ["netns", "exec", &ns.name, "ip"];
+        let run = |rest: &[&str]| ip(&[&exec[..], rest].concat());
+        run(&["tuntap", "add", "dev", &ns.tap, "mode", "tap"]);
+        if let Some(a) = addr {
+            run(&["addr", "add", a, "dev", &ns.tap]);
+        }
+        run(&["link", "set", &ns.tap, "up"]);
+        ns
+    }
+
+    /// `ip netns exec NS PROGRAM`.
+    pub fn command(&self, program: &Path) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).arg(program);
+        c
+    }
+
+    /// Runs `f` on a thread that has entered the namespace (sockets it opens
+    /// live there), and returns its result.
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/var/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let fd = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            // SAFETY: `fd` is an open namespace file; setns only changes the
+            // network namespace of this (new, private) thread.
+            let r =
+                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&fd), libc::CLONE_NEWNET) };
+            assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// A disk image file, removed when dropped.
+pub struct Disk(pub PathBuf);
+
+impl Disk {
+    /// `sectors` × 512 bytes of a fixed pattern.
+    pub fn pattern(tag: &str, sectors: usize) -> Disk {
+        let data: Vec<u8> = (0..sectors * 512)
+            .map(|i| (i.wrapping_mul(7919) >> 3) as u8)
+            .collect();
+        Disk::with(tag, &data)
+    }
+
+    /// A file holding `data`.
+    pub fn with(tag: &str, data: &[u8]) -> Disk {
+        let path = std::env::temp_dir().join(format!(
+            "mkernel-{tag}-{}-{:?}.img",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::write(&path, data).expect("write the disk image");
+        Disk(path)
+    }
+
+    /// `--block:NAME=PATH`.
+    pub fn flag(&self, name: &str) -> String {
+        format!("--block:{name}={}", self.0.display())
+    }
+}
+
+impl Drop for Disk {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// How long QEMU may run in one virtio test before `cargo mkernel` kills
+/// it (boot to exit takes ~0.35 s here, in software emulation).
+pub const VIRTIO_TIMEOUT_S: u64 = 60;
+
+/// The `cargo mkernel run --target virtio` command for `example`: device
+/// options `opts`, application arguments `args` (after `--solo5:quiet`,
+/// so that the console holds only what the program prints). Run inside
+/// `ns` when given. The image must be built already ([`build_image`]),
+/// so that the run only checks it is fresh.
+pub fn virtio_command(
+    ns: Option<&Netns>,
+    example: &str,
+    opts: &[String],
+    args: &[&str],
+) -> Command {
+    let cargo = Path::new(env!("CARGO"));
+    let mut c = match ns {
+        Some(ns) => ns.command(cargo),
+        None => Command::new(cargo),
+    };
+    c.args([
+        "run",
+        "-q",
+        "-p",
+        "cargo-mkernel",
+        "--",
+        "run",
+        "--target",
+        "virtio",
+    ])
+    .args(["--example", example])
+    .arg(format!("--timeout={VIRTIO_TIMEOUT_S}"))
+    .args(opts)
+    .args(["--", "--solo5:quiet"])
+    .args(args)
+    .current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+/// Runs `example` as a virtio unikernel under QEMU (see [`virtio_command`]).
+pub fn virtio(ns: Option<&Netns>, example: &str, opts: &[String], args: &[&str]) -> Output {
+    run_with_timeout(
+        &mut virtio_command(ns, example, opts, args),
+        Duration::from_secs(VIRTIO_TIMEOUT_S + 60),
+    )
+}
+
+/// A server running in its own process group (cargo, cargo-mkernel and
+/// QEMU), killed as a whole when dropped.
+pub struct Server {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    /// Everything printed so far.
+    pub seen: Vec<String>,
+}
+
+impl Server {
+    /// Starts `cmd` (its stdout piped to us).
+    pub fn start(cmd: &mut Command) -> Server {
+        use std::os::unix::process::CommandExt;
+        let mut child = cmd
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Server {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (at most `limit`) for a line containing `text`; panics with
+    /// what was printed otherwise.
+    pub fn wait_for(&mut self, text: &str, limit: Duration) -> String {
+        let end = Instant::now() + limit;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(text) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!(
+                    "no line with {text:?} ({e:?}); printed so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // The group this struct created (pgid = the child's pid).
+        let pgid = self.child.id() as libc::pid_t;
+        // SAFETY: kill has no memory preconditions; the negative pid names
+        // only the process group made for this server.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
 }

@@ -1,0 +1,148 @@
+//! The examples as Solo5 virtio unikernels, booted by `cargo mkernel run
+//! --target virtio` (QEMU in software emulation), print exactly what the
+//! hosted programs print, and exit with the program's own status.
+//!
+//! The unikernel runs with `--solo5:quiet`, so the console (serial, CRLF
+//! turned into LF by cargo-mkernel) holds only the program's output. QEMU
+//! is bounded by `--timeout` inside cargo-mkernel and by the test's own
+//! limit around it.
+
+#[path = "solo5_util/mod.rs"]
+mod util;
+
+use std::time::Duration;
+
+/// Runs `example` hosted (`cargo run --example E -- HOSTED_ARGS`) and under
+/// virtio (`cargo mkernel run --target virtio OPTS -- --solo5:quiet ARGS`),
+/// and compares their stdout and exit status.
+fn same_output(example: &str, hosted_args: &[&str], opts: &[String], args: &[&str]) {
+    util::build_image("virtio", example);
+    let vm = util::virtio(None, example, opts, args);
+    let console = String::from_utf8_lossy(&vm.stdout);
+    let hosted = util::hosted(example, hosted_args, Duration::from_secs(600));
+    let hosted_out = String::from_utf8_lossy(&hosted.stdout);
+    assert!(
+        hosted.status.success(),
+        "hosted {example} failed: {}\n{hosted_out}\n{}",
+        hosted.status,
+        String::from_utf8_lossy(&hosted.stderr)
+    );
+    assert!(
+        vm.status.success(),
+        "virtio {example} exited with {}:\n{console}\n{}",
+        vm.status,
+        String::from_utf8_lossy(&vm.stderr)
+    );
+    assert!(!hosted_out.is_empty(), "hosted {example} printed nothing");
+    assert_eq!(
+        console, hosted_out,
+        "{example}: virtio output (left) differs from hosted (right)"
+    );
+}
+
+#[test]
+fn hello() {
+    same_output("hello", &[], &[], &[]);
+}
+
+#[test]
+fn schedule() {
+    same_output("schedule", &[], &[], &[]);
+}
+
+#[test]
+fn sleep() {
+    same_output("sleep", &[], &[], &[]);
+}
+
+#[test]
+fn cmdline() {
+    same_output(
+        "cmdline",
+        &["--", "Hello", "World", "x=1"],
+        &[],
+        &["Hello", "World", "x=1"],
+    );
+}
+
+#[test]
+fn block() {
+    let disk = util::Disk::pattern("virtio-block", 8);
+    let flag = disk.flag("disk");
+    same_output("block", &[&flag], std::slice::from_ref(&flag), &[]);
+}
+
+/// The exit status is the program's own, not QEMU's: `process::exit(3)`
+/// gives 3, a panic in `main` std's 101, as hosted; a status above 126
+/// (beyond the 7 bits QEMU's debug-exit port carries) is read from Solo5's
+/// exit line when the console has one.
+#[test]
+fn exit_status_is_the_programs() {
+    util::build_image("virtio", "exit_status");
+    for (arg, want) in [("3", 3), ("panic", 101), ("0", 0)] {
+        let hosted = util::hosted("exit_status", &["--", arg], Duration::from_secs(600));
+        assert_eq!(hosted.status.code(), Some(want), "hosted exit_status {arg}");
+        let vm = util::virtio(None, "exit_status", &[], &[arg]);
+        let console = String::from_utf8_lossy(&vm.stdout);
+        assert_eq!(
+            vm.status.code(),
+            Some(want),
+            "virtio exit_status {arg}:\n{console}\n{}",
+            String::from_utf8_lossy(&vm.stderr)
+        );
+        // The panic message goes to stderr hosted, to the console on Solo5.
+        assert!(
+            console.starts_with(&*String::from_utf8_lossy(&hosted.stdout)),
+            "virtio exit_status {arg}: {console:?}"
+        );
+    }
+    // Without --solo5:quiet: the full status from Solo5's exit line.
+    let out = util::run_with_timeout(
+        std::process::Command::new(env!("CARGO"))
+            .args(["run", "-q", "-p", "cargo-mkernel", "--", "run"])
+            .args(["--target", "virtio", "--example", "exit_status"])
+            .args(["--timeout=60", "--", "200"])
+            .current_dir(env!("CARGO_MANIFEST_DIR")),
+        Duration::from_secs(120),
+    );
+    let console = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(200), "{console}");
+    assert!(
+        console.ends_with("exit_status: 200\nSolo5: solo5_exit(200) called\n"),
+        "{console}"
+    );
+}
+
+/// Device options Solo5 virtio cannot honour are refused before QEMU starts.
+#[test]
+fn refuses_two_block_devices_and_unknown_names() {
+    util::build_image("virtio", "block");
+    let a = util::Disk::pattern("virtio-two-a", 1);
+    let b = util::Disk::pattern("virtio-two-b", 1);
+    for (opts, msg) in [
+        (vec![a.flag("disk"), b.flag("disk")], "one block device"),
+        (vec![a.flag("dsk")], "no block device named \"dsk\""),
+        (vec![], "add `--block:disk=FILE`"),
+    ] {
+        let out = util::virtio(None, "block", &opts, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{opts:?}: {err}");
+        assert!(err.contains(msg), "{opts:?}: {err}");
+    }
+}
+
+/// QEMU never outlives `--timeout`: killed, status 124 (as timeout(1)).
+#[test]
+fn timeout_kills_qemu() {
+    util::build_image("virtio", "sleep");
+    let out = util::run_with_timeout(
+        std::process::Command::new(env!("CARGO"))
+            .args(["run", "-q", "-p", "cargo-mkernel", "--", "run"])
+            .args(["--target", "virtio", "--example", "sleep", "--timeout=0"])
+            .current_dir(env!("CARGO_MANIFEST_DIR")),
+        Duration::from_secs(120),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(124), "{err}");
+    assert!(err.contains("QEMU killed"), "{err}");
+}
