@@ -280,7 +280,7 @@ pub(crate) fn from_std(addr: SocketAddr) -> io::Result<IpEndpoint> {
 }
 
 impl Stack {
-    /// A stack on net device `dev` (as given by [`mkernel::net`](crate::net))
+    /// A stack on net device `dev` (as given by [`mkernel::net`](crate::net()))
     /// with the IP configuration `config`. Starts the stack's daemon.
     ///
     /// # Panics
