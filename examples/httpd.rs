@@ -341,6 +341,10 @@ pub fn serve(listener: TcpListener, site: Rc<Site>) {
         }
         match listener.accept() {
             Ok((s, _peer)) => {
+                // A response is a head then the body: with Nagle's
+                // algorithm its last partial segment would wait for the
+                // client's (delayed, up to 40 ms on Linux) ACK.
+                s.set_nodelay(true);
                 let site = site.clone();
                 mkernel::spawn_orphan(&orphans, move || {
                     let _ = serve_connection(&site, s);
