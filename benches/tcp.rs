@@ -19,8 +19,9 @@
 //! Not root, or no /dev/net/tun: says why and exits 0. Knobs (environment):
 //! `MKBENCH_SECS` (seconds per measurement, default 3), `MKBENCH_REPS`
 //! (repetitions, default 3; the table shows medians), `MKBENCH_MTU` (MTU of
-//! the TAPs and the veth, default 1500), `MKBENCH_PERF=DIR` (run the
-//! unikernels under `perf record -g`, profiles in DIR).
+//! the TAPs and the veth, default 1500), `MKBENCH_ONLY=tput|http` (one
+//! part only), `MKBENCH_PERF=DIR` (run the unikernels under
+//! `perf record -g`, profiles in DIR).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -333,6 +334,7 @@ fn bench() {
         "\nTCP over TAP vs Linux ({reps} × {secs} s each, medians; MTU {mtu}; 2 namespaces, nothing leaves them)\n"
     );
 
+    let only = std::env::var("MKBENCH_ONLY").unwrap_or_default();
     // 1. Throughput.
     let tput = |addr: &str, dir: &str| -> f64 {
         let v = (0..reps)
@@ -350,7 +352,7 @@ fn bench() {
         "{:<22} {:>16} {:>16} {:>12} {:>14}",
         "throughput, Gbit/s", "mkernel (TAP)", "Linux (veth)", "mk / Linux", "mk / 1 Gbit/s"
     );
-    for (label, dir) in rows {
+    for (label, dir) in rows.into_iter().filter(|_| only != "http") {
         let mk = tput(&format!("{SINK_UK}:5001"), dir);
         let lx = tput(&format!("{VETH_S}:5001"), dir);
         println!(
@@ -375,7 +377,8 @@ fn bench() {
         ("hyper (veth)", format!("{VETH_S}:80")),
         ("hyper (loopback)", "127.0.0.1:8080".to_string()),
     ];
-    for (file, size) in [("small.bin", SMALL), ("large.bin", LARGE)] {
+    let files = [("small.bin", SMALL), ("large.bin", LARGE)];
+    for (file, size) in files.into_iter().filter(|_| only != "tput") {
         let mut got: Vec<[f64; 5]> = Vec::new();
         for (label, addr) in &servers {
             let mut runs: Vec<[f64; 5]> = Vec::new();
