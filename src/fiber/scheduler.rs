@@ -11,7 +11,7 @@ use super::overflow;
 use super::resource::Resource;
 use super::stack::StackPool;
 use super::syscall::{Events, SyscallId};
-use super::task::{Co, Exit, Slot, State, TaskRef, TaskYielder, Wait};
+use super::task::{Co, Entry, Exit, Slot, State, TaskRef, TaskYielder, Wait};
 use super::{Error, Violation};
 use core::any::Any;
 use core::cell::{Cell, RefCell};
@@ -313,9 +313,9 @@ pub(crate) fn violation(v: Violation, msg: String) -> ! {
 /// Spawns a task. `parent` None makes a daemon (runtime-owned, cancelled when
 /// the main function returns).
 /// Spawns a task running `f`. `daemon` makes it runtime-owned (no parent:
-/// cancelled when the main function returns). The coroutine is made now, so
-/// the closure moves once, into the task's stack. Returns the task and
-/// whether the current task used up its quanta (it should then yield).
+/// cancelled when the main function returns). Its stack and coroutine are
+/// made when it first runs. Returns the task and whether the current task
+/// used up its quanta (it should then yield).
 pub(crate) fn spawn_raw<F>(f: F, site: &'static Location<'static>, daemon: bool) -> (TaskRef, bool)
 where
     F: FnOnce() -> Box<dyn Any> + 'static,
@@ -329,11 +329,9 @@ where
         } else {
             Some(s.current_or_panic())
         };
-        let mut slot = Slot::new(uid, parent, site);
+        let mut slot = Slot::new(uid, parent, site, Box::new(f));
         slot.promise_alive = !daemon;
         let t = s.alloc_slot(slot);
-        let co = start(s, t, f);
-        s.tasks[t.idx as usize].co = Some(co);
         if let Some(p) = parent {
             s.attach_child(p, t);
         } else {
@@ -486,15 +484,17 @@ pub(crate) fn cancel_task(t: TaskRef) {
     }
     enum Step {
         Nothing,
+        DropEntry(Entry),
         Unwind(Co),
     }
     let step = with(|s| {
         let slot = s.slot_mut(t).expect("task alive during its cancellation");
         let st = core::mem::replace(&mut slot.state, State::Running);
         match st {
-            // A queued task's coroutine has not started: unwinding it just
-            // drops its closure (and what the closure captured).
-            State::Queued | State::Ready | State::Suspended(_) => {
+            // A queued task never ran: dropping its closure drops what it
+            // captured.
+            State::Queued(entry) => Step::DropEntry(entry),
+            State::Ready | State::Suspended(_) => {
                 if let State::Suspended(Wait::Syscall(id)) = st {
                     s.syscalls.remove(&id);
                     s.cancelled_syscalls.push(id);
@@ -518,6 +518,7 @@ pub(crate) fn cancel_task(t: TaskRef) {
     let mut old_result = None;
     match step {
         Step::Nothing => {}
+        Step::DropEntry(entry) => drop(entry),
         Step::Unwind(mut co) => {
             co.force_unwind();
             with(|s| s.stacks.put((*co).into_stack()));
@@ -558,7 +559,7 @@ fn after_finish(t: TaskRef) {
 }
 
 /// Creates the coroutine of a task that runs for the first time.
-fn start<F: FnOnce() -> Box<dyn Any> + 'static>(s: &mut Scheduler, t: TaskRef, entry: F) -> Co {
+fn start(s: &mut Scheduler, t: TaskRef, entry: Entry) -> Co {
     let stack = s.stacks.get();
     s.tasks[t.idx as usize].guard = stack.guard_range();
     s.tasks[t.idx as usize].stack_bottom = stack.canary_at();
@@ -596,7 +597,8 @@ fn prepare(s: &mut Scheduler, t: TaskRef, now: u64) -> Co {
         .max_wait_switches
         .max(switches.saturating_sub(stats.enqueued_switch + 1));
     let co = match st {
-        State::Queued | State::Ready => s.tasks[t.idx as usize]
+        State::Queued(entry) => start(s, t, entry),
+        State::Ready => s.tasks[t.idx as usize]
             .co
             .take()
             .expect("ready task has a coroutine"),
@@ -799,11 +801,10 @@ impl Runtime {
             let uid = s.next_uid;
             s.next_uid += 1;
             s.spawned += 1;
-            let mut slot = Slot::new(uid, None, Location::caller());
+            let entry: Entry = Box::new(move || Box::new(main()) as Box<dyn Any>);
+            let mut slot = Slot::new(uid, None, Location::caller(), entry);
             slot.promise_alive = true;
             let t = s.alloc_slot(slot);
-            let co = start(s, t, move || Box::new(main()) as Box<dyn Any>);
-            s.tasks[t.idx as usize].co = Some(co);
             s.enqueue(t);
             s.root = Some(t);
             t
@@ -957,7 +958,7 @@ fn pick(s: &mut Scheduler, now: u64) -> Option<(TaskRef, Co)> {
     loop {
         let t = s.run_queue.pop_front()?;
         if let Some(slot) = s.slot(t) {
-            if matches!(slot.state, State::Queued | State::Ready) {
+            if matches!(slot.state, State::Queued(_) | State::Ready) {
                 return Some((t, prepare(s, t, now)));
             }
         }

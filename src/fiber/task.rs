@@ -39,6 +39,8 @@ pub(crate) struct TaskRef {
     pub(crate) uid: u64,
 }
 
+/// A task's function, until it first runs.
+pub(crate) type Entry = Box<dyn FnOnce() -> Box<dyn Any>>;
 /// Boxed so that switching moves a pointer, not the coroutine's state.
 pub(crate) type Co = Box<Coroutine<(), (), Exit, PooledStack>>;
 pub(crate) type TaskYielder = Yielder<(), ()>;
@@ -61,9 +63,9 @@ pub(crate) enum Wait {
 }
 
 pub(crate) enum State {
-    /// Spawned, never run: in the run queue; its coroutine holds the
-    /// closure and has not started.
-    Queued,
+    /// Spawned, never run: in the run queue, no stack yet (a burst of
+    /// spawns costs one small allocation per task, not a stack each).
+    Queued(Entry),
     /// Started and in the run queue.
     Ready,
     /// On the CPU (its coroutine is out of the slot while it runs).
@@ -130,7 +132,12 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    pub(crate) fn new(uid: u64, parent: Option<TaskRef>, site: &'static Location<'static>) -> Slot {
+    pub(crate) fn new(
+        uid: u64,
+        parent: Option<TaskRef>,
+        site: &'static Location<'static>,
+        entry: Entry,
+    ) -> Slot {
         Slot {
             uid,
             parent,
@@ -140,7 +147,7 @@ impl Slot {
             attached: false,
             promise_alive: true,
             joined_by_parent: false,
-            state: State::Queued,
+            state: State::Queued(entry),
             co: None,
             yielder: core::ptr::null(),
             cancelling: false,
