@@ -110,6 +110,7 @@ impl Given {
 
 enum Source {
     None,
+    #[cfg_attr(mkernel_solo5, allow(dead_code))] // no command-line mapping on Solo5
     CmdLine(CmdLine),
     Given(Given),
     #[cfg(mkernel_solo5)]

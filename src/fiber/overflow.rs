@@ -11,6 +11,7 @@ use core::cell::Cell;
 use core::panic::Location;
 
 #[derive(Clone, Copy)]
+#[cfg_attr(mkernel_solo5, allow(dead_code))] // read by the hosted signal handler only
 struct Current {
     guard: (usize, usize),
     task: u64,
