@@ -154,3 +154,16 @@ pub fn hosted(example: &str, args: &[&str], limit: Duration) -> Output {
         limit,
     )
 }
+
+/// The application's output in the console transcript of a tender that was
+/// killed (a server stopped by a signal): the banner is stripped as in
+/// [`app_output`], and there must be no exit line (the application did not
+/// exit).
+pub fn app_output_until_killed(console: &str) -> String {
+    let out = app_output(&format!("{console}Solo5: solo5_exit(0) called\n"));
+    assert!(
+        !out.contains("Solo5: solo5_"),
+        "the application exited before being killed:\n{console}"
+    );
+    out
+}
