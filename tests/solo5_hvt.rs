@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 /// The examples turned into unikernels (all the Solo5-capable ones).
-const EXAMPLES: [&str; 10] = [
+const EXAMPLES: [&str; 11] = [
     "hello",
     "schedule",
     "sleep",
@@ -23,6 +23,7 @@ const EXAMPLES: [&str; 10] = [
     "solo5_smoke",
     "solo5_tasks",
     "solo5_yield",
+    "solo5_netidle",
 ];
 
 /// Why hvt guests cannot run here, if they cannot.

@@ -146,7 +146,13 @@ fn collect(mut r: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> Join
 impl Server {
     /// Starts `cmd` and waits (at most 60 s) until its stdout has a
     /// complete `listening on ` line.
-    fn start(mut cmd: Command) -> Server {
+    fn start(cmd: Command) -> Server {
+        Server::start_until(cmd, "listening on ")
+    }
+
+    /// Starts `cmd` and waits (at most 60 s) until its stdout has a
+    /// complete line containing `marker`.
+    fn start_until(mut cmd: Command, marker: &str) -> Server {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -168,20 +174,20 @@ impl Server {
         let start = Instant::now();
         loop {
             let out = String::from_utf8_lossy(&server.stdout.lock().unwrap()).into_owned();
-            if let Some(i) = out.find("listening on ") {
+            if let Some(i) = out.find(marker) {
                 if out[i..].contains('\n') {
                     break;
                 }
             }
             if let Some(status) = server.child.try_wait().unwrap() {
                 panic!(
-                    "{cmd:?} ended with {status} before listening:\n{out}\n{}",
+                    "{cmd:?} ended with {status} before printing {marker:?}:\n{out}\n{}",
                     String::from_utf8_lossy(&server.stderr.lock().unwrap())
                 );
             }
             assert!(
                 start.elapsed() < Duration::from_secs(60),
-                "{cmd:?} not listening after 60 s:\n{out}"
+                "{cmd:?} did not print {marker:?} within 60 s:\n{out}"
             );
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -497,5 +503,101 @@ fn httpd_spt_over_tap() {
         &["--ipv4=10.77.0.2/24"],
         "listening on 10.77.0.2:80\n",
         |ns, what| httpd_session(ns, what, &site),
+    );
+}
+
+impl Server {
+    /// Waits (at most 30 s) for the server to exit by itself; its stdout
+    /// and the CPU time (user + system) it used.
+    fn wait_exit(mut self) -> (String, Duration) {
+        let pid = self.child.id() as libc::pid_t;
+        let start = Instant::now();
+        // SAFETY: zeroed rusage is a valid value to be filled in.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        let mut status = 0;
+        loop {
+            // SAFETY: our own child; `status` and `ru` are live locals.
+            let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut ru) };
+            assert!(r >= 0, "wait4: {}", std::io::Error::last_os_error());
+            if r == pid {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{pid} still running after 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Reaped: the Drop's kill and wait do nothing to another process
+        // (std's Child remembers nothing of it, but the pid is not reused
+        // before this function returns and Drop runs right after).
+        for r in self.readers.drain(..) {
+            r.join().unwrap();
+        }
+        let out = String::from_utf8(std::mem::take(&mut *self.stdout.lock().unwrap())).unwrap();
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "wait status {status:#x}; stdout:\n{out}\nstderr:\n{}",
+            String::from_utf8_lossy(&self.stderr.lock().unwrap())
+        );
+        let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+        (out, tv(ru.ru_utime) + tv(ru.ru_stime))
+    }
+}
+
+/// Runs `cmd` (solo5_netidle) in `ns`, sending it frames (ARP requests of
+/// pings nobody answers) while it sleeps; its stdout and CPU time.
+fn netidle_run(ns: &Netns, cmd: Command) -> (String, Duration) {
+    let server = Server::start_until(cmd, "sleeping");
+    // No answer comes (nothing reads the frames): ping fails, as it should.
+    let _ = util::run_with_timeout(
+        ns.command("ping")
+            .args(["-c", "4", "-i", "0.2", "-w", "1", SERVER]),
+        Duration::from_secs(10),
+    );
+    server.wait_exit()
+}
+
+/// Frames arriving on a net device nobody reads do not make the unikernel
+/// spin through its idle wait (solo5_yield keeps reporting such a device
+/// ready), and they are still there to read afterwards, as hosted.
+#[test]
+fn spt_idle_with_unread_frames_does_not_spin() {
+    if let Some(why) = cannot_run() {
+        return skip(&why);
+    }
+    let image = util::build_image("spt", "solo5_netidle");
+    let tender = util::solo5_root().join("tenders/spt/solo5-spt");
+    let ok = Command::new(env!("CARGO"))
+        .args(["build", "-q", "--example", "solo5_netidle"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "cargo build --example solo5_netidle failed");
+    let hosted_bin = hosted_examples().join("solo5_netidle");
+
+    let ns = Netns::new("idle-h");
+    let mut cmd = ns.command(&hosted_bin);
+    cmd.arg("--net:service=tap0");
+    let (hosted, _) = netidle_run(&ns, cmd);
+    drop(ns);
+
+    let ns = Netns::new("idle-s");
+    let mut cmd = ns.command(&tender);
+    cmd.arg("--net:service=tap0").arg(&image);
+    let (console, cpu) = netidle_run(&ns, cmd);
+    drop(ns);
+
+    assert_eq!(hosted, "sleeping\nframes waiting after the sleep: true\n");
+    assert_eq!(
+        util::app_output(&console),
+        hosted,
+        "spt stdout (left) differs from hosted (right)"
+    );
+    eprintln!("spt netidle: {cpu:?} of CPU for a 2 s sleep");
+    assert!(
+        cpu < Duration::from_millis(500),
+        "the unikernel used {cpu:?} of CPU during a 2 s sleep: its idle wait spins"
     );
 }
