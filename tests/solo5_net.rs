@@ -129,6 +129,8 @@ struct Server {
     stdout: Arc<Mutex<Vec<u8>>>,
     stderr: Arc<Mutex<Vec<u8>>>,
     readers: Vec<JoinHandle<()>>,
+    /// Reaped by `wait_exit` (behind std's back): nothing left to kill.
+    reaped: bool,
 }
 
 fn collect(mut r: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
@@ -170,6 +172,7 @@ impl Server {
             stdout,
             stderr,
             readers,
+            reaped: false,
         };
         let start = Instant::now();
         loop {
@@ -231,6 +234,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if self.reaped {
+            return;
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -528,9 +534,7 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
-        // Reaped: the Drop's kill and wait do nothing to another process
-        // (std's Child remembers nothing of it, but the pid is not reused
-        // before this function returns and Drop runs right after).
+        self.reaped = true;
         for r in self.readers.drain(..) {
             r.join().unwrap();
         }
