@@ -4,7 +4,9 @@
 //!
 //! Each test builds its image with `cargo mkernel` (the first one also
 //! builds Solo5 into target/solo5). The hvt images of the same examples are
-//! built and checked in `tests/solo5_hvt.rs`.
+//! built and checked in `tests/solo5_hvt.rs`; the servers `echo` and
+//! `httpd` (which need a TAP, and run until stopped) are compared in
+//! `tests/solo5_net.rs`.
 
 #[path = "solo5_util/mod.rs"]
 mod util;

@@ -12,15 +12,18 @@ use std::process::Command;
 use std::time::Duration;
 
 /// The examples turned into unikernels (all the Solo5-capable ones).
-const EXAMPLES: [&str; 8] = [
+const EXAMPLES: [&str; 11] = [
     "hello",
     "schedule",
     "sleep",
     "cmdline",
     "block",
+    "echo",
+    "httpd",
     "solo5_smoke",
     "solo5_tasks",
     "solo5_yield",
+    "solo5_netidle",
 ];
 
 /// Why hvt guests cannot run here, if they cannot.

@@ -50,7 +50,16 @@ pub(crate) struct NetDevice {
     pub(crate) index: usize,
     pub(crate) cfg: NetCfg,
     pub(crate) backend: NetBackend,
+    /// Frames taken off a Solo5 device nobody was waiting on (see
+    /// [`NetDevice::solo5_stash_pending`]), read before the device's own.
+    #[cfg(mkernel_solo5)]
+    stash: core::cell::RefCell<std::collections::VecDeque<Box<[u8]>>>,
 }
+
+/// Most frames kept in a Solo5 device's stash; later ones are dropped, as
+/// a full TAP queue drops them (Linux's default TAP queue is 500 frames).
+#[cfg(mkernel_solo5)]
+const SOLO5_STASH_FRAMES: usize = 500;
 
 impl NetDevice {
     pub(crate) fn try_read(&self, buf: &mut [u8]) -> Result<Option<usize>, NetError> {
@@ -62,7 +71,43 @@ impl NetDevice {
             NetBackend::Tap(t) => t.try_read(buf).map_err(|e| self.err("read", e)),
             #[cfg(mkernel_solo5)]
             NetBackend::Solo5(h) => {
+                if let Some(frame) = self.stash.borrow_mut().pop_front() {
+                    if frame.len() > buf.len() {
+                        return Err(self.err(
+                            "read",
+                            format!(
+                                "a {}-byte frame did not fit in a {}-byte buffer and was dropped",
+                                frame.len(),
+                                buf.len()
+                            ),
+                        ));
+                    }
+                    buf[..frame.len()].copy_from_slice(&frame);
+                    return Ok(Some(frame.len()));
+                }
                 crate::platform::solo5::net_read(*h, buf).map_err(|e| self.err("read", e))
+            }
+        }
+    }
+
+    /// Moves the frames waiting on this Solo5 device into its stash (at
+    /// most [`SOLO5_STASH_FRAMES`] kept, the others dropped), so that the
+    /// device stops being ready. `solo5_yield` cannot be told to ignore a
+    /// device: without this, a frame nobody reads would make every idle
+    /// wait return at once, spinning until it is read (the hosted platform
+    /// watches only the devices someone waits for).
+    #[cfg(mkernel_solo5)]
+    pub(crate) fn solo5_stash_pending(&self) {
+        let NetBackend::Solo5(h) = &self.backend else {
+            return;
+        };
+        let mut buf = vec![0u8; self.cfg.mtu + 14];
+        let mut stash = self.stash.borrow_mut();
+        // A read error (a broken device) ends the draining; the next read
+        // by the program reports it.
+        while let Ok(Some(n)) = crate::platform::solo5::net_read(*h, &mut buf) {
+            if stash.len() < SOLO5_STASH_FRAMES {
+                stash.push_back(buf[..n].into());
             }
         }
     }
@@ -238,6 +283,8 @@ pub(crate) fn register(name: &str, cfg: NetCfg, backend: NetBackend) -> (Net, Ne
             index: p.nets.len(),
             cfg,
             backend,
+            #[cfg(mkernel_solo5)]
+            stash: Default::default(),
         });
         p.add_net(dev.clone());
         dev

@@ -383,7 +383,13 @@ impl Platform {
         for (i, dev) in self.nets.iter().enumerate() {
             if let Some(h) = dev.solo5_handle() {
                 if set & (1u64 << h) != 0 {
-                    self.ready.push(i as u64);
+                    if self.net_waiters.iter().any(|&(d, _)| d == i) {
+                        self.ready.push(i as u64);
+                    } else {
+                        // Nobody reads it now: take its frames off, or the
+                        // next waits would return at once (a spin).
+                        dev.solo5_stash_pending();
+                    }
                 }
             }
         }

@@ -396,4 +396,15 @@ impl Drop for Server {
         unsafe { libc::kill(-pgid, libc::SIGKILL) };
         let _ = self.child.wait();
     }
+/// The application's output in the console transcript of a tender that was
+/// killed (a server stopped by a signal): the banner is stripped as in
+/// [`app_output`], and there must be no exit line (the application did not
+/// exit).
+pub fn app_output_until_killed(console: &str) -> String {
+    let out = app_output(&format!("{console}Solo5: solo5_exit(0) called\n"));
+    assert!(
+        !out.contains("Solo5: solo5_"),
+        "the application exited before being killed:\n{console}"
+    );
+    out
 }
