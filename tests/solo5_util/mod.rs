@@ -396,6 +396,8 @@ impl Drop for Server {
         unsafe { libc::kill(-pgid, libc::SIGKILL) };
         let _ = self.child.wait();
     }
+}
+
 /// The application's output in the console transcript of a tender that was
 /// killed (a server stopped by a signal): the banner is stripped as in
 /// [`app_output`], and there must be no exit line (the application did not
