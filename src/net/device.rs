@@ -85,7 +85,30 @@ impl NetDevice {
                     buf[..frame.len()].copy_from_slice(&frame);
                     return Ok(Some(frame.len()));
                 }
-                crate::platform::solo5::net_read(*h, buf).map_err(|e| self.err("read", e))
+                let full = self.cfg.mtu + 14;
+                if buf.len() >= full {
+                    return crate::platform::solo5::net_read(*h, buf)
+                        .map_err(|e| self.err("read", e));
+                }
+                // Solo5 truncates a frame to the buffer: read into a full-size
+                // one so that a frame that does not fit is an error, as hosted.
+                let mut frame = vec![0u8; full];
+                match crate::platform::solo5::net_read(*h, &mut frame)
+                    .map_err(|e| self.err("read", e))?
+                {
+                    None => Ok(None),
+                    Some(n) if n <= buf.len() => {
+                        buf[..n].copy_from_slice(&frame[..n]);
+                        Ok(Some(n))
+                    }
+                    Some(n) => Err(self.err(
+                        "read",
+                        format!(
+                            "a {n}-byte frame did not fit in a {}-byte buffer and was dropped",
+                            buf.len()
+                        ),
+                    )),
+                }
             }
         }
     }
