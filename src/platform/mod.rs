@@ -269,21 +269,7 @@ impl Platform {
         self.ready.extend(ready_links);
         if !self.ready.is_empty() {
             let ready = core::mem::take(&mut self.ready);
-            let mut woken = Vec::new();
-            self.net_waiters.retain(|&(d, id)| {
-                if ready.contains(&(d as u64)) {
-                    woken.push((d, id));
-                    false
-                } else {
-                    true
-                }
-            });
-            for (d, id) in woken {
-                out.push(signal_of(id));
-                if !self.net_waiters.iter().any(|&(x, _)| x == d) {
-                    self.watch(d, false);
-                }
-            }
+            self.wake_readers(|d| ready.contains(&(d as u64)), out);
             self.ready = ready;
         }
         self.expire_timers(out);
@@ -311,10 +297,24 @@ impl Platform {
     fn check_links(&mut self, out: &mut Vec<Signal>) {
         self.link_sent = false;
         let now = clock::monotonic();
-        let nets = &self.nets;
+        // The reused `ready` list: no allocation per frame.
+        let mut ready = core::mem::take(&mut self.ready);
+        ready.clear();
+        for (i, n) in self.nets.iter().enumerate() {
+            if n.next_ready_at().is_some_and(|at| at <= now) {
+                ready.push(i as u64);
+            }
+        }
+        self.wake_readers(|d| ready.contains(&(d as u64)), out);
+        self.ready = ready;
+    }
+
+    /// Signals every task waiting on a device for which `ready` holds, and
+    /// stops watching devices nobody waits on any more.
+    fn wake_readers(&mut self, ready: impl Fn(usize) -> bool, out: &mut Vec<Signal>) {
         let mut woken = Vec::new();
         self.net_waiters.retain(|&(d, id)| {
-            if nets[d].next_ready_at().is_some_and(|at| at <= now) {
+            if ready(d) {
                 woken.push((d, id));
                 false
             } else {
