@@ -30,21 +30,6 @@ use std::time::{Duration, Instant};
 const HOST_CIDR: &str = "10.77.0.1/24";
 const SERVER: &str = "10.77.0.2";
 
-/// Why this machine cannot run the test, if it cannot.
-fn cannot_run() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root (creating a network namespace and a TAP needs it)".into());
-    }
-    if !Path::new("/dev/net/tun").exists() {
-        return Some("no /dev/net/tun".into());
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        return Some("no `ip` command (Debian package iproute2)".into());
-    }
-    None
-}
-
 fn skip(why: &str) {
     println!("SKIPPED: {why}");
     eprintln!("SKIPPED: {why}");
@@ -376,7 +361,7 @@ fn hosted_then_spt(
 
 #[test]
 fn echo_spt_over_tap() {
-    if let Some(why) = cannot_run() {
+    if let Some(why) = util::cannot_make_netns() {
         return skip(&why);
     }
     hosted_then_spt(
@@ -497,7 +482,7 @@ fn httpd_session(ns: &Arc<Netns>, what: &str, site: &Site) {
 
 #[test]
 fn httpd_spt_over_tap() {
-    if let Some(why) = cannot_run() {
+    if let Some(why) = util::cannot_make_netns() {
         return skip(&why);
     }
     let site = Site::new();
@@ -567,7 +552,7 @@ fn netidle_run(ns: &Netns, cmd: Command) -> (String, Duration) {
 /// ready), and they are still there to read afterwards, as hosted.
 #[test]
 fn spt_idle_with_unread_frames_does_not_spin() {
-    if let Some(why) = cannot_run() {
+    if let Some(why) = util::cannot_make_netns() {
         return skip(&why);
     }
     let image = util::build_image("spt", "solo5_netidle");

@@ -10,73 +10,7 @@
 mod util;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
-
-/// Why this machine cannot run the test, if it cannot.
-fn cannot_run() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root (creating a network namespace and a TAP needs it)".into());
-    }
-    if !Path::new("/dev/net/tun").exists() {
-        return Some("no /dev/net/tun".into());
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        return Some("no `ip` command (Debian package iproute2)".into());
-    }
-    None
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A network namespace holding one TAP that is up; deleted (with the TAP)
-/// when dropped, panics included.
-struct Netns {
-    name: String,
-    tap: String,
-}
-
-impl Netns {
-    fn new() -> Netns {
-        let id = std::process::id();
-        let ns = Netns {
-            name: format!("mkernel-tasks-{id}"),
-            tap: format!("mkt{id}"),
-        };
-        ip(&["netns", "add", &ns.name]);
-        // From here on, Drop cleans up.
-        ip(&[
-            "netns", "exec", &ns.name, "ip", "tuntap", "add", "dev", &ns.tap, "mode", "tap",
-        ]);
-        ip(&[
-            "netns", "exec", &ns.name, "ip", "link", "set", &ns.tap, "up",
-        ]);
-        ns
-    }
-
-    /// `ip netns exec NS PROGRAM ARGS`.
-    fn command(&self, program: &Path) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name]).arg(program);
-        c
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
 
 /// A zeroed 16-sector disk image, removed when dropped.
 struct Disk(PathBuf);
@@ -100,14 +34,14 @@ impl Drop for Disk {
 
 #[test]
 fn tasks_example_under_spt_matches_hosted() {
-    if let Some(why) = cannot_run() {
+    if let Some(why) = util::cannot_make_netns() {
         println!("SKIPPED: {why}");
         eprintln!("SKIPPED: {why}");
         return;
     }
     let image = util::build_image("spt", "solo5_tasks");
     let tender = util::solo5_root().join("tenders/spt/solo5-spt");
-    let ns = Netns::new();
+    let ns = util::Netns::new("task", None);
     let net = format!("--net:service={}", ns.tap);
 
     let disk = Disk::new("hosted");
