@@ -4,11 +4,13 @@
 mod clock;
 mod error;
 mod hook;
+mod lifecycle;
 mod orphans;
 mod overflow;
 mod promise;
 mod protect;
 mod resource;
+mod run_loop;
 pub(crate) mod scheduler;
 mod stack;
 mod stats;

@@ -1,0 +1,388 @@
+//! The run loop: scheduling points (event source, hooks, next task), task
+//! switches, and the `Runtime` that owns a run on its thread.
+
+use super::clock;
+use super::lifecycle::{cancel_task, drop_if_unreferenced, finish, start};
+use super::overflow;
+use super::scheduler::{CURRENT, ROOT_FINISHED, Scheduler, deliver, fatal, in_run, with};
+use super::syscall::{Events, SyscallId};
+use super::task::{Co, Entry, Slot, State, TaskRef};
+use super::{Error, Violation};
+use core::any::Any;
+use core::cell::RefCell;
+use core::panic::Location;
+use corosensei::CoroutineResult;
+use std::panic::resume_unwind;
+
+/// Takes `t`'s coroutine out of its slot (creating it on the first run),
+/// counts the run, and makes `t` current. `now` is the TSC read of this tick.
+fn prepare(s: &mut Scheduler, t: TaskRef, now: u64) -> Co {
+    s.switches += 1;
+    s.ops = 0;
+    let switches = s.switches;
+    let slot = &mut s.tasks[t.idx as usize];
+    let st = core::mem::replace(&mut slot.state, State::Running);
+    let stats = &mut slot.stats;
+    stats.runs += 1;
+    stats.max_wait_cycles = stats
+        .max_wait_cycles
+        .max(now.wrapping_sub(stats.enqueued_cycles));
+    stats.max_wait_switches = stats
+        .max_wait_switches
+        .max(switches.saturating_sub(stats.enqueued_switch + 1));
+    let co = match st {
+        State::Queued(entry) => start(s, t, entry),
+        State::Ready => s.tasks[t.idx as usize]
+            .co
+            .take()
+            .expect("ready task has a coroutine"),
+        _ => fatal("mkernel: internal error: resuming a task that is not runnable"),
+    };
+    s.current = Some(t.idx);
+    let slot = &s.tasks[t.idx as usize];
+    overflow::enter(slot.guard, slot.uid, slot.site, s.stacks.stack_size());
+    co
+}
+
+/// A task that gave the CPU back by suspending: its coroutine goes back in
+/// its slot at the next scheduling point, in the same borrow as the rest of
+/// that point's bookkeeping.
+pub(crate) struct Carry {
+    t: TaskRef,
+    co: Co,
+    at: u64,
+}
+
+/// Gives the CPU to `t` (prepared by `prepare`) until it suspends or
+/// finishes. Returns the TSC read when it gave the CPU back, and its
+/// coroutine if it suspended.
+fn resume(t: TaskRef, mut co: Co) -> (u64, Option<Carry>) {
+    let r = co.resume(());
+    // The overflow record of `t` stays until the next switch: a fault in
+    // its guard page can only come from `t` itself.
+    let now = clock::cycles();
+    match r {
+        CoroutineResult::Yield(()) => (now, Some(Carry { t, co, at: now })),
+        CoroutineResult::Return(exit) => {
+            let stack = (*co).into_stack();
+            let intact = stack.canary_intact();
+            with(|s| {
+                s.current = None;
+                if !intact {
+                    let slot = &s.tasks[t.idx as usize];
+                    fatal(&overflow::canary_message(
+                        slot.uid,
+                        slot.site,
+                        s.stacks.stack_size(),
+                    ));
+                }
+                s.stacks.put(stack)
+            });
+            finish(t, exit);
+            (now, None)
+        }
+    }
+}
+
+/// Puts a suspended task's coroutine back in its slot.
+#[inline]
+fn put_back(s: &mut Scheduler, c: Carry) {
+    s.current = None;
+    let switches = s.switches;
+    let slot = &mut s.tasks[c.t.idx as usize];
+    if !super::stack::canary_intact_at(slot.stack_bottom) {
+        fatal(&overflow::canary_message(
+            slot.uid,
+            slot.site,
+            s.stacks.stack_size(),
+        ));
+    }
+    if matches!(slot.state, State::Ready) {
+        // It yielded: it entered the run queue when it gave the CPU back.
+        slot.stats.enqueued_cycles = c.at;
+        slot.stats.enqueued_switch = switches;
+    }
+    slot.co = Some(c.co);
+}
+
+/// One run on this thread: enters the scheduler, runs the loop until the
+/// root task and every other task are done, and leaves the thread clean
+/// whatever happens.
+pub(crate) struct Runtime {
+    cell: Box<RefCell<Scheduler>>,
+}
+
+impl Runtime {
+    pub(crate) fn enter(s: Scheduler) -> Runtime {
+        if in_run() {
+            panic!(
+                "mkernel::run called inside a run: a thread runs one scheduler at a time (spawn a task instead)"
+            );
+        }
+        overflow::install();
+        clock::calibrate_start();
+        ROOT_FINISHED.with(|f| f.set(false));
+        let cell = Box::new(RefCell::new(s));
+        CURRENT.with(|c| c.set(&*cell as *const RefCell<Scheduler>));
+        Runtime { cell }
+    }
+
+    /// Runs `main` as the root task; returns its value or its panic payload.
+    pub(crate) fn block_on<T: 'static>(
+        &self,
+        main: impl FnOnce() -> T + 'static,
+    ) -> Result<T, Box<dyn Any + Send>> {
+        let root = with(|s| {
+            let uid = s.next_uid;
+            s.next_uid += 1;
+            s.spawned += 1;
+            let entry: Entry = Box::new(move || Box::new(main()) as Box<dyn Any>);
+            let mut slot = Slot::new(uid, None, Location::caller(), entry);
+            slot.promise_alive = true;
+            let t = s.alloc_slot(slot);
+            s.enqueue(t);
+            s.root = Some(t);
+            t
+        });
+        let mut root_done = false;
+        let mut now = clock::cycles();
+        let mut carry = None;
+        loop {
+            let stuck = match tick(&mut now, &mut carry) {
+                Tick::Ran => false,
+                Tick::Stuck => true,
+                Tick::Violation(v) => {
+                    teardown(root);
+                    resume_unwind(Box::new(v));
+                }
+            };
+            if !root_done {
+                // Cheap: a TLS read, no borrow (set by `finish`).
+                if !ROOT_FINISHED.with(|f| f.get()) {
+                    if stuck {
+                        deadlock(root);
+                    }
+                    continue;
+                }
+                root_done = true;
+                if let Some(c) = carry.take() {
+                    with(|s| put_back(s, c));
+                }
+                if let Some(v) = with(|s| s.violation) {
+                    teardown(root);
+                    resume_unwind(Box::new(v));
+                }
+                let failed =
+                    with(|s| matches!(s.tasks[root.idx as usize].state, State::Done(Err(_))));
+                // The run is over when main returns: daemons are stopped,
+                // and after a panic of main every remaining task too.
+                if failed {
+                    teardown(root);
+                } else {
+                    let daemons = with(|s| core::mem::take(&mut s.daemons));
+                    for d in daemons {
+                        cancel_task(d);
+                        drop_if_unreferenced(d);
+                    }
+                }
+            }
+            if stuck || with(|s| s.live <= 1) {
+                if let Some(c) = carry.take() {
+                    with(|s| put_back(s, c));
+                }
+                break;
+            }
+        }
+        let st =
+            with(|s| core::mem::replace(&mut s.tasks[root.idx as usize].state, State::Consumed));
+        match st {
+            State::Done(Ok(v)) => Ok(*v.downcast::<T>().expect("root task returns T")),
+            State::Done(Err(Error::Panicked(p))) => Err(p),
+            State::Done(Err(Error::Cancelled)) => {
+                Err(Box::new("mkernel: the main task was cancelled"))
+            }
+            _ => fatal("mkernel: internal error: run ended before its main task"),
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Whatever remains (after a panic escaped the loop) is forgotten, not
+        // unwound: its destructors could not reach a scheduler any more.
+        if let Ok(mut s) = self.cell.try_borrow_mut() {
+            for slot in s.tasks.iter_mut() {
+                if let Some(co) = slot.co.take() {
+                    core::mem::forget(co);
+                }
+            }
+        }
+        CURRENT.with(|c| c.set(core::ptr::null()));
+    }
+}
+
+/// Cancels every task of the run (the root's children, the daemons).
+fn teardown(root: TaskRef) {
+    let (children, daemons) = with(|s| {
+        let c = if s.slot(root).is_some() {
+            s.attached_children(root)
+        } else {
+            Vec::new()
+        };
+        (c, core::mem::take(&mut s.daemons))
+    });
+    for c in children {
+        cancel_task(c);
+        with(|s| s.detach(c));
+        drop_if_unreferenced(c);
+    }
+    for d in daemons {
+        cancel_task(d);
+        drop_if_unreferenced(d);
+    }
+    // Anything else still alive (forgotten promises of finished tasks'
+    // children cannot exist, but tasks whose promise was dropped can).
+    let rest: Vec<TaskRef> = with(|s| {
+        s.tasks
+            .iter()
+            .enumerate()
+            .filter(|(i, sl)| sl.uid != 0 && *i as u32 != root.idx && !sl.state.is_finished())
+            .map(|(i, sl)| TaskRef {
+                idx: i as u32,
+                uid: sl.uid,
+            })
+            .collect()
+    });
+    for t in rest {
+        cancel_task(t);
+    }
+}
+
+#[cold]
+fn deadlock(root: TaskRef) -> ! {
+    let waiting: Vec<String> = with(|s| {
+        s.tasks
+            .iter()
+            .filter(|sl| sl.uid != 0 && matches!(sl.state, State::Suspended(_)))
+            .take(8)
+            .map(|sl| format!("task {} (spawned at {})", sl.uid, sl.site))
+            .collect()
+    });
+    let msg = format!(
+        "mkernel: deadlock: every task waits (for a join, a mutex or a condition) and no event can wake one; waiting: {}",
+        waiting.join(", ")
+    );
+    eprintln!("{msg}");
+    teardown(root);
+    panic!("{msg}")
+}
+
+/// What a scheduling point did.
+enum Tick {
+    /// A task ran (or an event may still make one runnable).
+    Ran,
+    /// No task can run, and no event can change that.
+    Stuck,
+    /// A rule was broken: the run stops.
+    Violation(Violation),
+}
+
+/// Pops the next runnable task and prepares it.
+#[inline]
+fn pick(s: &mut Scheduler, now: u64) -> Option<(TaskRef, Co)> {
+    loop {
+        let t = s.run_queue.pop_front()?;
+        if let Some(slot) = s.slot(t) {
+            if matches!(slot.state, State::Queued(_) | State::Ready) {
+                return Some((t, prepare(s, t, now)));
+            }
+        }
+    }
+}
+
+/// One scheduling point: puts back the coroutine of the task that ran last,
+/// asks the event source (unless the platform's own source says nothing can
+/// be due yet), runs the hooks, then runs the next runnable task. On the
+/// fast path (no event due, no hook) all of it is one borrow of the
+/// scheduler. `now` is a recent TSC read.
+fn tick(now: &mut u64, carry: &mut Option<Carry>) -> Tick {
+    enum Pre {
+        Run(TaskRef, Co),
+        Idle(bool),
+        Ask(bool, Vec<SyscallId>, Box<dyn Events>, bool),
+        Hooks,
+    }
+    let pre = with(|s| {
+        if let Some(c) = carry.take() {
+            put_back(s, c);
+        }
+        if let Some(v) = s.violation {
+            return Err(v);
+        }
+        s.ticks += 1;
+        let block = s.run_queue.is_empty();
+        let hooks = !s.hooks.is_empty();
+        let skip = if block {
+            // Nothing can come from the event source: nobody waits.
+            s.syscalls.is_empty() && s.cancelled_syscalls.is_empty()
+        } else {
+            // The platform's source publishes when it may have something.
+            s.platform_events
+                && s.cancelled_syscalls.is_empty()
+                && *now < crate::platform::due_cycles()
+        };
+        Ok(if !skip {
+            let cancelled = core::mem::take(&mut s.cancelled_syscalls);
+            Pre::Ask(
+                block,
+                cancelled,
+                s.events.take().expect("events present"),
+                hooks,
+            )
+        } else if hooks {
+            Pre::Hooks
+        } else {
+            match pick(s, *now) {
+                Some((t, co)) => Pre::Run(t, co),
+                None => Pre::Idle(!s.syscalls.is_empty()),
+            }
+        })
+    });
+    let next = match pre {
+        Err(v) => return Tick::Violation(v),
+        Ok(Pre::Run(t, co)) => Some((t, co)),
+        Ok(Pre::Idle(waiting)) => return if waiting { Tick::Ran } else { Tick::Stuck },
+        Ok(Pre::Ask(block, cancelled, mut events, hooks)) => {
+            let signals = events.select(block, &cancelled);
+            with(|s| {
+                s.events = Some(events);
+                for sig in signals {
+                    deliver(s, sig.id());
+                }
+            });
+            if block {
+                *now = clock::cycles();
+            }
+            if hooks {
+                super::hook::run_hooks();
+            }
+            match with(|s| pick(s, *now).ok_or(!s.syscalls.is_empty())) {
+                Ok(x) => Some(x),
+                Err(waiting) => return if waiting { Tick::Ran } else { Tick::Stuck },
+            }
+        }
+        Ok(Pre::Hooks) => {
+            super::hook::run_hooks();
+            match with(|s| pick(s, *now).ok_or(!s.syscalls.is_empty())) {
+                Ok(x) => Some(x),
+                Err(waiting) => return if waiting { Tick::Ran } else { Tick::Stuck },
+            }
+        }
+    };
+    if let Some((t, co)) = next {
+        let (at, c) = resume(t, co);
+        *now = at;
+        *carry = c;
+    }
+    Tick::Ran
+}
