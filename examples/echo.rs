@@ -12,25 +12,6 @@
 
 use mkernel::net::stack::{self, Stack, StackConfig, TcpListener, TcpStream};
 
-fn parse_port(args: &[String], default: u16) -> Result<u16, String> {
-    let mut port = default;
-    for a in args {
-        match a.strip_prefix("--port=") {
-            Some(v) => {
-                port = v
-                    .parse()
-                    .map_err(|_| format!("--port={v}: expected a port number (0-65535)"))?
-            }
-            None => {
-                return Err(format!(
-                    "unknown argument {a:?} (expected --port=N, --ipv4=ADDR/PREFIX, --ipv4-gateway=ADDR)"
-                ));
-            }
-        }
-    }
-    Ok(port)
-}
-
 fn echo(s: TcpStream) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -69,13 +50,14 @@ fn serve(stack: Stack, port: u16) {
 
 fn main() {
     // Check the flags before touching devices, for a clear error.
-    let port =
-        match StackConfig::from_args(&mkernel::args()).and_then(|(_, rest)| parse_port(&rest, 7)) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("error: {e}");
-                std::process::exit(2)
-            }
-        };
+    let port = match StackConfig::from_args(&mkernel::args())
+        .and_then(|(_, rest)| stack::port_from_args(&rest, 7))
+    {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2)
+        }
+    };
     mkernel::run(stack::stack("service"), move |stack| serve(stack, port));
 }

@@ -368,25 +368,6 @@ pub fn serve(listener: TcpListener, site: Rc<Site>) {
     }
 }
 
-fn parse_port(args: &[String], default: u16) -> Result<u16, String> {
-    let mut port = default;
-    for a in args {
-        match a.strip_prefix("--port=") {
-            Some(v) => {
-                port = v
-                    .parse()
-                    .map_err(|_| format!("--port={v}: expected a port number (0-65535)"))?
-            }
-            None => {
-                return Err(format!(
-                    "unknown argument {a:?} (expected --port=N, --ipv4=ADDR/PREFIX, --ipv4-gateway=ADDR)"
-                ));
-            }
-        }
-    }
-    Ok(port)
-}
-
 fn run(stack: Stack, block: Block, port: u16) {
     let site = match Site::open(block) {
         Ok(s) => Rc::new(s),
@@ -409,7 +390,7 @@ fn run(stack: Stack, block: Block, port: u16) {
 #[allow(dead_code)]
 fn main() {
     let port = match StackConfig::from_args(&mkernel::args())
-        .and_then(|(_, rest)| parse_port(&rest, 80))
+        .and_then(|(_, rest)| stack::port_from_args(&rest, 80))
     {
         Ok(p) => p,
         Err(e) => {

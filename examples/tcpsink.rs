@@ -22,27 +22,6 @@ use mkernel::net::stack::{self, Stack, StackConfig, TcpListener, TcpStream};
 /// as a socket buffer holds.
 const CHUNK: usize = 64 * 1024;
 
-fn parse_port(args: &[String], default: u16) -> Result<u16, String> {
-    let mut port = default;
-    for a in args {
-        match a.strip_prefix("--port=") {
-            Some(v) => {
-                port = v
-                    .parse()
-                    .ok()
-                    .filter(|&p: &u16| p > 0 && p < u16::MAX)
-                    .ok_or_else(|| format!("--port={v}: expected a port number (1-65534)"))?
-            }
-            None => {
-                return Err(format!(
-                    "unknown argument {a:?} (expected --port=N, --ipv4=ADDR/PREFIX, --ipv4-gateway=ADDR)"
-                ));
-            }
-        }
-    }
-    Ok(port)
-}
-
 fn sink(s: TcpStream) -> std::io::Result<()> {
     let mut buf = vec![0u8; CHUNK];
     let mut total = 0u64;
@@ -109,8 +88,17 @@ fn serve(stack: Stack, port: u16) {
 
 fn main() {
     let port = match StackConfig::from_args(&mkernel::args())
-        .and_then(|(_, rest)| parse_port(&rest, 5001))
-    {
+        .and_then(|(_, rest)| stack::port_from_args(&rest, 5001))
+        .and_then(|p| {
+            // The source listens on the next port.
+            if p < u16::MAX {
+                Ok(p)
+            } else {
+                Err(format!(
+                    "--port={p}: the source needs port {p}+1; give at most 65534"
+                ))
+            }
+        }) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");

@@ -159,6 +159,39 @@ impl StackConfig {
     }
 }
 
+/// The service port from the arguments left by
+/// [`StackConfig::from_args`]: `--port=N` (1-65535), else `default`. Any
+/// other argument is an error naming it and the accepted flags, so that a
+/// service's command line is checked as a whole.
+///
+/// ```
+/// use mkernel::net::stack::port_from_args;
+/// assert_eq!(port_from_args(&["--port=8080".to_string()], 80), Ok(8080));
+/// assert_eq!(port_from_args(&[], 80), Ok(80));
+/// assert!(port_from_args(&["--port=0".to_string()], 80).is_err());
+/// assert!(port_from_args(&["--verbose".to_string()], 80).unwrap_err().contains("--verbose"));
+/// ```
+pub fn port_from_args(args: &[String], default: u16) -> Result<u16, String> {
+    let mut port = default;
+    for a in args {
+        match a.strip_prefix("--port=") {
+            Some(v) => {
+                port = v
+                    .parse()
+                    .ok()
+                    .filter(|&p: &u16| p > 0)
+                    .ok_or_else(|| format!("--port={v}: expected a port number (1-65535)"))?
+            }
+            None => {
+                return Err(format!(
+                    "unknown argument {a:?} (expected --port=N, --ipv4=ADDR/PREFIX, --ipv4-gateway=ADDR)"
+                ));
+            }
+        }
+    }
+    Ok(port)
+}
+
 fn parse_cidr(v: &str) -> Result<Ipv4Cidr, String> {
     let bad = || format!("--ipv4={v}: expected ADDR/PREFIX, e.g. --ipv4=10.0.0.2/24");
     let (addr, prefix) = v.split_once('/').ok_or_else(bad)?;
