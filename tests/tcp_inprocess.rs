@@ -329,3 +329,24 @@ fn cancellation_cleans_up() {
         assert_eq!(&buf, b"ok");
     });
 }
+
+/// TCP and UDP ports are separate spaces; within one, a port is taken once
+/// and given back when its socket is dropped.
+#[test]
+fn tcp_and_udp_ports_are_separate() {
+    run_pair(Faults::default(), |server, _client| {
+        let t = TcpListener::bind(&server, 53).unwrap();
+        let u = UdpSocket::bind(&server, 53).unwrap();
+        let e = TcpListener::bind(&server, 53)
+            .err()
+            .expect("TCP 53 is taken");
+        assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
+        assert!(e.to_string().contains("TCP port 53"), "{e}");
+        let e = UdpSocket::bind(&server, 53).err().expect("UDP 53 is taken");
+        assert!(e.to_string().contains("UDP port 53"), "{e}");
+        drop(t);
+        drop(u);
+        TcpListener::bind(&server, 53).unwrap();
+        UdpSocket::bind(&server, 53).unwrap();
+    });
+}

@@ -285,7 +285,9 @@ pub(crate) struct Inner {
     closing: RefCell<Vec<(SocketHandle, u64, Option<u16>)>>,
     /// The daemon's current wait: its syscall and deadline.
     daemon: Cell<Option<(SyscallId, u64)>>,
-    pub(crate) ports: RefCell<HashSet<u16>>,
+    /// Local ports in use, per protocol (TCP and UDP ports are separate
+    /// spaces).
+    pub(crate) ports: RefCell<HashSet<(Proto, u16)>>,
     next_port: Cell<u16>,
 }
 
@@ -438,7 +440,7 @@ impl Inner {
             match s.state() {
                 stcp::State::Closed | stcp::State::TimeWait => {
                     if let Some(p) = port {
-                        ports.remove(&p);
+                        ports.remove(&(Proto::Tcp, p));
                     }
                     core.sockets.remove(h);
                     false
@@ -540,20 +542,42 @@ impl Inner {
     }
 
     /// A free local port for an outgoing connection or an unbound socket.
-    pub(crate) fn ephemeral_port(&self) -> io::Result<u16> {
+    fn ephemeral_port(&self, proto: Proto) -> io::Result<u16> {
         let ports = self.ports.borrow();
         for _ in 0..16384 {
             let p = self.next_port.get();
             self.next_port
                 .set(if p == u16::MAX { 49152 } else { p + 1 });
-            if !ports.contains(&p) {
+            if !ports.contains(&(proto, p)) {
                 return Ok(p);
             }
         }
         Err(io::Error::new(
             io::ErrorKind::AddrNotAvailable,
-            "no free local port (49152-65535 all in use)",
+            format!("no free local {proto} port (49152-65535 all in use)"),
         ))
+    }
+
+    /// Takes `port` (0: a free ephemeral one) for `proto`; `AddrInUse` if
+    /// it is taken.
+    pub(crate) fn claim_port(&self, proto: Proto, port: u16) -> io::Result<u16> {
+        let port = if port == 0 {
+            self.ephemeral_port(proto)?
+        } else {
+            port
+        };
+        if !self.ports.borrow_mut().insert((proto, port)) {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{proto} port {port} is already in use"),
+            ));
+        }
+        Ok(port)
+    }
+
+    /// Gives `port` back.
+    pub(crate) fn free_port(&self, proto: Proto, port: u16) {
+        self.ports.borrow_mut().remove(&(proto, port));
     }
 
     /// Takes a dropped TCP socket: closes it gracefully and removes it
@@ -582,7 +606,24 @@ impl Inner {
         let port = s.endpoint().port;
         s.close();
         core.sockets.remove(h);
-        self.ports.borrow_mut().remove(&port);
+        drop(core);
+        self.free_port(Proto::Udp, port);
+    }
+}
+
+/// A transport protocol, for port bookkeeping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "TCP",
+            Proto::Udp => "UDP",
+        })
     }
 }
 

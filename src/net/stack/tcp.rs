@@ -1,5 +1,6 @@
 //! TCP: `TcpListener` and `TcpStream`.
 
+use super::Proto;
 use super::{Cond, Core, Stack, TCP_BUFFER, from_std, to_std};
 use crate::fiber::WaitQueue;
 use core::cell::{Cell, RefCell};
@@ -59,17 +60,7 @@ impl TcpListener {
     /// (at least 1; each has its buffers, 2 × [`TCP_BUFFER`] bytes).
     pub fn bind_with_backlog(stack: &Stack, port: u16, backlog: usize) -> io::Result<TcpListener> {
         let inner = &stack.inner;
-        let port = if port == 0 {
-            inner.ephemeral_port()?
-        } else {
-            port
-        };
-        if !inner.ports.borrow_mut().insert(port) {
-            return Err(io::Error::new(
-                io::ErrorKind::AddrInUse,
-                format!("TCP port {port} is already in use"),
-            ));
-        }
+        let port = inner.claim_port(Proto::Tcp, port)?;
         let backlog = backlog.max(1);
         let mut pending = Vec::with_capacity(backlog);
         {
@@ -148,7 +139,7 @@ impl Drop for TcpListener {
         for h in pending {
             inner.release_tcp(h, None);
         }
-        inner.ports.borrow_mut().remove(&self.port);
+        inner.free_port(Proto::Tcp, self.port);
     }
 }
 
@@ -198,20 +189,23 @@ impl TcpStream {
     pub fn connect(stack: &Stack, addr: SocketAddr) -> io::Result<TcpStream> {
         let remote = from_std(addr)?;
         let inner = &stack.inner;
-        let port = inner.ephemeral_port()?;
+        let port = inner.claim_port(Proto::Tcp, 0)?;
         let h = {
             let mut core = inner.core.borrow_mut();
             let Core { iface, sockets, .. } = &mut *core;
             let mut s = new_socket();
-            s.connect(iface.context(), remote, port).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("connect to {addr}: {e}"),
-                )
-            })?;
-            sockets.add(s)
+            match s.connect(iface.context(), remote, port) {
+                Ok(()) => sockets.add(s),
+                Err(e) => {
+                    drop(core);
+                    inner.free_port(Proto::Tcp, port);
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("connect to {addr}: {e}"),
+                    ));
+                }
+            }
         };
-        inner.ports.borrow_mut().insert(port);
         // From here, dropping `stream` (error, cancellation) cleans up.
         let stream = TcpStream::new(stack, h, Some(port));
         inner.poll();

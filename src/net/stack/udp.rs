@@ -1,5 +1,6 @@
 //! UDP: `UdpSocket`.
 
+use super::Proto;
 use super::{Cond, Stack, from_std, to_std};
 use crate::fiber::WaitQueue;
 use core::fmt;
@@ -55,17 +56,7 @@ impl UdpSocket {
     /// Binds UDP `port` (0: a free port). `AddrInUse` if it is taken.
     pub fn bind(stack: &Stack, port: u16) -> io::Result<UdpSocket> {
         let inner = &stack.inner;
-        let port = if port == 0 {
-            inner.ephemeral_port()?
-        } else {
-            port
-        };
-        if !inner.ports.borrow_mut().insert(port) {
-            return Err(io::Error::new(
-                io::ErrorKind::AddrInUse,
-                format!("UDP port {port} is already in use"),
-            ));
-        }
+        let port = inner.claim_port(Proto::Udp, port)?;
         let buf = || {
             PacketBuffer::new(
                 vec![PacketMetadata::EMPTY; UDP_PACKETS],
@@ -74,7 +65,7 @@ impl UdpSocket {
         };
         let mut s = sudp::Socket::new(buf(), buf());
         if let Err(e) = s.bind(port) {
-            inner.ports.borrow_mut().remove(&port);
+            inner.free_port(Proto::Udp, port);
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("bind UDP port {port}: {e}"),
