@@ -337,12 +337,14 @@ fn tcp_and_udp_ports_are_separate() {
     run_pair(Faults::default(), |server, _client| {
         let t = TcpListener::bind(&server, 53).unwrap();
         let u = UdpSocket::bind(&server, 53).unwrap();
-        let e = TcpListener::bind(&server, 53)
-            .err()
-            .expect("TCP 53 is taken");
+        let Err(e) = TcpListener::bind(&server, 53) else {
+            panic!("TCP 53 is taken")
+        };
         assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
         assert!(e.to_string().contains("TCP port 53"), "{e}");
-        let e = UdpSocket::bind(&server, 53).err().expect("UDP 53 is taken");
+        let Err(e) = UdpSocket::bind(&server, 53) else {
+            panic!("UDP 53 is taken")
+        };
         assert!(e.to_string().contains("UDP port 53"), "{e}");
         drop(t);
         drop(u);
