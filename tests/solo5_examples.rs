@@ -11,7 +11,6 @@
 #[path = "solo5_util/mod.rs"]
 mod util;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -77,33 +76,9 @@ fn cmdline() {
     );
 }
 
-/// A disk image with known contents, removed when dropped.
-struct Disk(PathBuf);
-
-impl Disk {
-    fn new(name: &str, sectors: usize) -> Disk {
-        let path = std::env::temp_dir().join(format!(
-            "mkernel-{name}-{}-{:?}.img",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let data: Vec<u8> = (0..sectors * 512)
-            .map(|i| (i.wrapping_mul(7919) >> 3) as u8)
-            .collect();
-        std::fs::write(&path, data).expect("write the disk image");
-        Disk(path)
-    }
-}
-
-impl Drop for Disk {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 #[test]
 fn block() {
-    let disk = Disk::new("block", 8);
-    let flag = format!("--block:disk={}", disk.0.display());
+    let disk = util::Disk::pattern("block", 8);
+    let flag = disk.flag("disk");
     same_output("block", &[&flag], std::slice::from_ref(&flag), &[]);
 }
