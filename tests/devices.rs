@@ -98,11 +98,10 @@ fn a_cancelled_deferred_read_never_writes_into_its_buffer() {
 
 #[test]
 fn the_network_stays_available_under_deferred_block_load() {
-    const WRITES: u64 = 10_000;
     const FRAMES: u32 = 500;
     let f = TempFile::new("avail", &vec![0u8; 512 * 64]);
     let (a, b) = link::pair(link::Faults::default());
-    let (answered, writes_at_end, max_latency) = mkernel::Builder::new()
+    let (answered, writes_during, max_latency) = mkernel::Builder::new()
         .net_link("client", a)
         .net_link("service", b)
         .block_file("disk", &f.0)
@@ -113,13 +112,18 @@ fn the_network_stays_available_under_deferred_block_load() {
                 mkernel::block("disk"),
             ),
             |((client, _), (server, _), disk)| {
+                // The writer keeps the deferred block queue busy until the
+                // exchange is over, however fast the disk is.
                 let done = Rc::new(Cell::new(0u64));
-                let d = done.clone();
+                let stop = Rc::new(Cell::new(false));
+                let (d, st) = (done.clone(), stop.clone());
                 let writer = mkernel::spawn(move || {
                     let page = [0x77u8; 512];
-                    for i in 0..WRITES {
+                    let mut i = 0u64;
+                    while !st.get() {
                         disk.write((i % 64) * 512, &page).unwrap();
-                        d.set(d.get() + 1);
+                        i += 1;
+                        d.set(i);
                     }
                 });
                 let echo = mkernel::spawn(move || {
@@ -131,6 +135,7 @@ fn the_network_stays_available_under_deferred_block_load() {
                 });
                 let mut answered = 0;
                 let mut max_latency = 0;
+                let before = done.get();
                 for i in 0..FRAMES {
                     let mut frame = [0u8; 60];
                     frame[14..18].copy_from_slice(&i.to_be_bytes());
@@ -146,23 +151,23 @@ fn the_network_stays_available_under_deferred_block_load() {
                     // block queue its chances.
                     mkernel::sleep(std::time::Duration::from_micros(50));
                 }
-                let at_end = done.get();
+                let during = done.get() - before;
+                stop.set(true);
                 echo.cancel();
                 writer.join().unwrap();
-                assert_eq!(done.get(), WRITES);
-                (answered, at_end, max_latency)
+                (answered, during, max_latency)
             },
         );
     eprintln!(
-        "answered {answered}/{FRAMES} frames, max latency {} us, {writes_at_end}/{WRITES} block writes done meanwhile",
+        "answered {answered}/{FRAMES} frames, max latency {} us, {writes_during} block writes done meanwhile",
         max_latency / 1000
     );
-    // Never starved: every frame was answered while the block writes were
-    // still going on.
+    // Never starved: every frame was answered while block writes were
+    // queued all along, and the writes went on meanwhile.
     assert_eq!(answered, FRAMES);
     assert!(
-        writes_at_end < WRITES,
-        "the block writes did not overlap the exchange"
+        writes_during > 0,
+        "no block write completed during the exchange"
     );
 }
 

@@ -75,3 +75,78 @@ pub(crate) fn ns_to_cycles_at_most(ns: u64) -> u64 {
     }
     ((ns as u128 * rate as u128) >> 10).min(u64::MAX as u128) as u64
 }
+
+/// The scheduler's view of the time: the TSC is read after every task switch
+/// while tasks run for a while between switches, and after one switch in
+/// `every` (at most [`MAX_EVERY`]) while switches are so fast that reading
+/// the TSC (~10 ns on the machines we measure) would be a large part of
+/// their cost.
+///
+/// `every` grows by one after each window of switches shorter than
+/// [`SHORT_WINDOW`] cycles and drops to 1 after a window longer than
+/// [`LONG_WINDOW`]: slow growth, immediate fall, so that tasks computing
+/// between yields keep a read per switch. What depends on the time (the
+/// "is the platform due" check, the wait statistics) is therefore late by at
+/// most one window: under a µs while switches are fast; one task's slice
+/// when they are not; [`MAX_EVERY`] slices only on the window where tasks
+/// turn from yielding at once to computing.
+#[derive(Debug)]
+pub(crate) struct SampledClock {
+    /// The last TSC read.
+    now: u64,
+    every: u32,
+    countdown: u32,
+}
+
+/// Largest number of switches between two TSC reads.
+pub(crate) const MAX_EVERY: u32 = 16;
+/// A window this short (in cycles, ~1 µs at 2.5 GHz) lets `every` grow.
+pub(crate) const SHORT_WINDOW: u64 = 2_500;
+/// A window this long (in cycles, ~4 µs at 2.5 GHz) makes `every` 1.
+pub(crate) const LONG_WINDOW: u64 = 10_000;
+
+impl SampledClock {
+    pub(crate) fn new() -> SampledClock {
+        SampledClock {
+            now: cycles(),
+            every: 1,
+            countdown: 0,
+        }
+    }
+
+    /// The TSC value of the last read.
+    #[inline]
+    pub(crate) fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// Called after each task switch.
+    #[inline]
+    pub(crate) fn after_switch(&mut self) {
+        if self.countdown > 0 {
+            self.countdown -= 1;
+        } else {
+            self.sample();
+        }
+    }
+
+    fn sample(&mut self) {
+        let t = cycles();
+        let window = t.wrapping_sub(self.now);
+        if window > LONG_WINDOW {
+            self.every = 1;
+        } else if window < SHORT_WINDOW && self.every < MAX_EVERY {
+            self.every += 1;
+        }
+        self.countdown = self.every - 1;
+        self.now = t;
+    }
+
+    /// Reads the TSC now (after a wait, where the time certainly moved).
+    #[inline]
+    pub(crate) fn read(&mut self) -> u64 {
+        self.now = cycles();
+        self.countdown = self.every - 1;
+        self.now
+    }
+}

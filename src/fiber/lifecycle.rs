@@ -4,7 +4,9 @@
 
 use super::resource::Resource;
 use super::scheduler::{ROOT_FINISHED, Scheduler, fatal, with};
-use super::task::{Co, Entry, Exit, Slot, State, TaskRef, TaskYielder, Wait};
+use super::task::{
+    Entry, Exit, State, TaskRef, TaskResult, TaskYielder, Wait, Worker, WorkerInner,
+};
 use super::{Error, Violation};
 use core::any::Any;
 use core::panic::Location;
@@ -22,20 +24,16 @@ where
     F: FnOnce() -> Box<dyn Any> + 'static,
 {
     with(|s| {
-        let uid = s.next_uid;
-        s.next_uid += 1;
-        s.spawned += 1;
         let parent = if daemon {
             None
         } else {
             Some(s.current_or_panic())
         };
-        let mut slot = Slot::new(uid, parent, site, Box::new(f));
-        slot.promise_alive = !daemon;
-        let t = s.alloc_slot(slot);
+        let t = s.alloc_slot(parent, site, Box::new(f));
         if let Some(p) = parent {
             s.attach_child(p, t);
         } else {
+            s.tasks[t.idx as usize].promise_alive = false;
             s.daemons.push(t);
         }
         s.enqueue(t);
@@ -65,22 +63,20 @@ pub(crate) fn try_join(t: TaskRef) -> (Joined, bool) {
         if slot.parent != Some(me) {
             return (Joined::NotAChild(me.uid, slot.site), false);
         }
-        match core::mem::replace(&mut slot.state, State::Consumed) {
-            State::Done(r) => {
+        match slot.state {
+            State::Done => {
+                let r = slot.result.take().expect("a finished task has its result");
+                slot.state = State::Consumed;
                 slot.joined_by_parent = false;
                 slot.promise_alive = false;
                 s.detach(t);
                 let freed = s.maybe_free(t);
-                debug_assert!(matches!(freed, Some(State::Consumed)));
-                if freed.is_some() {
-                    s.live -= 1;
-                }
+                debug_assert!(matches!(freed, Some(None)));
                 let rotate = s.count_op();
                 (Joined::Done(r), rotate)
             }
             State::Consumed => (Joined::Done(Err(Error::Cancelled)), false),
-            other => {
-                slot.state = other;
+            _ => {
                 slot.joined_by_parent = true;
                 (Joined::Wait, false)
             }
@@ -110,54 +106,50 @@ pub(crate) fn cancel_task(t: TaskRef) {
     enum Step {
         Nothing,
         DropEntry(Entry),
-        Unwind(Co),
+        Unwind(Worker),
     }
     let step = with(|s| {
         let slot = s.slot_mut(t).expect("task alive during its cancellation");
-        let st = core::mem::replace(&mut slot.state, State::Running);
-        match st {
+        match slot.state {
             // A queued task never ran: dropping its closure drops what it
             // captured.
-            State::Queued(entry) => Step::DropEntry(entry),
+            State::Queued => {
+                slot.state = State::Running;
+                Step::DropEntry(slot.entry.take().expect("a queued task has its function"))
+            }
             State::Ready | State::Suspended(_) => {
+                let st = slot.state;
+                slot.state = State::Running;
+                let w = slot.worker.take().expect("a started task has its worker");
                 if let State::Suspended(Wait::Syscall(id)) = st {
                     s.syscalls.remove(&id);
                     s.cancelled_syscalls.push(id);
                 }
-                Step::Unwind(
-                    s.tasks[t.idx as usize]
-                        .co
-                        .take()
-                        .expect("started task has a coroutine"),
-                )
+                Step::Unwind(w)
             }
             State::Running => fatal("mkernel: internal error: cancelling a running task"),
-            other => {
-                // Already finished (its result is replaced below).
-                s.tasks[t.idx as usize].state = other;
-                Step::Nothing
-            }
+            // Already finished (its result is replaced below).
+            State::Done | State::Consumed => Step::Nothing,
         }
     });
     let prev = with(|s| s.current.replace(t.idx));
-    let mut old_result = None;
     match step {
         Step::Nothing => {}
         Step::DropEntry(entry) => drop(entry),
-        Step::Unwind(mut co) => {
-            co.force_unwind();
-            with(|s| s.stacks.put((*co).into_stack()));
+        Step::Unwind(mut w) => {
+            // The task's frames unwind, then its worker's: the worker ends
+            // with it (its stack goes back to the pool).
+            w.co.force_unwind();
+            with(|s| s.stacks.put(w.co.into_stack()));
         }
     }
-    let resources = with(|s| {
+    let (old_result, resources) = with(|s| {
         s.current = prev;
         let slot = s.slot_mut(t).expect("task alive after its cancellation");
         slot.cancelling = false;
-        let st = core::mem::replace(&mut slot.state, State::Done(Err(Error::Cancelled)));
-        if let State::Done(r) = st {
-            old_result = Some(r);
-        }
-        core::mem::take(&mut slot.resources)
+        slot.state = State::Done;
+        let old = slot.result.replace(Err(Error::Cancelled));
+        (old, core::mem::take(&mut slot.resources))
     });
     drop(old_result);
     Resource::finalise_all(resources);
@@ -167,8 +159,8 @@ pub(crate) fn cancel_task(t: TaskRef) {
 /// Frees `t`'s slot if no promise refers to it (its result is dropped here,
 /// outside the scheduler borrow).
 pub(crate) fn drop_if_unreferenced(t: TaskRef) {
-    let st = with(|s| s.maybe_free(t).map(|st| (st, s.live -= 1)));
-    drop(st);
+    let freed = with(|s| s.maybe_free(t));
+    drop(freed);
 }
 
 /// Wakes whoever waits for `t` to finish.
@@ -183,26 +175,65 @@ pub(super) fn after_finish(t: TaskRef) {
     });
 }
 
-/// Creates the coroutine of a task that runs for the first time.
-pub(super) fn start(s: &mut Scheduler, t: TaskRef, entry: Entry) -> Co {
-    let stack = s.stacks.get();
-    s.tasks[t.idx as usize].guard = stack.guard_range();
-    s.tasks[t.idx as usize].stack_bottom = stack.canary_at();
-    let idx = t.idx;
-    Box::new(Coroutine::with_stack(stack, move |y: &TaskYielder, ()| {
-        with(|s| s.tasks[idx as usize].yielder = y as *const TaskYielder);
-        match catch_unwind(AssertUnwindSafe(entry)) {
-            Ok(v) => Exit::Returned(v),
-            Err(p) => {
-                if with(|s| s.tasks[idx as usize].cancelling) {
-                    // The forced unwind of a cancellation: let it reach the
-                    // coroutine's root, where corosensei stops it.
-                    resume_unwind(p)
-                }
-                Exit::Panicked(p)
-            }
+/// How many idle workers a run keeps for the next tasks to start; beyond,
+/// a worker whose task ends is stopped and its stack goes back to the pool.
+pub(super) const KEEP_WORKERS: usize = 256;
+
+/// Gives the task `t`, about to start, a worker: an idle one, or a new one
+/// on a stack from the pool.
+pub(super) fn worker_for(s: &mut Scheduler, t: TaskRef) -> Worker {
+    let w = match s.workers.pop() {
+        Some(w) => {
+            s.stacks.unidle(w.guard != (0, 0));
+            w
         }
-    }))
+        None => {
+            let stack = s.stacks.get();
+            let guard = stack.guard_range();
+            let stack_bottom = stack.canary_at();
+            Box::new(WorkerInner {
+                co: Coroutine::with_stack(stack, worker_main),
+                guard,
+                stack_bottom,
+            })
+        }
+    };
+    let slot = &mut s.tasks[t.idx as usize];
+    slot.guard = w.guard;
+    slot.stack_bottom = w.stack_bottom;
+    w
+}
+
+/// A worker's life: runs the function it is resumed with as the current
+/// task, yields how it ended, and waits for the next one; stops when
+/// resumed with none while idle.
+fn worker_main(y: &TaskYielder, first: Option<Entry>) {
+    let mut next = first;
+    while let Some(entry) = next {
+        let exit = run_task(y, entry);
+        next = y.suspend(Some(exit));
+    }
+}
+
+/// Runs one task's function on the current worker.
+fn run_task(y: &TaskYielder, entry: Entry) -> Exit {
+    let idx = with(|s| {
+        let idx = s.current.expect("a worker runs for a task");
+        s.tasks[idx as usize].yielder = y as *const TaskYielder;
+        idx
+    });
+    match catch_unwind(AssertUnwindSafe(entry)) {
+        Ok(v) => Exit::Returned(v),
+        Err(p) => {
+            if with(|s| s.tasks[idx as usize].cancelling) {
+                // The forced unwind of a cancellation: let it reach the
+                // coroutine's root, where corosensei stops it (the worker
+                // ends with its task).
+                resume_unwind(p)
+            }
+            Exit::Panicked(p)
+        }
+    }
 }
 
 /// Ends a task whose function returned or panicked (rules 1, 3, 5, 6).
@@ -213,7 +244,8 @@ pub(super) fn finish(t: TaskRef, exit: Exit) {
             let r = with(|s| {
                 let slot = &mut s.tasks[t.idx as usize];
                 if slot.first_child.is_none() && slot.resources.is_empty() {
-                    slot.state = State::Done(Ok(v));
+                    slot.state = State::Done;
+                    slot.result = Some(Ok(v));
                     Ok(complete(s, t))
                 } else {
                     Err(v)
@@ -237,7 +269,11 @@ pub(super) fn finish(t: TaskRef, exit: Exit) {
             }
             let resources = with(|s| core::mem::take(&mut s.tasks[t.idx as usize].resources));
             Resource::finalise_all(resources);
-            with(|s| s.tasks[t.idx as usize].state = State::Done(Err(Error::Panicked(p))));
+            with(|s| {
+                let slot = &mut s.tasks[t.idx as usize];
+                slot.state = State::Done;
+                slot.result = Some(Err(Error::Panicked(p)));
+            });
         }
     }
     let freed = with(|s| complete(s, t));
@@ -247,7 +283,7 @@ pub(super) fn finish(t: TaskRef, exit: Exit) {
 /// After a task finished: wakes its joiner, notes the end of the main task,
 /// frees the record if no promise refers to it (returning what must be
 /// dropped outside the borrow).
-fn complete(s: &mut Scheduler, t: TaskRef) -> Option<State> {
+fn complete(s: &mut Scheduler, t: TaskRef) -> Option<Option<TaskResult>> {
     let slot = &s.tasks[t.idx as usize];
     if slot.joined_by_parent {
         if let Some(p) = slot.parent {
@@ -257,11 +293,7 @@ fn complete(s: &mut Scheduler, t: TaskRef) -> Option<State> {
     if s.root == Some(t) {
         ROOT_FINISHED.with(|f| f.set(true));
     }
-    let freed = s.maybe_free(t);
-    if freed.is_some() {
-        s.live -= 1;
-    }
-    freed
+    s.maybe_free(t)
 }
 
 /// A task returned with a forgotten child or an owned resource: a violation.
@@ -273,7 +305,9 @@ fn finish_returned_slow(t: TaskRef, v: Box<dyn Any>) {
         let forgotten = s.tasks[t.idx as usize]
             .first_child
             .map(|c| s.tasks[c as usize].site);
-        s.tasks[t.idx as usize].state = State::Done(Ok(v));
+        let slot = &mut s.tasks[t.idx as usize];
+        slot.state = State::Done;
+        slot.result = Some(Ok(v));
         (forgotten, resources, me)
     });
     let n = resources.len();

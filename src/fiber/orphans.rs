@@ -3,7 +3,7 @@
 use super::Error;
 use super::promise::{Promise, spawn};
 use super::scheduler;
-use super::task::{State, Wait};
+use super::task::Wait;
 use core::cell::RefCell;
 use std::rc::Rc;
 
@@ -118,9 +118,7 @@ impl<T: 'static> Orphans<T> {
 
 fn finished_index<T>(ps: &[Promise<T>]) -> Option<usize> {
     scheduler::with(|s| {
-        ps.iter().position(|p| {
-            s.slot(p.task())
-                .is_none_or(|sl| matches!(sl.state, State::Done(_) | State::Consumed))
-        })
+        ps.iter()
+            .position(|p| s.slot(p.task()).is_none_or(|sl| sl.state.is_finished()))
     })
 }

@@ -123,6 +123,7 @@ pub(crate) fn spawn_daemon(f: impl FnOnce() + 'static) -> TaskId {
 /// });
 /// assert_eq!(order, ["Hello", "World"]);
 /// ```
+#[inline]
 pub fn yield_now() {
     scheduler::yield_current()
 }
@@ -151,6 +152,9 @@ impl<T: 'static> Promise<T> {
     ///
     /// Suspends the current task if needed. Joining a promise the current
     /// task did not spawn is a [`Violation::NotAChild`].
+    // Always inlined: the suspension must happen in the caller's frame (see
+    // `yield_now`).
+    #[inline(always)]
     pub fn join(self) -> Result<T, Error> {
         loop {
             match scheduler::try_join(self.task) {
@@ -166,17 +170,23 @@ impl<T: 'static> Promise<T> {
                     });
                 }
                 (Joined::Wait, _) => scheduler::park(Wait::Join),
-                (Joined::NotAChild(me, site), _) => violation(
-                    Violation::NotAChild,
-                    format!(
-                        "task {me} tried to join task {} (spawned at {site}), which is not its child; \
-                         only the task that spawned a promise may join it",
-                        self.task.uid
-                    ),
-                ),
+                (Joined::NotAChild(me, site), _) => not_a_child(me, site, self.task),
             }
         }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn not_a_child(me: u64, site: &Location<'_>, t: TaskRef) -> ! {
+    violation(
+        Violation::NotAChild,
+        format!(
+            "task {me} tried to join task {} (spawned at {site}), which is not its child; \
+             only the task that spawned a promise may join it",
+            t.uid
+        ),
+    )
 }
 
 impl<T> Promise<T> {
@@ -321,9 +331,9 @@ pub fn join_any<T: 'static>(mut ps: Vec<Promise<T>>) -> (Result<T, Error>, Vec<P
             let mut ok = Vec::new();
             let mut failed = Vec::new();
             for (i, p) in ps.iter().enumerate() {
-                match s.slot(p.task).map(|sl| &sl.state) {
-                    Some(State::Done(Ok(_))) => ok.push(i),
-                    Some(State::Done(Err(_))) | Some(State::Consumed) | None => failed.push(i),
+                match s.slot(p.task).map(|sl| (sl.state, &sl.result)) {
+                    Some((State::Done, Some(Ok(_)))) => ok.push(i),
+                    Some((State::Done | State::Consumed, _)) | None => failed.push(i),
                     _ => {}
                 }
             }

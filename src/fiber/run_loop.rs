@@ -2,11 +2,11 @@
 //! switches, and the `Runtime` that owns a run on its thread.
 
 use super::clock;
-use super::lifecycle::{cancel_task, drop_if_unreferenced, finish, start};
+use super::lifecycle::{KEEP_WORKERS, cancel_task, drop_if_unreferenced, finish, worker_for};
 use super::overflow;
 use super::scheduler::{CURRENT, ROOT_FINISHED, Scheduler, deliver, fatal, in_run, with};
 use super::syscall::{Events, SyscallId};
-use super::task::{Co, Entry, Slot, State, TaskRef};
+use super::task::{Entry, State, TaskRef, Worker};
 use super::{Error, Violation};
 use core::any::Any;
 use core::cell::RefCell;
@@ -14,9 +14,11 @@ use core::panic::Location;
 use corosensei::CoroutineResult;
 use std::panic::resume_unwind;
 
-/// Takes `t`'s coroutine out of its slot (creating it on the first run),
-/// counts the run, and makes `t` current. `now` is the TSC read of this tick.
-fn prepare(s: &mut Scheduler, t: TaskRef, now: u64) -> Co {
+/// Takes `t`'s worker out of its slot (giving it one on its first run),
+/// counts the run, and makes `t` current. Returns the worker and what to
+/// resume it with: the task's function on its first run.
+fn prepare(s: &mut Scheduler, t: TaskRef) -> (Worker, Option<Entry>) {
+    let now = s.clock.now();
     s.switches += 1;
     s.ops = 0;
     let switches = s.switches;
@@ -30,66 +32,91 @@ fn prepare(s: &mut Scheduler, t: TaskRef, now: u64) -> Co {
     stats.max_wait_switches = stats
         .max_wait_switches
         .max(switches.saturating_sub(stats.enqueued_switch + 1));
-    let co = match st {
-        State::Queued(entry) => start(s, t, entry),
-        State::Ready => s.tasks[t.idx as usize]
-            .co
-            .take()
-            .expect("ready task has a coroutine"),
+    let (w, entry) = match st {
+        State::Queued => {
+            let entry = slot.entry.take();
+            (worker_for(s, t), entry)
+        }
+        State::Ready => (
+            slot.worker.take().expect("a ready task has its worker"),
+            None,
+        ),
         _ => fatal("mkernel: internal error: resuming a task that is not runnable"),
     };
     s.current = Some(t.idx);
     let slot = &s.tasks[t.idx as usize];
     overflow::enter(slot.guard, slot.uid, slot.site, s.stacks.stack_size());
-    co
+    (w, entry)
 }
 
-/// A task that gave the CPU back by suspending: its coroutine goes back in
+/// A task that gave the CPU back by suspending: its worker goes back in
 /// its slot at the next scheduling point, in the same borrow as the rest of
 /// that point's bookkeeping.
 pub(crate) struct Carry {
     t: TaskRef,
-    co: Co,
-    at: u64,
+    w: Worker,
 }
 
-/// Gives the CPU to `t` (prepared by `prepare`) until it suspends or
-/// finishes. Returns the TSC read when it gave the CPU back, and its
-/// coroutine if it suspended.
-fn resume(t: TaskRef, mut co: Co) -> (u64, Option<Carry>) {
-    let r = co.resume(());
+/// Gives the CPU to `t` (prepared by `prepare`) until it suspends or its
+/// function ends. Returns its worker if it suspended.
+fn resume(t: TaskRef, mut w: Worker, entry: Option<Entry>) -> Option<Carry> {
     // The overflow record of `t` stays until the next switch: a fault in
     // its guard page can only come from `t` itself.
-    let now = clock::cycles();
-    match r {
-        CoroutineResult::Yield(()) => (now, Some(Carry { t, co, at: now })),
-        CoroutineResult::Return(exit) => {
-            let stack = (*co).into_stack();
-            let intact = stack.canary_intact();
-            with(|s| {
+    match w.co.resume(entry) {
+        CoroutineResult::Yield(None) => Some(Carry { t, w }),
+        CoroutineResult::Yield(Some(exit)) => {
+            let retire = with(|s| {
+                s.clock.after_switch();
                 s.current = None;
-                if !intact {
-                    let slot = &s.tasks[t.idx as usize];
-                    fatal(&overflow::canary_message(
-                        slot.uid,
-                        slot.site,
-                        s.stacks.stack_size(),
-                    ));
+                check_canary(s, t);
+                if s.workers.len() < KEEP_WORKERS {
+                    s.stacks.idle(w.guard != (0, 0));
+                    s.workers.push(w);
+                    None
+                } else {
+                    Some(w)
                 }
-                s.stacks.put(stack)
             });
+            if let Some(w) = retire {
+                stop_worker(w);
+            }
             finish(t, exit);
-            (now, None)
+            None
+        }
+        CoroutineResult::Return(()) => {
+            fatal("mkernel: internal error: a worker stopped while running a task")
         }
     }
 }
 
-/// Puts a suspended task's coroutine back in its slot.
+/// Stops an idle worker (not lent to a task): its loop sees no function
+/// and returns; its stack goes back to the pool.
+fn stop_worker(mut w: Worker) {
+    match w.co.resume(None) {
+        CoroutineResult::Return(()) => with(|s| s.stacks.put(w.co.into_stack())),
+        CoroutineResult::Yield(_) => fatal("mkernel: internal error: an idle worker ran"),
+    }
+}
+
+/// Stops the run's idle workers (at its end: their coroutines must not
+/// outlive the stack pool).
+fn stop_idle_workers() {
+    let workers = with(|s| {
+        for w in &s.workers {
+            s.stacks.unidle(w.guard != (0, 0));
+        }
+        core::mem::take(&mut s.workers)
+    });
+    for w in workers {
+        stop_worker(w);
+    }
+}
+
+/// Stops the run if `t`'s stack canary was overwritten (an overflow of an
+/// unguarded stack).
 #[inline]
-fn put_back(s: &mut Scheduler, c: Carry) {
-    s.current = None;
-    let switches = s.switches;
-    let slot = &mut s.tasks[c.t.idx as usize];
+fn check_canary(s: &Scheduler, t: TaskRef) {
+    let slot = &s.tasks[t.idx as usize];
     if !super::stack::canary_intact_at(slot.stack_bottom) {
         fatal(&overflow::canary_message(
             slot.uid,
@@ -97,12 +124,23 @@ fn put_back(s: &mut Scheduler, c: Carry) {
             s.stacks.stack_size(),
         ));
     }
+}
+
+/// Puts a suspended task's worker back in its slot.
+#[inline]
+fn put_back(s: &mut Scheduler, c: Carry) {
+    s.clock.after_switch();
+    s.current = None;
+    check_canary(s, c.t);
+    let now = s.clock.now();
+    let switches = s.switches;
+    let slot = &mut s.tasks[c.t.idx as usize];
     if matches!(slot.state, State::Ready) {
         // It yielded: it entered the run queue when it gave the CPU back.
-        slot.stats.enqueued_cycles = c.at;
+        slot.stats.enqueued_cycles = now;
         slot.stats.enqueued_switch = switches;
     }
-    slot.co = Some(c.co);
+    slot.worker = Some(c.w);
 }
 
 /// One run on this thread: enters the scheduler, runs the loop until the
@@ -133,22 +171,16 @@ impl Runtime {
         main: impl FnOnce() -> T + 'static,
     ) -> Result<T, Box<dyn Any + Send>> {
         let root = with(|s| {
-            let uid = s.next_uid;
-            s.next_uid += 1;
-            s.spawned += 1;
             let entry: Entry = Box::new(move || Box::new(main()) as Box<dyn Any>);
-            let mut slot = Slot::new(uid, None, Location::caller(), entry);
-            slot.promise_alive = true;
-            let t = s.alloc_slot(slot);
+            let t = s.alloc_slot(None, Location::caller(), entry);
             s.enqueue(t);
             s.root = Some(t);
             t
         });
         let mut root_done = false;
-        let mut now = clock::cycles();
         let mut carry = None;
         loop {
-            let stuck = match tick(&mut now, &mut carry) {
+            let stuck = match tick(&mut carry) {
                 Tick::Ran => false,
                 Tick::Stuck => true,
                 Tick::Violation(v) => {
@@ -172,8 +204,7 @@ impl Runtime {
                     teardown(root);
                     resume_unwind(Box::new(v));
                 }
-                let failed =
-                    with(|s| matches!(s.tasks[root.idx as usize].state, State::Done(Err(_))));
+                let failed = with(|s| matches!(s.tasks[root.idx as usize].result, Some(Err(_))));
                 // The run is over when main returns: daemons are stopped,
                 // and after a panic of main every remaining task too.
                 if failed {
@@ -193,15 +224,17 @@ impl Runtime {
                 break;
             }
         }
-        let st =
-            with(|s| core::mem::replace(&mut s.tasks[root.idx as usize].state, State::Consumed));
-        match st {
-            State::Done(Ok(v)) => Ok(*v.downcast::<T>().expect("root task returns T")),
-            State::Done(Err(Error::Panicked(p))) => Err(p),
-            State::Done(Err(Error::Cancelled)) => {
-                Err(Box::new("mkernel: the main task was cancelled"))
-            }
-            _ => fatal("mkernel: internal error: run ended before its main task"),
+        stop_idle_workers();
+        let result = with(|s| {
+            let slot = &mut s.tasks[root.idx as usize];
+            slot.state = State::Consumed;
+            slot.result.take()
+        });
+        match result {
+            Some(Ok(v)) => Ok(*v.downcast::<T>().expect("root task returns T")),
+            Some(Err(Error::Panicked(p))) => Err(p),
+            Some(Err(Error::Cancelled)) => Err(Box::new("mkernel: the main task was cancelled")),
+            None => fatal("mkernel: internal error: run ended before its main task"),
         }
     }
 }
@@ -212,9 +245,12 @@ impl Drop for Runtime {
         // unwound: its destructors could not reach a scheduler any more.
         if let Ok(mut s) = self.cell.try_borrow_mut() {
             for slot in s.tasks.iter_mut() {
-                if let Some(co) = slot.co.take() {
-                    core::mem::forget(co);
+                if let Some(w) = slot.worker.take() {
+                    core::mem::forget(w);
                 }
+            }
+            for w in core::mem::take(&mut s.workers) {
+                core::mem::forget(w);
             }
         }
         CURRENT.with(|c| c.set(core::ptr::null()));
@@ -289,12 +325,13 @@ enum Tick {
 
 /// Pops the next runnable task and prepares it.
 #[inline]
-fn pick(s: &mut Scheduler, now: u64) -> Option<(TaskRef, Co)> {
+fn pick(s: &mut Scheduler) -> Option<(TaskRef, Worker, Option<Entry>)> {
     loop {
         let t = s.run_queue.pop_front()?;
         if let Some(slot) = s.slot(t) {
-            if matches!(slot.state, State::Queued(_) | State::Ready) {
-                return Some((t, prepare(s, t, now)));
+            if matches!(slot.state, State::Queued | State::Ready) {
+                let (w, entry) = prepare(s, t);
+                return Some((t, w, entry));
             }
         }
     }
@@ -304,10 +341,10 @@ fn pick(s: &mut Scheduler, now: u64) -> Option<(TaskRef, Co)> {
 /// asks the event source (unless the platform's own source says nothing can
 /// be due yet), runs the hooks, then runs the next runnable task. On the
 /// fast path (no event due, no hook) all of it is one borrow of the
-/// scheduler. `now` is a recent TSC read.
-fn tick(now: &mut u64, carry: &mut Option<Carry>) -> Tick {
+/// scheduler.
+fn tick(carry: &mut Option<Carry>) -> Tick {
     enum Pre {
-        Run(TaskRef, Co),
+        Run(TaskRef, Worker, Option<Entry>),
         Idle(bool),
         Ask(bool, Vec<SyscallId>, Box<dyn Events>, bool),
         Hooks,
@@ -329,7 +366,7 @@ fn tick(now: &mut u64, carry: &mut Option<Carry>) -> Tick {
             // The platform's source publishes when it may have something.
             s.platform_events
                 && s.cancelled_syscalls.is_empty()
-                && *now < crate::platform::due_cycles()
+                && s.clock.now() < crate::platform::due_cycles()
         };
         Ok(if !skip {
             let cancelled = core::mem::take(&mut s.cancelled_syscalls);
@@ -342,47 +379,45 @@ fn tick(now: &mut u64, carry: &mut Option<Carry>) -> Tick {
         } else if hooks {
             Pre::Hooks
         } else {
-            match pick(s, *now) {
-                Some((t, co)) => Pre::Run(t, co),
+            match pick(s) {
+                Some((t, w, entry)) => Pre::Run(t, w, entry),
                 None => Pre::Idle(!s.syscalls.is_empty()),
             }
         })
     });
     let next = match pre {
         Err(v) => return Tick::Violation(v),
-        Ok(Pre::Run(t, co)) => Some((t, co)),
+        Ok(Pre::Run(t, w, entry)) => Some((t, w, entry)),
         Ok(Pre::Idle(waiting)) => return if waiting { Tick::Ran } else { Tick::Stuck },
         Ok(Pre::Ask(block, cancelled, mut events, hooks)) => {
             let signals = events.select(block, &cancelled);
             with(|s| {
                 s.events = Some(events);
+                if block {
+                    s.clock.read();
+                }
                 for sig in signals {
                     deliver(s, sig.id());
                 }
             });
-            if block {
-                *now = clock::cycles();
-            }
             if hooks {
                 super::hook::run_hooks();
             }
-            match with(|s| pick(s, *now).ok_or(!s.syscalls.is_empty())) {
+            match with(|s| pick(s).ok_or(!s.syscalls.is_empty())) {
                 Ok(x) => Some(x),
                 Err(waiting) => return if waiting { Tick::Ran } else { Tick::Stuck },
             }
         }
         Ok(Pre::Hooks) => {
             super::hook::run_hooks();
-            match with(|s| pick(s, *now).ok_or(!s.syscalls.is_empty())) {
+            match with(|s| pick(s).ok_or(!s.syscalls.is_empty())) {
                 Ok(x) => Some(x),
                 Err(waiting) => return if waiting { Tick::Ran } else { Tick::Stuck },
             }
         }
     };
-    if let Some((t, co)) = next {
-        let (at, c) = resume(t, co);
-        *now = at;
-        *carry = c;
+    if let Some((t, w, entry)) = next {
+        *carry = resume(t, w, entry);
     }
     Tick::Ran
 }

@@ -68,16 +68,6 @@ unsafe impl Stack for PooledStack {
 }
 
 impl PooledStack {
-    /// Whether the canary at the bottom of the stack is intact.
-    pub(crate) fn canary_intact(&self) -> bool {
-        if self.guarded {
-            return true; // the guard page catches overflows
-        }
-        // SAFETY: `bottom` is the lowest usable, 16-byte aligned address of
-        // this stack's live mapping; reading a u64 there is in bounds.
-        unsafe { core::ptr::read_volatile(self.bottom as *const u64) == CANARY }
-    }
-
     /// Where the canary is (lowest usable address), or 0 for a guarded
     /// stack, which has none: its guard page reports overflows, and writing
     /// a canary would make every stack cost one more resident page.
@@ -120,7 +110,8 @@ pub struct StackStats {
     pub stack_size: usize,
     /// Stacks lent to tasks right now.
     pub in_use: usize,
-    /// Stacks waiting in the pool.
+    /// Stacks waiting in the pool (some of them with an idle coroutine on
+    /// them, ready for the next task to start).
     pub free: usize,
     /// Stacks ever mapped by this pool.
     pub mapped: usize,
@@ -133,6 +124,8 @@ pub(crate) struct StackPool {
     free: Vec<PooledStack>,
     regions: Vec<(usize, usize)>,
     in_use: usize,
+    /// Stacks of idle workers: out of `free`, but counted as free.
+    idle: usize,
     mapped: usize,
     guarded_in_use: usize,
     guarded_owned: usize,
@@ -146,6 +139,7 @@ impl StackPool {
             free: Vec::new(),
             regions: Vec::new(),
             in_use: 0,
+            idle: 0,
             mapped: 0,
             guarded_in_use: 0,
             guarded_owned: 0,
@@ -160,7 +154,7 @@ impl StackPool {
         StackStats {
             stack_size: self.size,
             in_use: self.in_use,
-            free: self.free.len(),
+            free: self.free.len() + self.idle,
             mapped: self.mapped,
             guarded_in_use: self.guarded_in_use,
         }
@@ -174,6 +168,20 @@ impl StackPool {
         self.in_use += 1;
         self.guarded_in_use += s.guarded as usize;
         s
+    }
+
+    /// A stack's task ended and its worker waits, idle, for the next task.
+    pub(crate) fn idle(&mut self, guarded: bool) {
+        self.in_use -= 1;
+        self.guarded_in_use -= guarded as usize;
+        self.idle += 1;
+    }
+
+    /// An idle worker's stack is lent to a task again.
+    pub(crate) fn unidle(&mut self, guarded: bool) {
+        self.in_use += 1;
+        self.guarded_in_use += guarded as usize;
+        self.idle -= 1;
     }
 
     pub(crate) fn put(&mut self, s: PooledStack) {

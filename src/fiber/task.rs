@@ -41,9 +41,27 @@ pub(crate) struct TaskRef {
 
 /// A task's function, until it first runs.
 pub(crate) type Entry = Box<dyn FnOnce() -> Box<dyn Any>>;
-/// Boxed so that switching moves a pointer, not the coroutine's state.
-pub(crate) type Co = Box<Coroutine<(), (), Exit, PooledStack>>;
-pub(crate) type TaskYielder = Yielder<(), ()>;
+/// A finished task's result, until it is joined.
+pub(crate) type TaskResult = Result<Box<dyn Any>, Error>;
+/// A worker's coroutine: resumed with the function of a new task to run
+/// (or `None`: go on, or stop when idle), it yields `Some(exit)` when that
+/// function has ended and `None` when the task suspends.
+pub(crate) type Co = Coroutine<Option<Entry>, Option<Exit>, (), PooledStack>;
+pub(crate) type TaskYielder = Yielder<Option<Entry>, Option<Exit>>;
+
+/// A coroutine with its stack that runs tasks one after the other: a task
+/// that returns leaves its worker to the next task to start, so that a
+/// spawn reuses a running coroutine instead of building one (see
+/// `lifecycle::worker_main`). Boxed so that switching moves a pointer.
+pub(crate) type Worker = Box<WorkerInner>;
+
+pub(crate) struct WorkerInner {
+    pub(crate) co: Co,
+    /// The guard page of its stack, for the overflow handler, or (0, 0).
+    pub(crate) guard: (usize, usize),
+    /// Where its stack's canary is, or 0 (a guarded stack has none).
+    pub(crate) stack_bottom: usize,
+}
 
 /// How a task's function ended.
 pub(crate) enum Exit {
@@ -62,25 +80,28 @@ pub(crate) enum Wait {
     Queue,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum State {
-    /// Spawned, never run: in the run queue, no stack yet (a burst of
-    /// spawns costs one small allocation per task, not a stack each).
-    Queued(Entry),
+    /// Spawned, never run: in the run queue, its function in `entry`, no
+    /// worker yet (a burst of spawns costs one small allocation per task,
+    /// not a stack each).
+    Queued,
     /// Started and in the run queue.
     Ready,
-    /// On the CPU (its coroutine is out of the slot while it runs).
+    /// On the CPU (its worker is out of the slot while it runs), or its
+    /// function has just ended and the run loop is finishing it.
     Running,
     /// Started and waiting.
     Suspended(Wait),
-    /// Finished; the result waits for `join`.
-    Done(Result<Box<dyn Any>, Error>),
+    /// Finished; the result (in `result`) waits for `join`.
+    Done,
     /// Finished and its result taken.
     Consumed,
 }
 
 impl State {
-    pub(crate) fn is_finished(&self) -> bool {
-        matches!(self, State::Done(_) | State::Consumed)
+    pub(crate) fn is_finished(self) -> bool {
+        matches!(self, State::Done | State::Consumed)
     }
 }
 
@@ -117,16 +138,22 @@ pub(crate) struct Slot {
     pub(crate) promise_alive: bool,
     /// Whether the parent waits for this task to finish.
     pub(crate) joined_by_parent: bool,
-    pub(crate) state: State,
-    pub(crate) co: Option<Co>,
-    pub(crate) yielder: *const TaskYielder,
     /// Being cancelled: its suspension points return at once and a panic
     /// that reaches its root is the forced unwind.
     pub(crate) cancelling: bool,
+    pub(crate) state: State,
+    /// The function, while `Queued`.
+    pub(crate) entry: Option<Entry>,
+    /// The result, while `Done`.
+    pub(crate) result: Option<TaskResult>,
+    /// The worker running it, while started and not running or finished.
+    pub(crate) worker: Option<Worker>,
+    pub(crate) yielder: *const TaskYielder,
     pub(crate) idle_parks: u32,
     pub(crate) site: &'static Location<'static>,
     pub(crate) resources: Vec<Resource>,
     pub(crate) stats: RawStats,
+    /// Copied from its worker when it starts (read at every switch).
     pub(crate) guard: (usize, usize),
     pub(crate) stack_bottom: usize,
 }
@@ -147,10 +174,12 @@ impl Slot {
             attached: false,
             promise_alive: true,
             joined_by_parent: false,
-            state: State::Queued(entry),
-            co: None,
-            yielder: core::ptr::null(),
             cancelling: false,
+            state: State::Queued,
+            entry: Some(entry),
+            result: None,
+            worker: None,
+            yielder: core::ptr::null(),
             idle_parks: 0,
             site,
             resources: Vec::new(),
@@ -158,5 +187,35 @@ impl Slot {
             guard: (0, 0),
             stack_bottom: 0,
         }
+    }
+
+    /// Makes a freed slot the record of a new task, in place (a slot is
+    /// large: building one and moving it in costs a copy per spawn). A freed
+    /// slot holds nothing to drop: no entry, result, worker or resource.
+    pub(crate) fn reset(
+        &mut self,
+        uid: u64,
+        parent: Option<TaskRef>,
+        site: &'static Location<'static>,
+        entry: Entry,
+    ) {
+        debug_assert!(self.result.is_none() && self.worker.is_none() && self.resources.is_empty());
+        self.uid = uid;
+        self.parent = parent;
+        self.first_child = None;
+        self.prev_sibling = None;
+        self.next_sibling = None;
+        self.attached = false;
+        self.promise_alive = true;
+        self.joined_by_parent = false;
+        self.cancelling = false;
+        self.state = State::Queued;
+        self.entry = Some(entry);
+        self.yielder = core::ptr::null();
+        self.idle_parks = 0;
+        self.site = site;
+        self.stats = RawStats::default();
+        self.guard = (0, 0);
+        self.stack_bottom = 0;
     }
 }
