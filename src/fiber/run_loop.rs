@@ -185,6 +185,7 @@ impl Runtime {
                 Tick::Stuck => true,
                 Tick::Violation(v) => {
                     teardown(root);
+                    stop_idle_workers();
                     resume_unwind(Box::new(v));
                 }
             };
@@ -202,6 +203,7 @@ impl Runtime {
                 }
                 if let Some(v) = with(|s| s.violation) {
                     teardown(root);
+                    stop_idle_workers();
                     resume_unwind(Box::new(v));
                 }
                 let failed = with(|s| matches!(s.tasks[root.idx as usize].result, Some(Err(_))));
@@ -310,6 +312,7 @@ fn deadlock(root: TaskRef) -> ! {
     );
     eprintln!("{msg}");
     teardown(root);
+    stop_idle_workers();
     panic!("{msg}")
 }
 

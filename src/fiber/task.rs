@@ -110,7 +110,11 @@ impl State {
 pub struct TaskStats {
     /// How many times the task was given the CPU.
     pub runs: u64,
-    /// Longest time the task waited in the run queue, runnable, before it ran.
+    /// Longest time the task waited in the run queue, runnable, before it
+    /// ran. Measured with the scheduler's clock, which is read after every
+    /// switch while tasks run for more than a few µs between switches, and
+    /// after one switch in up to 16 while they switch faster (see the crate
+    /// docs): exact to within that window of switches.
     pub max_wait: core::time::Duration,
     /// Longest number of other task runs between becoming runnable and running.
     pub max_wait_switches: u64,
