@@ -1,0 +1,734 @@
+//! How soon the scheduler notices a frame arriving on a real TAP while
+//! tasks compute and yield (`cargo bench --bench notice`, as root).
+//!
+//! The scheduler looks at devices only when the platform is due (every
+//! `POLL_CYCLES`, ~100 µs) while tasks are runnable, and it judges "due"
+//! with a sampled TSC reading (one read every 1..16 task switches, see
+//! `SampledClock`). The contract is that a ready device is noticed within
+//! 1 ms when tasks compute and yield. This measures it end to end: the
+//! notice latency of a frame is the time from just before the sender's
+//! `sendto` to the moment the reading task runs again with the frame in
+//! its hands (CLOCK_MONOTONIC on both sides: the sender reads it with
+//! `clock_gettime`, the reader with `mkernel::clock_monotonic`). It so
+//! includes a few µs of the host's path from `sendto` to the TAP queue, the
+//! wait for the scheduler's next look at the devices, and the reader's wait
+//! in the run queue behind the load tasks.
+//!
+//! Set-up: this program creates a network namespace `mkernel-notice-PID`
+//! holding a TAP `mknPID` (up, no address), always deleted at the end, and
+//! re-executes itself inside it (`ip netns exec`, role in `MKBENCH_NOTICE_TAP`).
+//! The child runs an mkernel program on the TAP: a reader task loops on
+//! `Net::read`, and 8 load tasks run one scenario at a time:
+//!
+//! - `idle`: no load tasks (baseline: the scheduler waits in `epoll_wait`);
+//! - `yield`: a tight loop of `yield_now()`;
+//! - `10us` / `100us`: compute ~10 / ~100 µs (busy loop on `Instant`),
+//!   then yield;
+//! - `phases`: 2,000 bare yields, then one ~200 µs compute and a yield,
+//!   over and over (the sampled clock is at its coarsest, one read per 16
+//!   switches, exactly when the tasks turn slow).
+//!
+//! Meanwhile a plain thread of the child (in the namespace, on the host's
+//! side of the TAP) sends Ethernet frames to the TAP through an AF_PACKET
+//! socket, about one per ms (0.5..1.5 ms apart, pseudo-random), each holding
+//! its send time, the scenario and a sequence number (ethertype 0x88b5,
+//! local experimental; nothing leaves the namespace, and other frames the
+//! kernel puts on the TAP are ignored). The parent prints, per scenario,
+//! frames received / sent, p50, p99 and max of the notice latency (µs), how
+//! many frames took over 1 ms, and whether every max is under 1 ms. It does
+//! not assert on timing: it exits non-zero only if the set-up fails (lost
+//! frames are reported).
+//!
+//! On a shared machine the host stops the scheduler's thread for
+//! milliseconds at a time (another process preempts it, or a virtual
+//! machine's CPU is not run by its host), which no scheduler can hide. So
+//! that the table still says something about mkernel, it also shows: the
+//! reader's longest wait in the run queue once woken (the scheduler's own
+//! statistics, with the number of task runs in that wait; over all frames);
+//! how many frames were disturbed by the host; and the max latency of the
+//! other frames ("clean max"). A frame is disturbed if, between its
+//! sending and its notice, the scheduler's thread had an involuntary
+//! context switch or a load task's busy loop saw a gap of over 50 µs
+//! between two clock reads, or if `sendto` itself took over 50 µs. (Bare
+//! yields read no clock: a stall of the virtual CPU while only those run
+//! goes unseen. In `idle` the scheduler sleeps in `epoll_wait`, and the
+//! host's wake-up latency is not seen as a disturbance either.)
+//!
+//! Not root, no /dev/net/tun or no `ip`: prints `SKIPPED notice bench: ...`
+//! and exits 0. Knob: `MKBENCH_FRAMES` (frames per scenario, default 1000;
+//! the whole bench takes about 1.2 ms per frame and scenario).
+
+use std::cell::{Cell, RefCell};
+use std::ffi::CString;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Set in the child (inside the namespace) to the TAP's name.
+const ROLE: &str = "MKBENCH_NOTICE_TAP";
+/// Local experimental ethertype (IEEE 802).
+const ETHERTYPE: u16 = 0x88b5;
+/// First payload bytes of our frames.
+const MAGIC: &[u8; 8] = b"mkNOTICE";
+/// Sequence number of the end-of-scenario marker.
+const END: u32 = u32::MAX;
+/// Load tasks per scenario.
+const LOAD_TASKS: usize = 8;
+/// The child is killed after this long (the bench should stay under ~60 s).
+const CHILD_TIMEOUT: Duration = Duration::from_secs(55);
+/// The contract.
+const LIMIT_NS: u64 = 1_000_000;
+
+#[derive(Clone, Copy)]
+enum Load {
+    None,
+    Yield,
+    /// Compute this many µs, then yield.
+    Compute(u64),
+    /// `yields` bare yields, then compute `us` µs and yield.
+    Phases {
+        yields: u32,
+        us: u64,
+    },
+}
+
+struct Scenario {
+    name: &'static str,
+    load: Load,
+}
+
+const SCENARIOS: [Scenario; 5] = [
+    Scenario {
+        name: "idle",
+        load: Load::None,
+    },
+    Scenario {
+        name: "yield",
+        load: Load::Yield,
+    },
+    Scenario {
+        name: "10us",
+        load: Load::Compute(10),
+    },
+    Scenario {
+        name: "100us",
+        load: Load::Compute(100),
+    },
+    Scenario {
+        name: "phases",
+        load: Load::Phases {
+            yields: 2_000,
+            us: 200,
+        },
+    },
+];
+
+fn main() {
+    match std::env::var(ROLE) {
+        Ok(tap) => child(&tap),
+        Err(_) => parent(),
+    }
+}
+
+fn frames_per_scenario() -> u32 {
+    std::env::var("MKBENCH_FRAMES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
+        .clamp(1, END - 1)
+}
+
+/// CLOCK_MONOTONIC in ns, read as `mkernel::clock_monotonic` reads it.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the call's duration.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    assert_eq!(r, 0, "clock_gettime(CLOCK_MONOTONIC) failed");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A gap this long between two clock reads of [`spin`]'s loop means the
+/// thread did not run meanwhile.
+const STALL: Duration = Duration::from_micros(50);
+
+thread_local! {
+    /// Stalls seen by [`spin`] on this thread so far.
+    static STALLS: Cell<i64> = const { Cell::new(0) };
+}
+
+/// Computes (a busy loop on the clock) for `d`, counting the stalls it sees:
+/// the host did not run this thread (preempted, or its virtual CPU not
+/// running), which is not the scheduler's doing.
+fn spin(d: Duration) {
+    let t = Instant::now();
+    let mut last = t;
+    loop {
+        let now = Instant::now();
+        if now - last > STALL {
+            STALLS.with(|s| s.set(s.get() + 1));
+        }
+        if now - t >= d {
+            return;
+        }
+        last = now;
+        std::hint::spin_loop();
+    }
+}
+
+// ---------------------------------------------------------------------
+// The parent: the namespace, the child, the table.
+
+/// The namespace and the child run in it, removed on drop (also when
+/// unwinding from a panic).
+struct Netns {
+    name: String,
+    child: Option<Child>,
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Netns {
+    fn run(&self, argv: &[&str]) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(argv)
+            .output()
+            .expect("cannot run ip");
+        assert!(
+            out.status.success(),
+            "ip netns exec {} {argv:?} failed: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn skip_reason() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root (it creates a network namespace and a TAP)".into());
+    }
+    if !Path::new("/dev/net/tun").exists() {
+        return Some("no /dev/net/tun".into());
+    }
+    if Command::new("ip")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
+        return Some("no `ip` command (apt install iproute2)".into());
+    }
+    None
+}
+
+/// One line of the child's report.
+struct Row {
+    name: String,
+    sent: u64,
+    recv: u64,
+    p50: u64,
+    p99: u64,
+    max: u64,
+    over: u64,
+    dup: u64,
+    queue_max: u64,
+    queue_switches: u64,
+    disturbed: u64,
+    clean_max: u64,
+}
+
+fn parse_row(line: &str) -> Option<Row> {
+    let mut it = line.split_whitespace();
+    if it.next()? != "notice" {
+        return None;
+    }
+    let name = it.next()?.to_string();
+    let mut get = |key: &str| -> Option<u64> {
+        let (k, v) = it.next()?.split_once('=')?;
+        if k != key {
+            return None;
+        }
+        v.parse().ok()
+    };
+    Some(Row {
+        name,
+        sent: get("sent")?,
+        recv: get("recv")?,
+        p50: get("p50_ns")?,
+        p99: get("p99_ns")?,
+        max: get("max_ns")?,
+        over: get("over_1ms")?,
+        dup: get("dup")?,
+        queue_max: get("queue_max_ns")?,
+        queue_switches: get("queue_max_switches")?,
+        disturbed: get("disturbed")?,
+        clean_max: get("clean_max_ns")?,
+    })
+}
+
+fn us(ns: u64) -> String {
+    format!("{:.1}", ns as f64 / 1_000.0)
+}
+
+fn parent() {
+    if let Some(why) = skip_reason() {
+        println!("SKIPPED notice bench: {why}");
+        return;
+    }
+    let pid = std::process::id();
+    let mut ns = Netns {
+        name: format!("mkernel-notice-{pid}"),
+        child: None,
+    };
+    let tap = format!("mkn{pid}");
+    assert!(tap.len() <= 15, "interface name too long: {tap}");
+    let ok = Command::new("ip")
+        .args(["netns", "add", &ns.name])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "ip netns add {} failed", ns.name);
+    ns.run(&["ip", "tuntap", "add", "dev", &tap, "mode", "tap"]);
+    ns.run(&["ip", "link", "set", &tap, "up"]);
+
+    let frames = frames_per_scenario();
+    println!(
+        "notice bench: {LOAD_TASKS} load tasks, {frames} frames per scenario, ~1 per ms \
+         (namespace {}, TAP {tap})",
+        ns.name
+    );
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.name])
+        .arg(&exe)
+        .env(ROLE, &tap)
+        .env("MKBENCH_FRAMES", frames.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("cannot start the child under ip netns exec");
+    let mut stdout = child.stdout.take().unwrap();
+    ns.child = Some(child);
+    // The child's lines, echoed as they come (progress), gathered for the
+    // table.
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match stdout.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let s = String::from_utf8_lossy(&buf[..n]);
+                    print!("{s}");
+                    all.push_str(&s);
+                }
+            }
+        }
+        all
+    });
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = ns.child.as_mut().unwrap().try_wait().unwrap() {
+            break Some(st);
+        }
+        if t0.elapsed() > CHILD_TIMEOUT {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let Some(status) = status else {
+        drop(ns); // kills the child, closing its stdout
+        let _ = reader.join();
+        eprintln!("notice bench: the child did not finish in {CHILD_TIMEOUT:?} (killed)");
+        std::process::exit(1);
+    };
+    let out = reader.join().unwrap();
+    drop(ns);
+    if !status.success() {
+        eprintln!("notice bench: the child failed ({status})");
+        std::process::exit(1);
+    }
+    let rows: Vec<Row> = out.lines().filter_map(parse_row).collect();
+    if rows.len() != SCENARIOS.len() {
+        eprintln!("notice bench: expected {} result lines", SCENARIOS.len());
+        std::process::exit(1);
+    }
+
+    println!();
+    println!(
+        "{:<8} {:>11} {:>9} {:>9} {:>9} {:>5} | {:>15} {:>10} {:>9}",
+        "scenario",
+        "recv/sent",
+        "p50 µs",
+        "p99 µs",
+        "max µs",
+        ">1ms",
+        "queue max µs(n)",
+        "disturbed",
+        "clean max"
+    );
+    for r in &rows {
+        println!(
+            "{:<8} {:>11} {:>9} {:>9} {:>9} {:>5} | {:>15} {:>10} {:>9}",
+            r.name,
+            format!("{}/{}", r.recv, r.sent),
+            us(r.p50),
+            us(r.p99),
+            us(r.max),
+            r.over,
+            format!("{}({})", us(r.queue_max), r.queue_switches),
+            r.disturbed,
+            us(r.clean_max),
+        );
+    }
+    println!(
+        "(right of |: the reader's longest wait in the run queue once woken, from the \
+         scheduler's statistics, with the number of task runs meanwhile; frames disturbed \
+         by the host: between the frame's sending and its notice the scheduler's thread was \
+         preempted or stalled, or sendto took over {} µs; clean max: the max of the others)",
+        SEND_SLOW_NS / 1_000
+    );
+    for r in rows.iter().filter(|r| r.recv != r.sent || r.dup != 0) {
+        println!(
+            "LOST FRAMES in {}: {} of {} sent never reached the reader ({} duplicates)",
+            r.name,
+            r.sent - r.recv.min(r.sent),
+            r.sent,
+            r.dup
+        );
+    }
+    let slow: Vec<String> = rows
+        .iter()
+        .filter(|r| r.max >= LIMIT_NS)
+        .map(|r| format!("{} (max {} µs)", r.name, us(r.max)))
+        .collect();
+    if slow.is_empty() {
+        println!("every max under 1,000 µs: yes");
+    } else {
+        println!("every max under 1,000 µs: NO: {}", slow.join(", "));
+    }
+}
+
+// ---------------------------------------------------------------------
+// The child, inside the namespace.
+
+/// An AF_PACKET socket sending raw Ethernet frames out of one interface
+/// (so into the TAP's queue: the unikernel side receives them).
+struct RawSender {
+    fd: OwnedFd,
+    addr: libc::sockaddr_ll,
+}
+
+impl RawSender {
+    fn open(iface: &str) -> io::Result<RawSender> {
+        let cname = CString::new(iface).map_err(io::Error::other)?;
+        // SAFETY: `cname` is a valid NUL-terminated string that outlives the call.
+        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+        if ifindex == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // Protocol 0: the socket only sends (it receives nothing).
+        // SAFETY: socket(2) takes no pointers; the result is checked below.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: sockaddr_ll is plain old data: all zeros is a valid value.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = ETHERTYPE.to_be();
+        addr.sll_ifindex = ifindex as i32;
+        addr.sll_halen = 6;
+        addr.sll_addr[..6].copy_from_slice(&[0xff; 6]);
+        Ok(RawSender { fd, addr })
+    }
+
+    fn send(&self, frame: &[u8]) -> io::Result<()> {
+        // SAFETY: `frame` is valid for reads of `frame.len()` bytes, and
+        // `addr` is a valid sockaddr_ll whose exact size is passed.
+        let r = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&self.addr as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// A 60-byte frame: broadcast, our ethertype, MAGIC, scenario, sequence
+/// number, send time (ns, CLOCK_MONOTONIC), read just before it is sent.
+fn frame(scenario: u8, seq: u32) -> [u8; 60] {
+    let mut f = [0u8; 60];
+    f[0..6].copy_from_slice(&[0xff; 6]);
+    f[6..12].copy_from_slice(&[0x02, 0x6d, 0x6b, 0x6e, 0x6f, 0x74]);
+    f[12..14].copy_from_slice(&ETHERTYPE.to_be_bytes());
+    f[14..22].copy_from_slice(MAGIC);
+    f[22] = scenario;
+    f[23..27].copy_from_slice(&seq.to_le_bytes());
+    f
+}
+
+/// (scenario, sequence number, send time) of one of our frames.
+fn parse_frame(f: &[u8]) -> Option<(u8, u32, u64)> {
+    if f.len() < 35 || f[12..14] != ETHERTYPE.to_be_bytes() || &f[14..22] != MAGIC {
+        return None;
+    }
+    let seq = u32::from_le_bytes(f[23..27].try_into().unwrap());
+    let stamp = u64::from_le_bytes(f[27..35].try_into().unwrap());
+    Some((f[22], seq, stamp))
+}
+
+/// Sends `frames` stamped frames ~1 ms apart, then the end marker until the
+/// reader has seen it (`done`). Returns, per sequence number, how long the
+/// frame took from its stamp to the end of `sendto` (ns; None: not sent).
+fn sender(tap: &str, scenario: u8, frames: u32, done: &AtomicBool) -> Vec<Option<u64>> {
+    let s = RawSender::open(tap).unwrap_or_else(|e| panic!("AF_PACKET socket on {tap}: {e}"));
+    let mut x = (u64::from(std::process::id()) << 8 | u64::from(scenario)) | 1;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    // Let the load tasks settle in.
+    std::thread::sleep(Duration::from_millis(5));
+    let mut sent = Vec::with_capacity(frames as usize);
+    for seq in 0..frames {
+        let mut f = frame(scenario, seq);
+        let stamp = monotonic_ns();
+        f[27..35].copy_from_slice(&stamp.to_le_bytes());
+        match s.send(&f) {
+            Ok(()) => sent.push(Some(monotonic_ns() - stamp)),
+            Err(e) => {
+                eprintln!("notice bench: sendto failed: {e}");
+                sent.push(None);
+            }
+        }
+        std::thread::sleep(Duration::from_micros(500 + next() % 1_000));
+    }
+    let t = Instant::now();
+    while !done.load(Ordering::Acquire) {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the reader never saw the end marker"
+        );
+        let mut f = frame(scenario, END);
+        f[27..35].copy_from_slice(&monotonic_ns().to_le_bytes());
+        let _ = s.send(&f);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    sent
+}
+
+fn load_task(load: Load, stop: Rc<Cell<bool>>) {
+    match load {
+        Load::None => {}
+        Load::Yield => {
+            while !stop.get() {
+                mkernel::yield_now();
+            }
+        }
+        Load::Compute(us) => {
+            let d = Duration::from_micros(us);
+            while !stop.get() {
+                spin(d);
+                mkernel::yield_now();
+            }
+        }
+        Load::Phases { yields, us } => {
+            let d = Duration::from_micros(us);
+            while !stop.get() {
+                for _ in 0..yields {
+                    mkernel::yield_now();
+                }
+                spin(d);
+                mkernel::yield_now();
+            }
+        }
+    }
+}
+
+/// What the reader saw in one scenario.
+struct Seen {
+    /// Per sequence number: the notice latency (ns), and whether this
+    /// thread may have been disturbed (see [`disturbances`]) between the
+    /// frame's sending and its notice.
+    frames: Vec<Option<(u64, bool)>>,
+    duplicates: u64,
+    /// The reader's longest wait in the run queue once woken (the
+    /// scheduler's own statistics): time, and other task runs meanwhile.
+    queue_max: Duration,
+    queue_max_switches: u64,
+}
+
+/// Involuntary context switches of the calling thread so far (the kernel
+/// preempted it for another thread: time the scheduler could not run), plus
+/// the stalls [`spin`] saw on it (which also catch a virtual CPU that its
+/// host did not run, invisible to the guest's counts).
+fn disturbances() -> i64 {
+    // SAFETY: rusage is plain old data: all zeros is a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage for the call's duration.
+    let r = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    assert_eq!(r, 0, "getrusage(RUSAGE_THREAD) failed");
+    ru.ru_nivcsw + STALLS.with(Cell::get)
+}
+
+/// A frame is disturbed (by the host, not by the scheduler) if the thread
+/// running the scheduler was disturbed (see [`disturbances`]) between the
+/// reader's last frame read before the frame's stamp and its notice, or if
+/// the sender took this long from its stamp to the end of `sendto`.
+const SEND_SLOW_NS: u64 = 50_000;
+
+fn child(tap: &str) {
+    let frames = frames_per_scenario();
+    let tap = tap.to_string();
+    mkernel::Builder::new().net_tap("service", &tap).run(
+        mkernel::net("service"),
+        move |(net, _cfg)| {
+            for (i, sc) in SCENARIOS.iter().enumerate() {
+                let tag = i as u8 + 1;
+                // A short sleep: the scheduler reads the TSC after the idle
+                // wait, so the reader's wait statistics start from a fresh
+                // reading (the last one is older than this thread's wait
+                // for the previous sender).
+                mkernel::sleep(Duration::from_millis(1));
+                let done = Arc::new(AtomicBool::new(false));
+                let seen = Rc::new(RefCell::new(Seen {
+                    frames: vec![None; frames as usize],
+                    duplicates: 0,
+                    queue_max: Duration::ZERO,
+                    queue_max_switches: 0,
+                }));
+                let reader = {
+                    let (net, done, seen) = (net.clone(), done.clone(), seen.clone());
+                    mkernel::spawn(move || {
+                        let mut buf = [0u8; 1514 + 4];
+                        // (time, disturbances) at each frame read, from the
+                        // start: whether the thread was disturbed since a
+                        // frame was sent.
+                        let mut history = vec![(mkernel::clock_monotonic(), disturbances())];
+                        loop {
+                            let n = net.read(&mut buf).expect("Net::read");
+                            let now = mkernel::clock_monotonic();
+                            let Some((t, seq, stamp)) = parse_frame(&buf[..n]) else {
+                                continue; // the kernel's own (IPv6 etc.)
+                            };
+                            if t != tag {
+                                continue; // a late end marker of the last scenario
+                            }
+                            let mut seen = seen.borrow_mut();
+                            if seq == END {
+                                let me = mkernel::task_stats(mkernel::current_task()).unwrap();
+                                seen.queue_max = me.max_wait;
+                                seen.queue_max_switches = me.max_wait_switches;
+                                done.store(true, Ordering::Release);
+                                return;
+                            }
+                            let p = disturbances();
+                            // The last look at the count before the frame was
+                            // sent (the first entry if none).
+                            let before = history.partition_point(|&(t, _)| t <= stamp);
+                            let disturbed = p != history[before.saturating_sub(1)].1;
+                            history.push((now, p));
+                            match seen.frames.get_mut(seq as usize) {
+                                Some(slot @ None) => {
+                                    *slot = Some((now.saturating_sub(stamp), disturbed));
+                                }
+                                _ => seen.duplicates += 1,
+                            }
+                        }
+                    })
+                };
+                let stop = Rc::new(Cell::new(false));
+                let loads: Vec<_> = if matches!(sc.load, Load::None) {
+                    Vec::new()
+                } else {
+                    (0..LOAD_TASKS)
+                        .map(|_| {
+                            let (load, stop) = (sc.load, stop.clone());
+                            mkernel::spawn(move || load_task(load, stop))
+                        })
+                        .collect()
+                };
+                let send = {
+                    let (tap, done) = (tap.clone(), done.clone());
+                    std::thread::spawn(move || sender(&tap, tag, frames, &done))
+                };
+                reader.join().expect("the reader failed");
+                stop.set(true);
+                for l in loads {
+                    l.join().expect("a load task failed");
+                }
+                let send_delays = send.join().expect("the sender failed");
+                let seen = seen.borrow();
+                let mut all = Vec::new();
+                let mut clean = Vec::new();
+                for (got, sent) in seen.frames.iter().zip(&send_delays) {
+                    if let Some((lat, preempted)) = *got {
+                        all.push(lat);
+                        let slow_send = sent.is_none_or(|d| d > SEND_SLOW_NS);
+                        if !preempted && !slow_send {
+                            clean.push(lat);
+                        }
+                    }
+                }
+                all.sort_unstable();
+                let pct = |p: usize| {
+                    if all.is_empty() {
+                        0
+                    } else {
+                        all[(all.len() * p / 100).min(all.len() - 1)]
+                    }
+                };
+                println!(
+                    "notice {} sent={} recv={} p50_ns={} p99_ns={} max_ns={} over_1ms={} \
+                     dup={} queue_max_ns={} queue_max_switches={} disturbed={} clean_max_ns={}",
+                    sc.name,
+                    send_delays.iter().flatten().count(),
+                    all.len(),
+                    pct(50),
+                    pct(99),
+                    all.last().copied().unwrap_or(0),
+                    all.iter().filter(|&&l| l >= LIMIT_NS).count(),
+                    seen.duplicates,
+                    seen.queue_max.as_nanos(),
+                    seen.queue_max_switches,
+                    all.len() - clean.len(),
+                    clean.iter().max().copied().unwrap_or(0),
+                );
+            }
+        },
+    );
+}
