@@ -99,7 +99,7 @@ pub(crate) struct SampledClock {
 }
 
 /// Largest number of switches between two TSC reads.
-pub(crate) const MAX_EVERY: u32 = 16;
+pub(crate) const MAX_EVERY: u32 = 8;
 /// A window this short (in cycles, ~1 µs at 2.5 GHz) lets `every` grow.
 pub(crate) const SHORT_WINDOW: u64 = 2_500;
 /// A window this long (in cycles, ~4 µs at 2.5 GHz) makes `every` 1.
