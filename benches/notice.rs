@@ -89,8 +89,11 @@
 //! host's wake-up latency is not seen as a disturbance either.)
 //!
 //! Not root, no /dev/net/tun or no `ip`: prints `SKIPPED notice bench: ...`
-//! and exits 0. Knob: `MKBENCH_FRAMES` (frames per scenario, default 1000;
-//! the whole bench takes about 1.2 ms per frame and scenario, ~10 s).
+//! and exits 0. Knobs: `MKBENCH_FRAMES` (frames per scenario, default 1000;
+//! the whole bench takes about 1.2 ms per frame and scenario, ~10 s);
+//! `MKBENCH_CLOCK_EVERY=1` runs the scheduler with
+//! `Builder::switches_per_clock_read(1)` (a TSC read after every switch),
+//! to compare `turn200` with the default.
 
 use std::cell::{Cell, RefCell};
 use std::ffi::CString;
@@ -826,9 +829,16 @@ impl Dist {
 fn child(tap: &str) {
     let frames = frames_per_scenario();
     let tap = tap.to_string();
-    mkernel::Builder::new().net_tap("service", &tap).run(
-        mkernel::net("service"),
-        move |(net, _cfg)| {
+    // MKBENCH_CLOCK_EVERY=1: the scheduler reads the TSC after every switch
+    // (`Builder::switches_per_clock_read`), for comparison.
+    let every = std::env::var("MKBENCH_CLOCK_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(mkernel::DEFAULT_SWITCHES_PER_CLOCK_READ);
+    mkernel::Builder::new()
+        .switches_per_clock_read(every)
+        .net_tap("service", &tap)
+        .run(mkernel::net("service"), move |(net, _cfg)| {
             for (i, sc) in SCENARIOS.iter().enumerate() {
                 let tag = i as u8 + 1;
                 // A short sleep: the scheduler reads the TSC after the idle
@@ -959,6 +969,5 @@ fn child(tap: &str) {
                     clean.iter().max().copied().unwrap_or(0),
                 );
             }
-        },
-    );
+        });
 }

@@ -76,17 +76,20 @@
 //! The time the scheduler goes by (to decide whether the platform is due a
 //! look at devices and timers, and for the wait statistics) is the CPU's
 //! time-stamp counter, read after every task switch while tasks run for a
-//! while between switches, and after one switch in up to 8 while switches
-//! are so fast (tasks that only yield) that the read itself (~10 ns) would
-//! be a large part of their cost. One window of switches longer than ~4 µs
-//! brings it back to every switch, and it grows again by one per short
-//! window. So the platform notices a ready device or an expired timer
-//! within its ~100 µs poll interval plus the switches of one window: one
-//! task's slice while tasks compute and yield (as with a read per switch),
-//! and up to 8 slices on the one window where tasks that only yielded start
-//! computing — under 1 ms as long as tasks yield at least every ~100 µs.
-//! The woken task then waits its turn behind the tasks already runnable
-//! (round-robin). `cargo bench --bench notice` measures both on a real TAP.
+//! while between switches, and — hosted — after one switch in up to 8 while
+//! switches are so fast (tasks that only yield) that the read itself
+//! (~10 ns) would be a large part of their cost. A window of switches
+//! longer than ~4 µs brings it back to every switch, and a process-wide
+//! thread that beats every 200 µs while a scheduler is active (and parks
+//! otherwise) forces a read at the next switch, so that tasks turning from
+//! yielding to computing cannot leave the clock stale for long. So a ready
+//! device or an expired timer is noticed within the platform's ~100 µs
+//! poll interval plus about one task slice (and at most ~200 µs more),
+//! well within 1 ms while tasks compute and yield. The woken task then
+//! waits its turn behind the tasks already runnable (round-robin). On
+//! Solo5 (no threads) the clock is read after every switch by default
+//! ([`Builder::switches_per_clock_read`]). `cargo bench --bench notice`
+//! measures all this on a real TAP.
 //!
 //! [`stats`] and [`task_stats`] give the scheduler's figures (switches,
 //! runs, longest wait while runnable, the latter exact to one window of

@@ -38,6 +38,7 @@ pub fn run<D: Devices, T: 'static>(devices: D, main: impl FnOnce(D::Output) -> T
 /// ```
 pub struct Builder {
     quanta: u32,
+    clock_every: u32,
     stack_size: usize,
     seed: u64,
     events: Option<Box<dyn Events>>,
@@ -56,6 +57,7 @@ impl Builder {
     pub fn new() -> Builder {
         Builder {
             quanta: u32::MAX,
+            clock_every: crate::fiber::DEFAULT_SWITCHES_PER_CLOCK_READ,
             stack_size: DEFAULT_STACK_SIZE,
             seed: 0,
             events: None,
@@ -69,6 +71,37 @@ impl Builder {
     /// and [`yield_now`](crate::yield_now) reschedule).
     pub fn quanta(mut self, quanta: u32) -> Builder {
         self.quanta = quanta.max(1);
+        self
+    }
+
+    /// At most how many task switches may pass between two reads of the
+    /// time-stamp counter while tasks switch fast (default
+    /// [`DEFAULT_SWITCHES_PER_CLOCK_READ`](crate::DEFAULT_SWITCHES_PER_CLOCK_READ):
+    /// 8 hosted, 1 on Solo5; 1 reads it after every switch).
+    ///
+    /// The scheduler goes by that reading to decide when the platform looks
+    /// at devices and timers (and for [`TaskStats::max_wait`](crate::TaskStats)).
+    /// It reads it after every switch anyway while tasks run a few µs or
+    /// more between switches; the skipping only happens while they switch
+    /// faster, where a read (~10 ns) would be a large part of a switch. On
+    /// the window where such tasks start computing long slices, a hosted
+    /// run still reads the clock within ~200 µs (a process-wide thread beats
+    /// that often while a scheduler is active, and parks when none is); on
+    /// Solo5 there is no such thread, which is why the default there is 1.
+    /// Set 1 hosted too to have no thread and a read after every switch.
+    ///
+    /// ```
+    /// let (reads, switches) = mkernel::Builder::new()
+    ///     .switches_per_clock_read(1)
+    ///     .run((), |()| {
+    ///         for _ in 0..1_000 { mkernel::yield_now(); }
+    ///         let s = mkernel::stats();
+    ///         (s.clock_reads, s.switches)
+    ///     });
+    /// assert!(reads >= switches);
+    /// ```
+    pub fn switches_per_clock_read(mut self, n: u32) -> Builder {
+        self.clock_every = n.max(1);
         self
     }
 
@@ -187,6 +220,7 @@ impl Builder {
             self.quanta,
             self.stack_size,
             self.seed,
+            self.clock_every,
         );
         let rt = Runtime::enter(sched);
         let (mut ctx, _args) = Acquire::new(&declared, self.given)?;

@@ -5,6 +5,7 @@
 use mkernel::{Builder, join_all, join_any, run, spawn, yield_now};
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
 
 type Log = Rc<RefCell<Vec<String>>>;
 
@@ -333,4 +334,60 @@ fn fairness_a_yielding_task_waits_for_at_most_n_minus_one_others() {
             }
         });
     }
+}
+
+/// `(clock_reads, switches)` over `yields` yields of each of two tasks that
+/// compute for `busy` between yields.
+fn clock_reads_over(builder: Builder, yields: u32, busy: Duration) -> (u64, u64) {
+    builder.run((), move |()| {
+        let work = move || {
+            for _ in 0..yields {
+                let t = std::time::Instant::now();
+                while t.elapsed() < busy {}
+                yield_now();
+            }
+        };
+        let before = mkernel::stats();
+        let p = spawn(work);
+        work();
+        p.join().unwrap();
+        let after = mkernel::stats();
+        (
+            after.clock_reads - before.clock_reads,
+            after.switches - before.switches,
+        )
+    })
+}
+
+#[test]
+fn the_clock_is_read_at_least_once_per_n_switches() {
+    for n in [1u32, 2, 8] {
+        let b = Builder::new().switches_per_clock_read(n);
+        let (reads, switches) = clock_reads_over(b, 5_000, Duration::ZERO);
+        assert!(switches >= 10_000);
+        assert!(
+            reads >= switches / n as u64,
+            "n = {n}: {reads} clock reads for {switches} switches"
+        );
+    }
+}
+
+#[test]
+fn the_clock_is_read_after_every_switch_while_tasks_compute() {
+    // 20 µs slices: every window of switches is long, so every switch reads.
+    let (reads, switches) = clock_reads_over(Builder::new(), 200, Duration::from_micros(20));
+    assert!(switches >= 400);
+    assert!(
+        reads >= switches,
+        "{reads} clock reads for {switches} switches of 20 µs slices"
+    );
+}
+
+#[test]
+fn the_clock_is_read_less_often_while_tasks_only_yield() {
+    let (reads, switches) = clock_reads_over(Builder::new(), 20_000, Duration::ZERO);
+    assert!(
+        reads < switches,
+        "{reads} clock reads for {switches} switches of bare yields"
+    );
 }

@@ -78,39 +78,60 @@ pub(crate) fn ns_to_cycles_at_most(ns: u64) -> u64 {
 
 /// The scheduler's view of the time: the TSC is read after every task switch
 /// while tasks run for a while between switches, and after one switch in
-/// `every` (at most [`MAX_EVERY`]) while switches are so fast that reading
-/// the TSC (~10 ns on the machines we measure) would be a large part of
-/// their cost.
+/// `every` (at most `max_every`: `Builder::switches_per_clock_read`) while
+/// switches are so fast that reading the TSC (~10 ns on the machines we
+/// measure) would be a large part of their cost.
 ///
 /// `every` grows by one after each window of switches shorter than
 /// [`SHORT_WINDOW`] cycles and drops to 1 after a window longer than
 /// [`LONG_WINDOW`]: slow growth, immediate fall, so that tasks computing
-/// between yields keep a read per switch. What depends on the time (the
-/// "is the platform due" check, the wait statistics) is therefore late by at
-/// most one window: under a µs while switches are fast; one task's slice
-/// when they are not; [`MAX_EVERY`] slices only on the window where tasks
-/// turn from yielding at once to computing.
+/// between yields keep a read per switch. On the window where tasks that
+/// only yielded start computing, up to `every` slices could pass unread;
+/// the platform's beat bounds that (hosted: a thread bumps a counter every
+/// 200 µs, and a moved counter forces a read at the next switch). Solo5 has
+/// no such thread, so there the default is a read after every switch.
 #[derive(Debug)]
 pub(crate) struct SampledClock {
     /// The last TSC read.
     now: u64,
     every: u32,
     countdown: u32,
+    max_every: u32,
+    /// TSC reads so far (`Stats::clock_reads`).
+    reads: u64,
+    /// The platform's beat at the last read: when it moved, the next
+    /// switch reads the TSC whatever the countdown (hosted: a thread beats
+    /// every 200 µs; see `platform::hosted::ticker`).
+    beat: u64,
 }
 
-/// Largest number of switches between two TSC reads.
-pub(crate) const MAX_EVERY: u32 = 8;
+/// Default of [`Builder::switches_per_clock_read`](crate::Builder::switches_per_clock_read):
+/// at most this many task switches between two reads of the time-stamp
+/// counter while tasks switch fast (hosted: 8).
+#[cfg(not(mkernel_solo5))]
+pub const DEFAULT_SWITCHES_PER_CLOCK_READ: u32 = 8;
+/// Default of [`Builder::switches_per_clock_read`](crate::Builder::switches_per_clock_read)
+/// (Solo5: 1, a read after every switch: there is no thread to bound how
+/// long a skipped read may be stale).
+#[cfg(mkernel_solo5)]
+pub const DEFAULT_SWITCHES_PER_CLOCK_READ: u32 = 1;
 /// A window this short (in cycles, ~1 µs at 2.5 GHz) lets `every` grow.
 pub(crate) const SHORT_WINDOW: u64 = 2_500;
 /// A window this long (in cycles, ~4 µs at 2.5 GHz) makes `every` 1.
 pub(crate) const LONG_WINDOW: u64 = 10_000;
 
 impl SampledClock {
-    pub(crate) fn new() -> SampledClock {
+    pub(crate) fn new(max_every: u32) -> SampledClock {
+        if max_every > 1 {
+            crate::platform::start_ticker();
+        }
         SampledClock {
             now: cycles(),
             every: 1,
             countdown: 0,
+            max_every: max_every.max(1),
+            reads: 1,
+            beat: crate::platform::beats(),
         }
     }
 
@@ -120,10 +141,15 @@ impl SampledClock {
         self.now
     }
 
+    /// How many times the TSC was read.
+    pub(crate) fn reads(&self) -> u64 {
+        self.reads
+    }
+
     /// Called after each task switch.
     #[inline]
     pub(crate) fn after_switch(&mut self) {
-        if self.countdown > 0 {
+        if self.countdown > 0 && crate::platform::beats() == self.beat {
             self.countdown -= 1;
         } else {
             self.sample();
@@ -131,22 +157,27 @@ impl SampledClock {
     }
 
     fn sample(&mut self) {
+        self.beat = crate::platform::beats();
+        crate::platform::clock_active();
         let t = cycles();
         let window = t.wrapping_sub(self.now);
         if window > LONG_WINDOW {
             self.every = 1;
-        } else if window < SHORT_WINDOW && self.every < MAX_EVERY {
+        } else if window < SHORT_WINDOW && self.every < self.max_every {
             self.every += 1;
         }
         self.countdown = self.every - 1;
         self.now = t;
+        self.reads += 1;
     }
 
     /// Reads the TSC now (after a wait, where the time certainly moved).
     #[inline]
     pub(crate) fn read(&mut self) -> u64 {
+        self.beat = crate::platform::beats();
         self.now = cycles();
         self.countdown = self.every - 1;
+        self.reads += 1;
         self.now
     }
 }

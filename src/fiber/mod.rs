@@ -18,6 +18,7 @@ mod syscall;
 mod task;
 pub(crate) mod wait;
 
+pub use clock::DEFAULT_SWITCHES_PER_CLOCK_READ;
 pub(crate) use clock::{cycles, ns_to_cycles_at_most};
 pub use error::{Error, Violation};
 pub use hook::Hook;

@@ -107,6 +107,7 @@ impl Scheduler {
         quanta: u32,
         stack_size: usize,
         seed: u64,
+        max_clock_every: u32,
     ) -> Scheduler {
         Scheduler {
             tasks: Vec::new(),
@@ -132,7 +133,7 @@ impl Scheduler {
             daemons: Vec::new(),
             root: None,
             platform_events,
-            clock: clock::SampledClock::new(),
+            clock: clock::SampledClock::new(max_clock_every),
         }
     }
 

@@ -12,6 +12,11 @@ pub struct Stats {
     pub ticks: u64,
     /// Times a task was given the CPU.
     pub switches: u64,
+    /// Times the scheduler read the time-stamp counter: after every switch
+    /// while tasks run a while between switches, after one in up to
+    /// [`Builder::switches_per_clock_read`](crate::Builder::switches_per_clock_read)
+    /// while they switch faster, and after each wait for an event.
+    pub clock_reads: u64,
     /// Tasks spawned since the run began (the main task included).
     pub spawned: u64,
     /// Tasks whose record is alive (running, waiting, or finished but not
@@ -36,6 +41,7 @@ pub fn stats() -> Stats {
     scheduler::with(|s| Stats {
         ticks: s.ticks,
         switches: s.switches,
+        clock_reads: s.clock.reads(),
         spawned: s.spawned,
         live_tasks: s.live_tasks(),
         stacks: s.stacks.stats(),

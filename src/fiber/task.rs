@@ -113,8 +113,10 @@ pub struct TaskStats {
     /// Longest time the task waited in the run queue, runnable, before it
     /// ran. Measured with the scheduler's clock, which is read after every
     /// switch while tasks run for more than a few µs between switches, and
-    /// after one switch in up to 8 while they switch faster (see the crate
-    /// docs): exact to within that window of switches.
+    /// after one switch in up to
+    /// [`Builder::switches_per_clock_read`](crate::Builder::switches_per_clock_read)
+    /// while they switch faster (see the crate docs): exact to within that
+    /// window of switches.
     pub max_wait: core::time::Duration,
     /// Longest number of other task runs between becoming runnable and running.
     pub max_wait_switches: u64,

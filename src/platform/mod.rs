@@ -73,6 +73,33 @@ pub(crate) fn due_cycles() -> u64 {
     DUE.with(|d| d.get())
 }
 
+/// The beat of the hosted ticker thread (see `hosted::ticker`); constant on
+/// Solo5, which has no threads.
+#[inline]
+pub(crate) fn beats() -> u64 {
+    #[cfg(not(mkernel_solo5))]
+    {
+        hosted::ticker::beats()
+    }
+    #[cfg(mkernel_solo5)]
+    {
+        0
+    }
+}
+
+/// A scheduler read its clock (keeps the ticker beating).
+#[inline]
+pub(crate) fn clock_active() {
+    #[cfg(not(mkernel_solo5))]
+    hosted::ticker::active()
+}
+
+/// Starts the ticker (once per process).
+pub(crate) fn start_ticker() {
+    #[cfg(not(mkernel_solo5))]
+    hosted::ticker::start()
+}
+
 /// Panics with a clear message unless the current run has the platform's
 /// event source.
 pub(crate) fn require(what: &str) {

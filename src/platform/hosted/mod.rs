@@ -11,6 +11,7 @@
 pub(crate) mod file;
 pub(crate) mod poll;
 pub(crate) mod tap;
+pub(crate) mod ticker;
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
