@@ -59,6 +59,7 @@ pub(crate) struct Carry {
 
 /// Gives the CPU to `t` (prepared by `prepare`) until it suspends or its
 /// function ends. Returns its worker if it suspended.
+#[inline(always)]
 fn resume(t: TaskRef, mut w: Worker, entry: Option<Entry>) -> Option<Carry> {
     // The overflow record of `t` stays until the next switch: a fault in
     // its guard page can only come from `t` itself.
@@ -327,7 +328,7 @@ enum Tick {
 }
 
 /// Pops the next runnable task and prepares it.
-#[inline]
+#[inline(always)]
 fn pick(s: &mut Scheduler) -> Option<(TaskRef, Worker, Option<Entry>)> {
     loop {
         let t = s.run_queue.pop_front()?;

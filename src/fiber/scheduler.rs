@@ -77,6 +77,12 @@ fn not_in_a_task() -> ! {
 /// Runs `f` on the scheduler of the run active on this thread.
 #[inline]
 pub(crate) fn with<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
+    with_inlined(f)
+}
+
+/// [`with`], always inlined: for the few hot paths (a yield, a park).
+#[inline(always)]
+pub(crate) fn with_inlined<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
     let p = CURRENT.with(|c| c.get());
     if p.is_null() {
         outside_run()
@@ -340,7 +346,7 @@ pub(crate) fn violation(v: Violation, msg: String) -> ! {
 /// Inlined for the same reason as [`yield_current`].
 #[inline(always)]
 pub(crate) fn park(wait: Wait) {
-    let y = with(|s| {
+    let y = with_inlined(|s| {
         let cur = s.current_or_panic();
         let slot = &mut s.tasks[cur.idx as usize];
         if slot.cancelling {
@@ -402,7 +408,7 @@ pub(crate) fn cancelling() -> bool {
 /// the switch together).
 #[inline(always)]
 pub(crate) fn yield_current() {
-    let y = with(|s| {
+    let y = with_inlined(|s| {
         let cur = s.current_or_panic();
         let slot = &mut s.tasks[cur.idx as usize];
         if slot.cancelling {
