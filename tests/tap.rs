@@ -21,6 +21,35 @@ fn sh(args: &[&str]) -> std::process::Output {
 
 /// Deletes the namespace whatever happens.
 struct Netns(String);
+
+const TAP: &str = "mktap0";
+const NOTICE_TAP: &str = "mknotice0";
+
+impl Netns {
+    /// A namespace `PREFIX-PID` holding `tap`, up, with `addr` if given.
+    fn with_tap(prefix: &str, tap: &str, addr: Option<&str>) -> Netns {
+        let ns = Netns(format!("{prefix}-{}", std::process::id()));
+        let exec = ["ip", "netns", "exec", ns.0.as_str(), "ip"];
+        let mut cmds = vec![
+            vec!["ip", "netns", "add", ns.0.as_str()],
+            [&exec[..], &["tuntap", "add", "dev", tap, "mode", "tap"]].concat(),
+            [&exec[..], &["link", "set", tap, "up"]].concat(),
+        ];
+        if let Some(a) = addr {
+            cmds.push([&exec[..], &["addr", "add", a, "dev", tap]].concat());
+        }
+        for cmd in cmds {
+            let o = sh(&cmd);
+            assert!(
+                o.status.success(),
+                "{cmd:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        ns
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = sh(&["ip", "netns", "delete", &self.0]);
@@ -114,34 +143,8 @@ fn arp_both_ways_over_a_real_tap() {
         eprintln!("SKIPPED arp_both_ways_over_a_real_tap: {why}");
         return;
     }
-    let ns = Netns(format!("mk-tap-test-{}", std::process::id()));
-    let tap = "mktap0";
-    for cmd in [
-        vec!["ip", "netns", "add", &ns.0],
-        vec![
-            "ip", "netns", "exec", &ns.0, "ip", "tuntap", "add", "dev", tap, "mode", "tap",
-        ],
-        vec!["ip", "netns", "exec", &ns.0, "ip", "link", "set", tap, "up"],
-        vec![
-            "ip",
-            "netns",
-            "exec",
-            &ns.0,
-            "ip",
-            "addr",
-            "add",
-            "10.99.0.1/24",
-            "dev",
-            tap,
-        ],
-    ] {
-        let o = sh(&cmd);
-        assert!(
-            o.status.success(),
-            "{cmd:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
+    let ns = Netns::with_tap("mk-tap-test", TAP, Some("10.99.0.1/24"));
+    let tap = TAP;
     let me = std::env::current_exe().unwrap();
     let child = Command::new("ip")
         .args(["netns", "exec", &ns.0])
@@ -360,22 +363,8 @@ fn frame_noticed_while_tasks_compute_and_yield() {
         eprintln!("SKIPPED frame_noticed_while_tasks_compute_and_yield: {why}");
         return;
     }
-    let ns = Netns(format!("mk-tap-notice-{}", std::process::id()));
-    let tap = "mknotice0";
-    for cmd in [
-        vec!["ip", "netns", "add", &ns.0],
-        vec![
-            "ip", "netns", "exec", &ns.0, "ip", "tuntap", "add", "dev", tap, "mode", "tap",
-        ],
-        vec!["ip", "netns", "exec", &ns.0, "ip", "link", "set", tap, "up"],
-    ] {
-        let o = sh(&cmd);
-        assert!(
-            o.status.success(),
-            "{cmd:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
+    let ns = Netns::with_tap("mk-tap-notice", NOTICE_TAP, None);
+    let tap = NOTICE_TAP;
     let me = std::env::current_exe().unwrap();
     let mut child = Command::new("ip")
         .args(["netns", "exec", &ns.0])
