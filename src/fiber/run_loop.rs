@@ -17,6 +17,7 @@ use std::panic::resume_unwind;
 /// Takes `t`'s worker out of its slot (giving it one on its first run),
 /// counts the run, and makes `t` current. Returns the worker and what to
 /// resume it with: the task's function on its first run.
+#[inline(always)]
 fn prepare(s: &mut Scheduler, t: TaskRef) -> (Worker, Option<Entry>) {
     let now = s.clock.now();
     s.switches += 1;
