@@ -158,13 +158,18 @@ impl SampledClock {
 
     fn sample(&mut self) {
         self.beat = crate::platform::beats();
-        crate::platform::clock_active();
         let t = cycles();
         let window = t.wrapping_sub(self.now);
         if window > LONG_WINDOW {
             self.every = 1;
         } else if window < SHORT_WINDOW && self.every < self.max_every {
             self.every += 1;
+        }
+        if self.every > 1 {
+            // Reads are being skipped: the beat is what bounds how stale
+            // the clock gets, so keep it going. (A run that reads after
+            // every switch, or that mostly waits, lets it park.)
+            crate::platform::clock_active();
         }
         self.countdown = self.every - 1;
         self.now = t;

@@ -8,9 +8,10 @@
 //! counter moved reads the TSC at its next switch, whatever its countdown.
 //! Checking costs a load of a cache line the thread writes once a period.
 //!
-//! The thread runs while some scheduler is active (it samples its clock),
-//! and parks after [`PARK_AFTER`] periods without any: a sleeping
-//! unikernel does not pay for it. The first sample after that wakes it.
+//! The thread runs while some scheduler skips reads (its tasks switch
+//! fast), and parks after [`PARK_AFTER`] periods without any: a sleeping
+//! unikernel, or one whose tasks run long slices or mostly wait, does not
+//! pay for it. The first skipping scheduler after that wakes it.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,7 +24,7 @@ pub(crate) const PERIOD: Duration = Duration::from_micros(200);
 const PARK_AFTER: u32 = 50;
 
 static BEATS: AtomicU64 = AtomicU64::new(0);
-/// Some scheduler sampled its clock since the thread last looked.
+/// Some scheduler skipped clock reads since the thread last looked.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 /// The thread is parked (or about to be).
 static PARKED: AtomicBool = AtomicBool::new(false);
@@ -35,8 +36,8 @@ pub(crate) fn beats() -> u64 {
     BEATS.load(Ordering::Relaxed)
 }
 
-/// A scheduler sampled its clock: keeps the thread beating, and wakes it if
-/// it parked.
+/// A scheduler is skipping clock reads: keeps the thread beating, and wakes
+/// it if it parked.
 #[inline]
 pub(crate) fn active() {
     if !ACTIVE.load(Ordering::Relaxed) {
