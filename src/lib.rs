@@ -80,8 +80,8 @@
 //! switches are so fast (tasks that only yield) that the read itself
 //! (~10 ns) would be a large part of their cost. A window of switches
 //! longer than ~4 µs brings it back to every switch, and a process-wide
-//! thread that beats every 200 µs while a scheduler is active (and parks
-//! otherwise) forces a read at the next switch, so that tasks turning from
+//! thread that beats every 200 µs while some scheduler skips reads (and
+//! parks otherwise) forces a read at the next switch, so that tasks turning from
 //! yielding to computing cannot leave the clock stale for long. So a ready
 //! device or an expired timer is noticed within the platform's ~100 µs
 //! poll interval plus about one task slice (and at most ~200 µs more),

@@ -86,7 +86,7 @@ impl Builder {
     /// faster, where a read (~10 ns) would be a large part of a switch. On
     /// the window where such tasks start computing long slices, a hosted
     /// run still reads the clock within ~200 µs (a process-wide thread beats
-    /// that often while a scheduler is active, and parks when none is); on
+    /// that often while some scheduler skips reads, and parks otherwise); on
     /// Solo5 there is no such thread, which is why the default there is 1.
     /// Set 1 hosted too to have no thread and a read after every switch.
     ///
