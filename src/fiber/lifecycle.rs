@@ -13,11 +13,9 @@ use core::panic::Location;
 use corosensei::Coroutine;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
-/// Spawns a task. `parent` None makes a daemon (runtime-owned, cancelled when
-/// the main function returns).
 /// Spawns a task running `f`. `daemon` makes it runtime-owned (no parent:
-/// cancelled when the main function returns). Its stack and coroutine are
-/// made when it first runs. Returns the task and whether the current task
+/// cancelled when the main function returns). It gets a worker (a
+/// coroutine on a stack) when it first runs. Returns the task and whether the current task
 /// used up its quanta (it should then yield).
 pub(crate) fn spawn_raw<F>(f: F, site: &'static Location<'static>, daemon: bool) -> (TaskRef, bool)
 where
