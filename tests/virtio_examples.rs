@@ -6,70 +6,40 @@
 //! turned into LF by cargo-mkernel) holds only the program's output. QEMU
 //! is bounded by `--timeout` inside cargo-mkernel and by the test's own
 //! limit around it.
+//!
+//! `util::example_matches_hosted` runs each example both ways, with the
+//! same input, and compares (as `tests/solo5_examples.rs` does under
+//! solo5-spt); the tests after those five are virtio's own.
 
 #[path = "solo5_util/mod.rs"]
 mod util;
 
 use std::time::Duration;
-
-/// Runs `example` hosted (`cargo run --example E -- HOSTED_ARGS`) and under
-/// virtio (`cargo mkernel run --target virtio OPTS -- --solo5:quiet ARGS`),
-/// and compares their stdout and exit status.
-fn same_output(example: &str, hosted_args: &[&str], opts: &[String], args: &[&str]) {
-    util::build_image("virtio", example);
-    let vm = util::virtio(None, example, opts, args);
-    let console = String::from_utf8_lossy(&vm.stdout);
-    let hosted = util::hosted(example, hosted_args, Duration::from_secs(600));
-    let hosted_out = String::from_utf8_lossy(&hosted.stdout);
-    assert!(
-        hosted.status.success(),
-        "hosted {example} failed: {}\n{hosted_out}\n{}",
-        hosted.status,
-        String::from_utf8_lossy(&hosted.stderr)
-    );
-    assert!(
-        vm.status.success(),
-        "virtio {example} exited with {}:\n{console}\n{}",
-        vm.status,
-        String::from_utf8_lossy(&vm.stderr)
-    );
-    assert!(!hosted_out.is_empty(), "hosted {example} printed nothing");
-    assert_eq!(
-        console, hosted_out,
-        "{example}: virtio output (left) differs from hosted (right)"
-    );
-}
+use util::Target::Virtio;
 
 #[test]
 fn hello() {
-    same_output("hello", &[], &[], &[]);
+    util::example_matches_hosted(Virtio, "hello");
 }
 
 #[test]
 fn schedule() {
-    same_output("schedule", &[], &[], &[]);
+    util::example_matches_hosted(Virtio, "schedule");
 }
 
 #[test]
 fn sleep() {
-    same_output("sleep", &[], &[], &[]);
+    util::example_matches_hosted(Virtio, "sleep");
 }
 
 #[test]
 fn cmdline() {
-    same_output(
-        "cmdline",
-        &["--", "Hello", "World", "x=1"],
-        &[],
-        &["Hello", "World", "x=1"],
-    );
+    util::example_matches_hosted(Virtio, "cmdline");
 }
 
 #[test]
 fn block() {
-    let disk = util::Disk::pattern("virtio-block", 8);
-    let flag = disk.flag("disk");
-    same_output("block", &[&flag], std::slice::from_ref(&flag), &[]);
+    util::example_matches_hosted(Virtio, "block");
 }
 
 /// The exit status is the program's own, not QEMU's: `process::exit(3)`

@@ -1,6 +1,8 @@
 //! Shared by the Solo5 tests: running `cargo mkernel` and commands with a
 //! time limit (a tender or QEMU must never hang a test run), network
-//! namespaces with a TAP, disk images, and running virtio unikernels.
+//! namespaces with a TAP, disk images, running unikernels on each
+//! [`Target`], and the checks that compare an example's unikernel with its
+//! hosted run ([`example_matches_hosted`], [`solo5_tasks_matches_hosted`]).
 
 #![allow(dead_code)]
 
@@ -149,13 +151,48 @@ pub fn app_output(console: &str) -> String {
 /// Runs the hosted example `example` (`cargo run`), with `args` as its
 /// command line, for at most `limit`.
 pub fn hosted(example: &str, args: &[&str], limit: Duration) -> Output {
+    hosted_in(None, example, args, limit)
+}
+
+/// [`hosted`], inside `ns` when given.
+pub fn hosted_in(ns: Option<&Netns>, example: &str, args: &[&str], limit: Duration) -> Output {
+    let cargo = Path::new(env!("CARGO"));
+    let mut cmd = match ns {
+        Some(ns) => ns.command(cargo),
+        None => Command::new(cargo),
+    };
     run_with_timeout(
-        Command::new(env!("CARGO"))
-            .args(["run", "-q", "--example", example, "--"])
+        cmd.args(["run", "-q", "--example", example, "--"])
             .args(args)
             .current_dir(env!("CARGO_MANIFEST_DIR")),
         limit,
     )
+}
+
+/// The hosted command line equal to a unikernel's: the device options
+/// `opts` as they are, then the application's arguments `args` after `--`
+/// (under a tender they follow the image instead).
+pub fn hosted_args<'a>(opts: &'a [String], args: &[&'a str]) -> Vec<&'a str> {
+    let mut v: Vec<&str> = opts.iter().map(String::as_str).collect();
+    if !args.is_empty() {
+        v.push("--");
+        v.extend_from_slice(args);
+    }
+    v
+}
+
+/// Asserts the hosted run `out` of `example` succeeded and printed
+/// something, and returns what it printed.
+pub fn hosted_output(example: &str, out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "hosted {example} failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.is_empty(), "hosted {example} printed nothing");
+    stdout
 }
 
 /// Why this machine cannot create a network namespace with a TAP, if it
@@ -326,6 +363,168 @@ pub fn virtio(ns: Option<&Netns>, example: &str, opts: &[String], args: &[&str])
         &mut virtio_command(ns, example, opts, args),
         Duration::from_secs(VIRTIO_TIMEOUT_S + 60),
     )
+}
+
+/// A Solo5 target: what an example's image is built for and run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// `solo5-spt`: the unikernel as a seccomp-sandboxed process.
+    Spt,
+    /// `solo5-hvt`: a KVM guest (runs only where KVM can run it, see
+    /// `tests/solo5_hvt.rs`).
+    Hvt,
+    /// QEMU in software emulation, booted by `cargo mkernel run --target
+    /// virtio` (see [`virtio`]).
+    Virtio,
+}
+
+impl Target {
+    /// The name `cargo mkernel --target` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Spt => "spt",
+            Target::Hvt => "hvt",
+            Target::Virtio => "virtio",
+        }
+    }
+
+    /// What runs the image, for messages: the tender, or QEMU (`virtio`).
+    pub fn runner(self) -> String {
+        match self {
+            Target::Spt | Target::Hvt => format!("solo5-{}", self.name()),
+            Target::Virtio => "virtio".into(),
+        }
+    }
+
+    /// Builds `example` for this target and runs it, inside `ns` when
+    /// given, with the device options `opts` and the application's
+    /// arguments `args`. Spt and hvt: `solo5-TARGET OPTS IMAGE ARGS` for at
+    /// most 60 s, Solo5 at its default log level; virtio: [`virtio`]
+    /// (`--solo5:quiet`, QEMU under `--timeout`).
+    pub fn run(self, ns: Option<&Netns>, example: &str, opts: &[String], args: &[&str]) -> Output {
+        let image = build_image(self.name(), example);
+        if self == Target::Virtio {
+            return virtio(ns, example, opts, args);
+        }
+        let tender = solo5_root().join(format!("tenders/{0}/solo5-{0}", self.name()));
+        let mut cmd = match ns {
+            Some(ns) => ns.command(&tender),
+            None => Command::new(&tender),
+        };
+        run_with_timeout(
+            cmd.args(opts).arg(&image).args(args),
+            Duration::from_secs(60),
+        )
+    }
+
+    /// Asserts the run `out` of `example` ([`Target::run`]) succeeded and
+    /// returns what the application printed: the console without Solo5's
+    /// banner and exit line under a tender ([`app_output`], which checks
+    /// them), the console as it is under virtio (`--solo5:quiet`).
+    pub fn app_output(self, example: &str, out: &Output) -> String {
+        let console = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{} {example} exited with {}:\n{console}\n{}",
+            self.runner(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        match self {
+            Target::Spt | Target::Hvt => app_output(&console),
+            Target::Virtio => console.into_owned(),
+        }
+    }
+}
+
+/// Asserts that the unikernel printed exactly what the hosted program did.
+pub fn assert_same_output(target: Target, example: &str, unikernel: &str, hosted: &str) {
+    assert_eq!(
+        unikernel,
+        hosted,
+        "{example}: {} output (left) differs from hosted (right)",
+        target.name()
+    );
+}
+
+/// Runs the example `example` hosted and as a `target` unikernel, and
+/// asserts both succeed, the hosted program prints something, and the
+/// unikernel prints exactly the same. The examples that take input get the
+/// same on both (see [`hosted_args`]): `cmdline` the arguments
+/// `Hello World x=1`, `block` an 8-sector patterned disk named `disk`; the
+/// others run without any.
+pub fn example_matches_hosted(target: Target, example: &str) {
+    let disk = (example == "block").then(|| Disk::pattern(&format!("{}-block", target.name()), 8));
+    let opts: Vec<String> = disk.iter().map(|d| d.flag("disk")).collect();
+    let args: &[&str] = match example {
+        "cmdline" => &["Hello", "World", "x=1"],
+        _ => &[],
+    };
+    let out = target.run(None, example, &opts, args);
+    let limit = Duration::from_secs(600);
+    let want = hosted_output(example, &hosted(example, &hosted_args(&opts, args), limit));
+    let app = target.app_output(example, &out);
+    assert_same_output(target, example, &app, &want);
+}
+
+/// What `examples/solo5_tasks` must print, on every platform, to show its
+/// three features work: the panicking task reported to its parent (its
+/// destructor run, its sibling unharmed), the reader cancelled in
+/// `Net::read` unwound, and the deferred block write completed.
+pub const SOLO5_TASKS_LINES: [&str; 6] = [
+    "drop: the panicking task's guard\n",
+    "panic: parent got Err(Panicked(Some(\"boom\")))\n",
+    "panic: Ok(\"sibling finished\")\npanic: sibling steps 3\n",
+    "net: reader waiting in read: true\ndrop: the net reader's guard\n\
+     net: cancelled reader: Err(Cancelled)\n",
+    "block: busy 0, busy 1, busy 2, write done: Ok(())\n",
+    "block: atomic read Ok(()), same data: true\n",
+];
+
+/// Runs `examples/solo5_tasks` hosted and as a `target` unikernel, each
+/// with a zeroed 16-sector disk `disk` and the TAP of a network namespace
+/// made for the test as `service`,
+/// and asserts both succeed, the hosted output holds every
+/// [`SOLO5_TASKS_LINES`] entry, and the unikernel prints exactly the same.
+///
+/// Needs root and /dev/net/tun: where no namespace can be made, says why
+/// (`SKIPPED: …` on stdout and stderr) and returns.
+pub fn solo5_tasks_matches_hosted(target: Target) {
+    if let Some(why) = cannot_make_netns() {
+        println!("SKIPPED: {why}");
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    // Apart from any other test's namespace in the same process.
+    let tag = match target {
+        Target::Spt => "task",
+        Target::Hvt => "htsk",
+        Target::Virtio => "vt",
+    };
+    let ns = Netns::new(tag, None);
+    let net = format!("--net:service={}", ns.tap);
+    let name = target.name();
+
+    let disk = Disk::with(&format!("{name}-tasks-hosted"), &[0; 16 * 512]);
+    let opts = [net.clone(), disk.flag("disk")];
+    let hosted = hosted_in(
+        Some(&ns),
+        "solo5_tasks",
+        &hosted_args(&opts, &[]),
+        Duration::from_secs(120),
+    );
+    let hosted = hosted_output("solo5_tasks", &hosted);
+
+    let disk = Disk::with(&format!("{name}-tasks-unikernel"), &[0; 16 * 512]);
+    let out = target.run(Some(&ns), "solo5_tasks", &[net, disk.flag("disk")], &[]);
+    let app = target.app_output("solo5_tasks", &out);
+    drop(ns);
+
+    // The behaviour itself, then the equality.
+    for line in SOLO5_TASKS_LINES {
+        assert!(hosted.contains(line), "hosted lacks {line:?}:\n{hosted}");
+    }
+    assert_same_output(target, "solo5_tasks", &app, &hosted);
 }
 
 /// A server running in its own process group (cargo, cargo-mkernel and
