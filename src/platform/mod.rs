@@ -10,8 +10,8 @@
 //!   per task switch would cost more than the switch itself;
 //! - when no task is runnable (`block == true`), first looks for ready
 //!   devices and expired timers without waiting; if there are none, performs
-//!   one page of the oldest deferred block operation (and looks again); with
-//!   nothing queued, waits in one system call (`epoll_wait`, or
+//!   pages of the deferred block operations for a short slice (and looks
+//!   again); with nothing queued, waits in one system call (`epoll_wait`, or
 //!   `solo5_yield`) until a waited-for device is readable or the next timer
 //!   expires. It never spins.
 
@@ -478,17 +478,19 @@ fn select(p: &mut Platform, block: bool, cancelled: &[SyscallId]) -> Vec<Signal>
                 return out;
             }
             if !p.block_queue.is_empty() {
-                // Idle: pages of the oldest deferred block operation, one at
-                // a time, until it completes (its task becomes runnable), a
-                // cheap check finds a timer due or a link frame, or a slice
-                // of BLOCK_SLICE_CYCLES has passed; then one look at the
-                // system, then back to the scheduler.
+                // Idle: pages of the deferred block operations, oldest
+                // first, one at a time, until a cheap check finds a timer
+                // due or a link frame, or a slice of BLOCK_SLICE_CYCLES has
+                // passed; then one look at the system, then back to the
+                // scheduler. Operations completed in the slice wake their
+                // tasks together, so that these run in one round (many
+                // small reads, e.g. a file per HTTP request, no longer make
+                // one round each).
                 let until = crate::fiber::cycles().wrapping_add(BLOCK_SLICE_CYCLES);
                 while let Some(op) = p.block_queue.front() {
                     if op.step() {
                         out.push(signal_of(op.id));
                         p.block_queue.pop_front();
-                        break;
                     }
                     if crate::fiber::cycles() > until || p.cheap_ready() {
                         break;
