@@ -87,7 +87,7 @@ pub(crate) fn beats() -> u64 {
     }
 }
 
-/// A scheduler read its clock (keeps the ticker beating).
+/// A scheduler is skipping clock reads (keeps the ticker beating).
 #[inline]
 pub(crate) fn clock_active() {
     #[cfg(not(mkernel_solo5))]
