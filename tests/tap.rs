@@ -12,67 +12,14 @@ const NS_ENV: &str = "MK_TAP_CHILD";
 /// `frame_noticed_while_tasks_compute_and_yield`.
 const NOTICE_ENV: &str = "MK_TAP_NOTICE_CHILD";
 
+#[path = "solo5_util/mod.rs"]
+mod util;
+
 fn sh(args: &[&str]) -> std::process::Output {
     Command::new(args[0])
         .args(&args[1..])
         .output()
         .expect("run a command")
-}
-
-/// Deletes the namespace whatever happens.
-struct Netns(String);
-
-const TAP: &str = "mktap0";
-const NOTICE_TAP: &str = "mknotice0";
-
-impl Netns {
-    /// A namespace `PREFIX-PID` holding `tap`, up, with `addr` if given.
-    fn with_tap(prefix: &str, tap: &str, addr: Option<&str>) -> Netns {
-        let ns = Netns(format!("{prefix}-{}", std::process::id()));
-        let exec = ["ip", "netns", "exec", ns.0.as_str(), "ip"];
-        let mut cmds = vec![
-            vec!["ip", "netns", "add", ns.0.as_str()],
-            [&exec[..], &["tuntap", "add", "dev", tap, "mode", "tap"]].concat(),
-            [&exec[..], &["link", "set", tap, "up"]].concat(),
-        ];
-        if let Some(a) = addr {
-            cmds.push([&exec[..], &["addr", "add", a, "dev", tap]].concat());
-        }
-        for cmd in cmds {
-            let o = sh(&cmd);
-            assert!(
-                o.status.success(),
-                "{cmd:?}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-        }
-        ns
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = sh(&["ip", "netns", "delete", &self.0]);
-    }
-}
-
-fn skip_reason() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc_geteuid() } != 0 {
-        return Some("not root".into());
-    }
-    if !std::path::Path::new("/dev/net/tun").exists() {
-        return Some("no /dev/net/tun".into());
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        return Some("no `ip` command (apt install iproute2)".into());
-    }
-    None
-}
-
-unsafe extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
 }
 
 /// The unikernel side, run by `arp_both_ways_over_a_real_tap` inside the
@@ -139,16 +86,15 @@ fn arp_both_ways_over_a_real_tap() {
     if std::env::var(NS_ENV).is_ok() {
         return;
     }
-    if let Some(why) = skip_reason() {
+    if let Some(why) = util::cannot_make_netns() {
         eprintln!("SKIPPED arp_both_ways_over_a_real_tap: {why}");
         return;
     }
-    let ns = Netns::with_tap("mk-tap-test", TAP, Some("10.99.0.1/24"));
-    let tap = TAP;
+    let ns = util::Netns::new("arp", Some("10.99.0.1/24"));
+    let tap = ns.tap.as_str();
     let me = std::env::current_exe().unwrap();
-    let child = Command::new("ip")
-        .args(["netns", "exec", &ns.0])
-        .arg(&me)
+    let child = ns
+        .command(&me)
         .args(["--exact", "tap_child", "--nocapture", "--test-threads=1"])
         .env(NS_ENV, tap)
         .stdout(Stdio::piped())
@@ -163,7 +109,7 @@ fn arp_both_ways_over_a_real_tap() {
             "ip",
             "netns",
             "exec",
-            &ns.0,
+            &ns.name,
             "ping",
             "-c",
             "1",
@@ -359,16 +305,15 @@ fn frame_noticed_while_tasks_compute_and_yield() {
     if std::env::var(NS_ENV).is_ok() || std::env::var(NOTICE_ENV).is_ok() {
         return;
     }
-    if let Some(why) = skip_reason() {
+    if let Some(why) = util::cannot_make_netns() {
         eprintln!("SKIPPED frame_noticed_while_tasks_compute_and_yield: {why}");
         return;
     }
-    let ns = Netns::with_tap("mk-tap-notice", NOTICE_TAP, None);
-    let tap = NOTICE_TAP;
+    let ns = util::Netns::new("ntc", None);
+    let tap = ns.tap.as_str();
     let me = std::env::current_exe().unwrap();
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &ns.0])
-        .arg(&me)
+    let mut child = ns
+        .command(&me)
         .args([
             "--exact",
             "tap_notice_child",
