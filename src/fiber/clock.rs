@@ -157,9 +157,8 @@ impl SampledClock {
     }
 
     fn sample(&mut self) {
-        self.beat = crate::platform::beats();
-        let t = cycles();
-        let window = t.wrapping_sub(self.now);
+        let before = self.now;
+        let window = self.take().wrapping_sub(before);
         if window > LONG_WINDOW {
             self.every = 1;
         } else if window < SHORT_WINDOW && self.every < self.max_every {
@@ -172,16 +171,22 @@ impl SampledClock {
             crate::platform::clock_active();
         }
         self.countdown = self.every - 1;
-        self.now = t;
-        self.reads += 1;
     }
 
-    /// Reads the TSC now (after a wait, where the time certainly moved).
+    /// Reads the TSC now (after a wait, where the time certainly moved);
+    /// the countdown starts again from there.
     #[inline]
     pub(crate) fn read(&mut self) -> u64 {
+        let t = self.take();
+        self.countdown = self.every - 1;
+        t
+    }
+
+    /// One reading: the TSC, and the platform's beat it answers.
+    #[inline]
+    fn take(&mut self) -> u64 {
         self.beat = crate::platform::beats();
         self.now = cycles();
-        self.countdown = self.every - 1;
         self.reads += 1;
         self.now
     }

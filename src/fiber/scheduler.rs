@@ -185,15 +185,7 @@ impl Scheduler {
 
     #[inline]
     pub(super) fn enqueue(&mut self, t: TaskRef) {
-        let now = self.clock.now();
-        self.enqueue_at(t, now);
-    }
-
-    /// Enqueues with a given timestamp (the yield path: `resume` stamps the
-    /// task with the TSC it reads anyway when the task gives the CPU back).
-    #[inline]
-    pub(super) fn enqueue_at(&mut self, t: TaskRef, now: u64) {
-        let switches = self.switches;
+        let (now, switches) = (self.clock.now(), self.switches);
         let slot = &mut self.tasks[t.idx as usize];
         slot.stats.enqueued_cycles = now;
         slot.stats.enqueued_switch = switches;
@@ -416,7 +408,9 @@ pub(crate) fn yield_current() {
         }
         slot.state = State::Ready;
         let y = slot.yielder;
-        s.enqueue_at(cur, 0);
+        // Stamped for the wait statistics by the run loop, when the task
+        // has given the CPU back (`put_back`).
+        s.run_queue.push_back(cur);
         Some(y)
     });
     if let Some(y) = y {
