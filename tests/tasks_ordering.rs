@@ -17,44 +17,38 @@ fn push(l: &Log, s: impl Into<String>) {
     l.borrow_mut().push(s.into());
 }
 
-#[test]
-fn spawn_keeps_the_parent_running_world_then_hello() {
-    let out = run((), |()| {
+/// Miou's ordering test: main spawns a child that logs "Hello", yields
+/// first if `yield_first`, logs "World", joins; the order of the two lines.
+fn hello_world(builder: Builder, yield_first: bool) -> Vec<String> {
+    builder.run((), move |()| {
         let l = log();
         let l2 = l.clone();
         let p = spawn(move || push(&l2, "Hello"));
+        if yield_first {
+            yield_now();
+        }
         push(&l, "World");
         p.join().unwrap();
         l.take()
-    });
-    assert_eq!(out, ["World", "Hello"]);
+    })
+}
+
+#[test]
+fn spawn_keeps_the_parent_running_world_then_hello() {
+    assert_eq!(hello_world(Builder::new(), false), ["World", "Hello"]);
 }
 
 #[test]
 fn yield_lets_the_child_run_first_hello_then_world() {
-    let out = run((), |()| {
-        let l = log();
-        let l2 = l.clone();
-        let p = spawn(move || push(&l2, "Hello"));
-        yield_now();
-        push(&l, "World");
-        p.join().unwrap();
-        l.take()
-    });
-    assert_eq!(out, ["Hello", "World"]);
+    assert_eq!(hello_world(Builder::new(), true), ["Hello", "World"]);
 }
 
 #[test]
 fn quanta_one_makes_spawn_rotate_the_parent() {
-    let out = Builder::new().quanta(1).run((), |()| {
-        let l = log();
-        let l2 = l.clone();
-        let p = spawn(move || push(&l2, "Hello"));
-        push(&l, "World");
-        p.join().unwrap();
-        l.take()
-    });
-    assert_eq!(out, ["Hello", "World"]);
+    assert_eq!(
+        hello_world(Builder::new().quanta(1), false),
+        ["Hello", "World"]
+    );
 }
 
 #[test]
