@@ -99,8 +99,7 @@ use std::cell::{Cell, RefCell};
 use std::ffi::CString;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -241,60 +240,18 @@ fn spin(d: Duration) {
 // ---------------------------------------------------------------------
 // The parent: the namespace, the child, the table.
 
-/// The namespace and the child run in it, removed on drop (also when
-/// unwinding from a panic).
-struct Netns {
-    name: String,
-    child: Option<Child>,
-}
+#[path = "../tests/solo5_util/mod.rs"]
+mod util;
 
-impl Drop for Netns {
+/// The child run in the namespace, killed on drop (also when unwinding
+/// from a panic), before the namespace itself goes.
+struct Killed(Child);
+
+impl Drop for Killed {
     fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "delete", &self.name])
-            .stderr(Stdio::null())
-            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
-}
-
-impl Netns {
-    fn run(&self, argv: &[&str]) {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(argv)
-            .output()
-            .expect("cannot run ip");
-        assert!(
-            out.status.success(),
-            "ip netns exec {} {argv:?} failed: {}",
-            self.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-fn skip_reason() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root (it creates a network namespace and a TAP)".into());
-    }
-    if !Path::new("/dev/net/tun").exists() {
-        return Some("no /dev/net/tun".into());
-    }
-    if Command::new("ip")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_err()
-    {
-        return Some("no `ip` command (apt install iproute2)".into());
-    }
-    None
 }
 
 /// One line of the child's report.
@@ -355,24 +312,12 @@ fn us(ns: u64) -> String {
 }
 
 fn parent() {
-    if let Some(why) = skip_reason() {
+    if let Some(why) = util::cannot_make_netns() {
         println!("SKIPPED notice bench: {why}");
         return;
     }
-    let pid = std::process::id();
-    let mut ns = Netns {
-        name: format!("mkernel-notice-{pid}"),
-        child: None,
-    };
-    let tap = format!("mkn{pid}");
-    assert!(tap.len() <= 15, "interface name too long: {tap}");
-    let ok = Command::new("ip")
-        .args(["netns", "add", &ns.name])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "ip netns add {} failed", ns.name);
-    ns.run(&["ip", "tuntap", "add", "dev", &tap, "mode", "tap"]);
-    ns.run(&["ip", "link", "set", &tap, "up"]);
+    let ns = util::Netns::new("ntb", None);
+    let tap = ns.tap.clone();
 
     let frames = frames_per_scenario();
     println!(
@@ -381,9 +326,8 @@ fn parent() {
         ns.name
     );
     let exe = std::env::current_exe().expect("current_exe");
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &ns.name])
-        .arg(&exe)
+    let mut child = ns
+        .command(&exe)
         .env(ROLE, &tap)
         .env("MKBENCH_FRAMES", frames.to_string())
         .stdin(Stdio::null())
@@ -392,7 +336,7 @@ fn parent() {
         .spawn()
         .expect("cannot start the child under ip netns exec");
     let mut stdout = child.stdout.take().unwrap();
-    ns.child = Some(child);
+    let mut child = Killed(child);
     // The child's lines, echoed as they come (progress), gathered for the
     // table.
     let reader = std::thread::spawn(move || {
@@ -412,7 +356,7 @@ fn parent() {
     });
     let t0 = Instant::now();
     let status = loop {
-        if let Some(st) = ns.child.as_mut().unwrap().try_wait().unwrap() {
+        if let Some(st) = child.0.try_wait().unwrap() {
             break Some(st);
         }
         if t0.elapsed() > CHILD_TIMEOUT {
@@ -421,12 +365,13 @@ fn parent() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let Some(status) = status else {
-        drop(ns); // kills the child, closing its stdout
+        drop(child); // kills it, closing its stdout
         let _ = reader.join();
         eprintln!("notice bench: the child did not finish in {CHILD_TIMEOUT:?} (killed)");
         std::process::exit(1);
     };
     let out = reader.join().unwrap();
+    drop(child);
     drop(ns);
     if !status.success() {
         eprintln!("notice bench: the child failed ({status})");
