@@ -43,7 +43,7 @@ fn block() {
 }
 
 /// The exit status is the program's own, not QEMU's: `process::exit(3)`
-/// gives 3, a panic in `main` std's 101, as hosted; a status above 126
+/// gives 3, a panic in `main` std's 101, as hosted; a status above 125
 /// (beyond the 7 bits QEMU's debug-exit port carries) is read from Solo5's
 /// exit line when the console has one.
 #[test]
@@ -80,6 +80,74 @@ fn exit_status_is_the_programs() {
     assert!(
         console.ends_with("exit_status: 200\nSolo5: solo5_exit(200) called\n"),
         "{console}"
+    );
+}
+
+/// QEMU's own failure (here: guest memory it cannot allocate, beyond the
+/// 128 TiB of a process's address space) is reported as a failure, not as
+/// a unikernel that exited with 0 (QEMU exits with 1, which a debug-exit
+/// status never gives).
+#[test]
+fn qemu_failure_is_not_a_clean_exit() {
+    util::build_image("virtio", "hello");
+    let out = util::virtio(None, "hello", &["--mem=200000000".into()], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("QEMU failed"), "{err}");
+    assert!(out.stdout.is_empty(), "the guest never ran");
+}
+
+/// A rebuild never exposes a missing or half-written image: it links
+/// elsewhere and renames, so a QEMU (or tender) loading the image
+/// meanwhile, e.g. a test booting it while another test rebuilds it, reads
+/// a whole image. A reader opening the path in a loop during rebuilds
+/// always finds it, with the same bytes (the link is reproducible); the
+/// rebuilds leave no scratch files behind (a directory per running
+/// cargo-mkernel, named after its PID: others may be building now).
+#[test]
+fn rebuild_replaces_the_image_whole() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let path = util::build_image("virtio", "cmdline");
+    let whole = std::fs::read(&path).unwrap();
+    let done = AtomicBool::new(false);
+    let (reads, bad) = std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let (mut reads, mut bad) = (0u32, Vec::new());
+            while !done.load(Ordering::Relaxed) {
+                reads += 1;
+                match std::fs::read(&path) {
+                    Ok(b) if b == whole => {}
+                    Ok(b) => bad.push(format!("{} bytes of {}", b.len(), whole.len())),
+                    Err(e) => bad.push(e.to_string()),
+                }
+            }
+            (reads, bad)
+        });
+        for _ in 0..3 {
+            assert_eq!(util::build_image("virtio", "cmdline"), path);
+        }
+        done.store(true, Ordering::Relaxed);
+        reader.join().unwrap()
+    });
+    assert!(
+        bad.is_empty(),
+        "{} of {reads} reads during rebuilds saw no whole image: {:?}",
+        bad.len(),
+        &bad[..bad.len().min(5)]
+    );
+    let scratch = path.with_file_name("cmdline.mkernel");
+    let left: Vec<_> = std::fs::read_dir(&scratch)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    let dead: Vec<_> = left
+        .iter()
+        .filter_map(|n| n.to_string_lossy().parse::<u32>().ok())
+        .filter(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+        .collect();
+    assert!(
+        dead.is_empty(),
+        "scratch directories of finished builds left in {}: {dead:?}",
+        scratch.display()
     );
 }
 

@@ -103,12 +103,47 @@ fn expand_response_files(args: Vec<String>) -> Vec<String> {
     out
 }
 
+/// A private work directory for one link, `DIR/NAME.mkernel/PID`, removed
+/// when dropped. Two `cargo mkernel` runs on the same program at once (tests
+/// in parallel, two terminals) each write their own manifest, linker script
+/// and image there, so neither reads a file the other is rewriting; the
+/// finished image is then renamed into place (atomic on one file system),
+/// so a tender or QEMU starting meanwhile loads the old image or the new
+/// one, never half of one.
+pub struct Scratch {
+    dir: PathBuf,
+}
+
+impl Scratch {
+    /// Creates the directory for the program `name` whose artefacts are in
+    /// `artifact_dir`.
+    pub fn new(artifact_dir: &Path, name: &str) -> Result<Scratch> {
+        let dir = artifact_dir
+            .join(format!("{name}.mkernel"))
+            .join(std::process::id().to_string());
+        // A directory left by a killed run whose PID came back: start clean.
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(Scratch { dir })
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Compiles the manifest JSON into the object that carries the
 /// `.note.solo5.manifest` note.
-pub fn manifest_object(solo5: &Solo5, json: &str, dir: &Path) -> Result<PathBuf> {
-    let json_path = dir.join("manifest.json");
-    let c_path = dir.join("manifest.c");
-    let o_path = dir.join("manifest.o");
+pub fn manifest_object(solo5: &Solo5, json: &str, scratch: &Scratch) -> Result<PathBuf> {
+    let json_path = scratch.path("manifest.json");
+    let c_path = scratch.path("manifest.c");
+    let o_path = scratch.path("manifest.o");
     std::fs::write(&json_path, json).map_err(|e| format!("{}: {e}", json_path.display()))?;
     run(Command::new(solo5.elftool())
         .arg("gen-manifest")
@@ -122,60 +157,68 @@ pub fn manifest_object(solo5: &Solo5, json: &str, dir: &Path) -> Result<PathBuf>
     Ok(o_path)
 }
 
-/// Where the linker script for the image `out` is written: one file per
-/// image, so that images linked concurrently (tests run in parallel) never
-/// read a script another link is rewriting.
-fn script_path(out: &Path) -> PathBuf {
-    let mut name = out.file_name().unwrap_or_default().to_os_string();
-    name.push(".ld");
-    out.with_file_name(name)
+/// Writes mkernel's linker script into `scratch`.
+fn linker_script(scratch: &Scratch) -> Result<PathBuf> {
+    let script = scratch.path("unikernel.ld");
+    std::fs::write(&script, LINKER_SCRIPT).map_err(|e| format!("{}: {e}", script.display()))?;
+    Ok(script)
 }
 
-/// Stage 2: links the Solo5 image for `target` (`spt`, `hvt` or `virtio`).
-pub fn image(solo5: &Solo5, target: &str, app: &Path, manifest: &Path, out: &Path) -> Result<()> {
-    let script = script_path(out);
-    std::fs::write(&script, LINKER_SCRIPT).map_err(|e| format!("{}: {e}", script.display()))?;
+/// Moves the image linked in `scratch` to `out`.
+fn install(linked: &Path, out: &Path) -> Result<()> {
+    std::fs::rename(linked, out)
+        .map_err(|e| format!("cannot move {} to {}: {e}", linked.display(), out.display()))
+}
+
+/// The options every image link takes.
+const LD_ARGS: [&str; 6] = [
+    "-nostdlib",
+    "-static",
+    "-z",
+    "max-page-size=0x1000",
+    "-z",
+    "noexecstack",
+];
+
+/// Stage 2: links the Solo5 image for `target` (`spt`, `hvt` or `virtio`)
+/// in `scratch`, then moves it to `out`.
+pub fn image(
+    solo5: &Solo5,
+    target: &str,
+    app: &Path,
+    manifest: &Path,
+    scratch: &Scratch,
+    out: &Path,
+) -> Result<()> {
+    let script = linker_script(scratch)?;
+    let linked = scratch.path("image");
     run(Command::new("ld")
-        .args([
-            "-nostdlib",
-            "-static",
-            "-z",
-            "max-page-size=0x1000",
-            "-z",
-            "noexecstack",
-            "--eh-frame-hdr",
-            "--gc-sections",
-            "--build-id=none",
-        ])
+        .args(LD_ARGS)
+        .args(["--eh-frame-hdr", "--gc-sections", "--build-id=none"])
         .arg("-T")
         .arg(&script)
         .arg("-o")
-        .arg(out)
+        .arg(&linked)
         .arg(solo5.bindings(target))
         .arg(manifest)
-        .arg(app))
+        .arg(app))?;
+    install(&linked, out)
 }
 
-/// Links like [`image`] (spt) but only warns about undefined symbols, and
-/// returns them (sorted, deduplicated). `--gc-sections` keeps the list to
-/// what is really reachable.
+/// Links like [`image`] (spt, in `scratch`, then moved to `out`) but only
+/// warns about undefined symbols, and returns them (sorted, deduplicated).
+/// `--gc-sections` keeps the list to what is really reachable.
 pub fn undefined_symbols(
     solo5: &Solo5,
     app: &Path,
     manifest: &Path,
+    scratch: &Scratch,
     out: &Path,
 ) -> Result<Vec<String>> {
-    let script = script_path(out);
-    std::fs::write(&script, LINKER_SCRIPT).map_err(|e| format!("{}: {e}", script.display()))?;
+    let script = linker_script(scratch)?;
+    let linked = scratch.path("image");
     let o = Command::new("ld")
-        .args([
-            "-nostdlib",
-            "-static",
-            "-z",
-            "max-page-size=0x1000",
-            "-z",
-            "noexecstack",
-        ])
+        .args(LD_ARGS)
         .args([
             "--eh-frame-hdr",
             "--gc-sections",
@@ -184,7 +227,7 @@ pub fn undefined_symbols(
         ])
         .arg(&script)
         .arg("-o")
-        .arg(out)
+        .arg(&linked)
         .arg(solo5.bindings("spt"))
         .arg(manifest)
         .arg(app)
@@ -199,6 +242,9 @@ pub fn undefined_symbols(
         .collect();
     syms.sort();
     syms.dedup();
+    if linked.is_file() {
+        install(&linked, out)?;
+    }
     Ok(syms)
 }
 

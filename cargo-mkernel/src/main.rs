@@ -252,11 +252,10 @@ fn build(target: Target, sel: &Selection) -> Result<(PathBuf, solo5::Solo5, Stri
     let json = manifest(sel)?;
     let app = build_rust(sel, &meta.target_dir.join("solo5"), &[])?;
     let dir = app.parent().ok_or("artifact without a directory")?;
-    let mft_dir = dir.join(format!("{}.mkernel", sel.name()));
-    std::fs::create_dir_all(&mft_dir).map_err(|e| e.to_string())?;
-    let mft = link::manifest_object(&solo5, &json, &mft_dir)?;
+    let scratch = link::Scratch::new(dir, sel.name())?;
+    let mft = link::manifest_object(&solo5, &json, &scratch)?;
     let image = dir.join(format!("{}.{}", sel.name(), target.name()));
-    link::image(&solo5, target.name(), &app, &mft, &image)?;
+    link::image(&solo5, target.name(), &app, &mft, &scratch, &image)?;
     elf::check_tls(&image)?;
     if let Target::Virtio = target {
         elf::check_multiboot(&image)?;
@@ -330,12 +329,11 @@ fn undefined_without_shim(sel: &Selection) -> Result<Vec<String>> {
         &["--cfg", "mkernel_solo5_no_shim"],
     )?;
     let dir = app.parent().ok_or("artifact without a directory")?;
-    let mft_dir = dir.join(format!("{}.mkernel", sel.name()));
-    std::fs::create_dir_all(&mft_dir).map_err(|e| e.to_string())?;
+    let scratch = link::Scratch::new(dir, sel.name())?;
     let json = r#"{"type":"solo5.manifest","version":1,"devices":[]}"#;
-    let mft = link::manifest_object(&solo5, json, &mft_dir)?;
+    let mft = link::manifest_object(&solo5, json, &scratch)?;
     let image = dir.join(format!("{}.noshim.spt", sel.name()));
-    link::undefined_symbols(&solo5, &app, &mft, &image)
+    link::undefined_symbols(&solo5, &app, &mft, &scratch, &image)
 }
 
 /// The manifest, as the program itself prints it when run hosted with

@@ -50,23 +50,26 @@ impl Solo5 {
 
 /// Marks a finished build. The suffix changes whenever the patches below
 /// change, so that a tree built by an older cargo-mkernel is rebuilt.
-const STAMP: &str = ".mkernel-built-virtio-exit-1";
+const STAMP: &str = ".mkernel-built-virtio-exit-2";
 
 /// Patches applied to the copied Solo5 tree before building it:
 /// (file, upstream text, replacement).
 ///
 /// virtio: upstream's `platform_exit` writes the fixed value 41 to QEMU's
 /// `isa-debug-exit` port, so QEMU always exits with 83 whatever the
-/// unikernel's status. Write the status itself instead: QEMU exits with
-/// `(value << 1) | 1`, which carries 7 bits, so statuses above 126 are sent
-/// as 127 ("127 or more"; `cargo mkernel run` then reads the exact status
-/// from Solo5's exit line on the console when there is one). This covers
-/// every exit path of the unikernel (`solo5_exit`, `solo5_abort`, Solo5's own
-/// assertions), and changes nothing for spt and hvt.
+/// unikernel's status. Write the status plus one instead: QEMU exits with
+/// `(value << 1) | 1`, and the value is never 0, so QEMU's own failure
+/// (status 1: a kernel it cannot load, an option it refuses) is never
+/// taken for a unikernel that exited with 0. The exit status carries 7 bits:
+/// statuses above 125 are sent as 127 ("126 or more"; `cargo mkernel run`
+/// then reads the exact status from Solo5's exit line on the console when
+/// there is one). This covers every exit path of the unikernel
+/// (`solo5_exit`, `solo5_abort`, Solo5's own assertions), and changes
+/// nothing for spt and hvt.
 const PATCHES: [(&str, &str, &str); 1] = [(
     "bindings/virtio/platform.c",
     "    outw(0x501, 41);\n",
-    "    outw(0x501, (status >= 0 && status < 127) ? status : 127);\n",
+    "    outw(0x501, (status >= 0 && status < 126) ? status + 1 : 127);\n",
 )];
 
 /// Applies [`PATCHES`] to the tree at `root`; fails if upstream's text is

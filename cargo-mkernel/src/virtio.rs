@@ -19,12 +19,14 @@
 //! - The guest console is the serial port: its CRLF line ends are turned
 //!   back into LF on our stdout.
 //! - The exit status is the unikernel's own: cargo-mkernel's Solo5 build
-//!   makes the virtio bindings write it to QEMU's `isa-debug-exit` port
-//!   (see `solo5.rs`), and QEMU then exits with `(status << 1) | 1`. Seven
-//!   bits only: 127 means "127 or more", refined from Solo5's exit line on
-//!   the console (`solo5_exit(N) called`, `solo5_abort() called`) when the
-//!   unikernel was not run with `--solo5:quiet`, else reported as 255 (what
-//!   Solo5 uses for an abort, the usual status above 126).
+//!   makes the virtio bindings write it, plus one, to QEMU's
+//!   `isa-debug-exit` port (see `solo5.rs`), and QEMU then exits with
+//!   `(value << 1) | 1`. The value is never 0, so QEMU's own failure (exit
+//!   status 1) is reported as such, not as a unikernel that exited with 0.
+//!   Seven bits only: 127 means "126 or more", refined from Solo5's exit
+//!   line on the console (`solo5_exit(N) called`, `solo5_abort() called`)
+//!   when the unikernel was not run with `--solo5:quiet`, else reported as
+//!   255 (what Solo5 uses for an abort, the usual status above 125).
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -332,30 +334,39 @@ pub fn run(
         );
         return Ok(TIMED_OUT);
     };
-    match status.code() {
-        Some(code) if code & 1 == 1 => {
-            let guest = code >> 1;
-            if guest < 127 {
-                Ok(guest)
-            } else {
-                Ok(status_from_console(&tail).unwrap_or(255))
-            }
-        }
-        Some(0) => {
-            eprintln!(
-                "cargo mkernel: QEMU stopped without the unikernel reporting a status \
-                 (a triple fault or a reset, with -no-reboot)"
-            );
-            Ok(255)
-        }
-        Some(code) => {
-            eprintln!("cargo mkernel: QEMU failed (exit status {code})");
+    match guest_status(status.code(), &tail) {
+        Ok(code) => Ok(code),
+        Err((code, why)) => {
+            eprintln!("cargo mkernel: {why}");
             Ok(code)
         }
-        None => {
-            eprintln!("cargo mkernel: QEMU was killed by a signal ({status})");
-            Ok(128 + 9)
+    }
+}
+
+/// The unikernel's exit status from QEMU's exit status `code` (`None`:
+/// killed by a signal) and the console's tail, or, when the unikernel did
+/// not report one, the status to exit with and why.
+fn guest_status(code: Option<i32>, console: &[u8]) -> std::result::Result<i32, (i32, String)> {
+    match code {
+        Some(code) if code & 1 == 1 && code > 1 => {
+            let value = code >> 1;
+            if value < 127 {
+                Ok(value - 1)
+            } else {
+                Ok(status_from_console(console).unwrap_or(255))
+            }
         }
+        Some(0) => Err((
+            255,
+            "QEMU stopped without the unikernel reporting a status (a triple fault or \
+             a reset, with -no-reboot)"
+                .into(),
+        )),
+        Some(code) => Err((
+            code,
+            format!("QEMU failed (exit status {code}; its message is above)"),
+        )),
+        None => Err((128 + 9, "QEMU was killed by a signal".into())),
     }
 }
 
@@ -404,6 +415,23 @@ mod tests {
                 .unwrap_err()
                 .contains("only one")
         );
+    }
+
+    #[test]
+    fn qemu_failure_is_not_a_guest_exit() {
+        // QEMU exits with (value << 1) | 1, the value being the status + 1.
+        assert_eq!(guest_status(Some(1 | (1 << 1)), b""), Ok(0));
+        assert_eq!(guest_status(Some(1 | (4 << 1)), b""), Ok(3));
+        assert_eq!(guest_status(Some(1 | (126 << 1)), b""), Ok(125));
+        let exit_line = b"Solo5: solo5_exit(200) called\n";
+        assert_eq!(guest_status(Some(255), exit_line), Ok(200));
+        assert_eq!(guest_status(Some(255), b""), Ok(255));
+        // QEMU's own error (a kernel it cannot load) is status 1.
+        let (code, msg) = guest_status(Some(1), b"").unwrap_err();
+        assert_eq!(code, 1);
+        assert!(msg.contains("QEMU failed"), "{msg}");
+        assert_eq!(guest_status(Some(0), b"").unwrap_err().0, 255);
+        assert_eq!(guest_status(None, b"").unwrap_err().0, 137);
     }
 
     #[test]
