@@ -105,12 +105,16 @@
 //! coroutine idle for the next task to start (up to 256 idle per run), so a
 //! spawn does not build and tear down a coroutine.
 //!
-//! On hosted Linux the first [`MAX_GUARDED`] live stacks of the process get
-//! a guard page, and an overflow into it is reported with the task's spawn
-//! site. Beyond that (100,000 live tasks work), and on Solo5, a stack has a
+//! On hosted Linux every stack has a guard page below it, and an overflow
+//! into it is reported with the task's spawn site. Since Linux 6.13 the
+//! guard is a lightweight guard region (`MADV_GUARD_INSTALL`), which costs
+//! neither memory nor a mapping, so 100,000 live tasks all have one and a
+//! shallow parked task costs one resident stack page. On older kernels the
+//! guard page is `mprotect`ed, each costs a mapping and `vm.max_map_count`
+//! caps those, so only the first [`MAX_GUARDED`] live stacks of the process
+//! get one. A stack without a guard page (beyond that, and on Solo5) has a
 //! canary word at its bottom instead, checked each time its task gives the
-//! CPU back: `vm.max_map_count` caps the number of mappings, and each guard
-//! page costs one.
+//! CPU back.
 //!
 //! # Devices
 //!

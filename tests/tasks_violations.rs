@@ -292,3 +292,82 @@ fn a_stack_overflow_in_a_task_is_reported_naming_the_task() {
         "stderr should report task 2 spawned at {site}:\n{stderr}"
     );
 }
+
+/// Whether this kernel has lightweight guard regions (`MADV_GUARD_INSTALL`,
+/// Linux 6.13), which let every task stack have a guard page.
+fn kernel_has_guard_regions() -> bool {
+    const MADV_GUARD_INSTALL: libc::c_int = 102;
+    // SAFETY: maps a fresh private page, advises it, unmaps it.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED);
+        let ok = libc::madvise(p, 4096, MADV_GUARD_INSTALL) == 0;
+        libc::munmap(p, 4096);
+        ok
+    }
+}
+
+/// With lightweight guard regions, the stacks beyond `MAX_GUARDED` have a
+/// guard page too: all live stacks count as guarded, and an overflow in
+/// the last of 17,384 live tasks is reported naming it (with a canary
+/// alone, a deep overflow runs through the neighbouring stacks and dies of
+/// a bare SIGSEGV before any check).
+#[test]
+fn a_stack_overflow_beyond_max_guarded_tasks_is_reported_too() {
+    const NAME: &str = "a_stack_overflow_beyond_max_guarded_tasks_is_reported_too";
+    if !kernel_has_guard_regions() {
+        eprintln!(
+            "skipped: this kernel has no MADV_GUARD_INSTALL (Linux 6.13+), so only \
+             MAX_GUARDED stacks get a guard page and the others a canary"
+        );
+        return;
+    }
+    if is_child(NAME) {
+        use mkernel::sync::{Condition, Mutex};
+        let n = mkernel::MAX_GUARDED + 1000;
+        run((), move |()| {
+            let gate = Rc::new((Mutex::new((false, 0usize)), Condition::new()));
+            let parked: Vec<_> = (0..n)
+                .map(|_| {
+                    let gate = gate.clone();
+                    spawn(move || {
+                        let (m, c) = &*gate;
+                        let mut g = m.lock();
+                        g.1 += 1;
+                        while !g.0 {
+                            g = c.wait(g);
+                        }
+                    })
+                })
+                .collect();
+            while gate.0.lock().1 < n {
+                yield_now();
+            }
+            let stacks = mkernel::stats().stacks;
+            eprintln!("stacks: {stacks:?}");
+            assert_eq!(stacks.guarded_in_use, stacks.in_use, "unguarded stacks");
+            assert!(stacks.in_use > n);
+            let p = spawn(|| recurse(1 << 20)); // the line named in the report
+            let _ = p.join();
+            gate.0.lock().0 = true;
+            gate.1.broadcast();
+            mkernel::join_all(parked);
+        });
+        return;
+    }
+    let (ok, stderr) = in_child(NAME);
+    assert!(!ok, "the process must die");
+    let line = line!() - 10;
+    let site = format!("tests/tasks_violations.rs:{line}");
+    assert!(
+        stderr.contains("overflowed its stack") && stderr.contains(&site),
+        "stderr should report the task spawned at {site}:\n{stderr}"
+    );
+}

@@ -1,24 +1,32 @@
 //! Task stacks: a per-run pool, so that spawning does not map memory on the
 //! hot path, with overflow detection.
 //!
-//! A stack without a guard page gets a *canary*, a known word at its lowest
-//! usable address, checked each time its task is switched out: an overflow
-//! that went past it stops the run with a message naming the task. On hosted
-//! Linux, stacks get a *guard page* instead (an inaccessible page below the stack) while the
-//! process has fewer than [`MAX_GUARDED`] guarded stacks: a fault there is
-//! reported by a signal handler, again naming the task, before anything is
-//! corrupted. The limit exists because every guard page splits a memory
-//! mapping in two and Linux caps a process at `vm.max_map_count` (65530 by
-//! default) mappings; beyond it, stacks rely on the canary alone.
+//! On hosted Linux every stack gets a *guard page*, an inaccessible page
+//! below it: a fault there is reported by a signal handler, naming the
+//! task, before anything is corrupted. Since Linux 6.13 the guard is a
+//! lightweight guard region (`MADV_GUARD_INSTALL`), which costs neither a
+//! resident page nor a memory mapping, so every stack has one, however many
+//! tasks live. On older kernels the guard page is `mprotect`ed, which splits
+//! a mapping in two, and Linux caps a process at `vm.max_map_count` (65530
+//! by default) mappings: only [`MAX_GUARDED`] stacks of the process get one
+//! at once there.
+//!
+//! A stack without a guard page (beyond that limit, and on Solo5) gets a
+//! *canary*, a known word at its lowest usable address, checked each time
+//! its task is switched out: an overflow that went past it stops the run
+//! with a message naming the task.
 //!
 //! Memory is reserved lazily (`MAP_NORESERVE`): a parked task costs only the
-//! pages its stack really touched.
+//! pages its stack really touched (one page for a shallow task with a guard
+//! page; a canary costs one more, at the bottom).
 
 use core::num::NonZeroUsize;
 use corosensei::stack::{Stack, StackPointer};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// How many stacks may carry a guard page at once, process-wide.
+/// How many stacks may carry an `mprotect`ed guard page at once,
+/// process-wide, on kernels without lightweight guard regions (Linux before
+/// 6.13); on newer ones every hosted stack has a guard page.
 pub const MAX_GUARDED: usize = 16_384;
 
 /// Default usable stack size of a task.
@@ -195,7 +203,9 @@ impl StackPool {
     }
 
     fn refill(&mut self) {
-        let guard = GUARDED.load(Ordering::Relaxed) + CHUNK <= MAX_GUARDED && HAS_GUARDS;
+        let light = light_guards();
+        let counted = !light && GUARDED.load(Ordering::Relaxed) + CHUNK <= MAX_GUARDED;
+        let guard = HAS_GUARDS && (light || counted);
         let per = self.size + if guard { PAGE } else { 0 };
         let len = per * CHUNK;
         let start = map_region(len);
@@ -203,7 +213,7 @@ impl StackPool {
         for i in (0..CHUNK).rev() {
             let low = start + i * per;
             if guard {
-                protect_guard(low);
+                install_guard(low, light);
             }
             let bottom = if guard { low + PAGE } else { low };
             let s = PooledStack {
@@ -214,7 +224,7 @@ impl StackPool {
             s.write_canary();
             self.free.push(s);
         }
-        if guard {
+        if guard && !light {
             GUARDED.fetch_add(CHUNK, Ordering::Relaxed);
             self.guarded_owned += CHUNK;
         }
@@ -260,14 +270,46 @@ fn map_region(len: usize) -> usize {
     p as usize
 }
 
+/// `madvise` advice that turns a range into a guard region (Linux 6.13,
+/// `include/uapi/asm-generic/mman-common.h`; not in the `libc` crate yet).
 #[cfg(not(mkernel_solo5))]
-fn protect_guard(low: usize) {
+const MADV_GUARD_INSTALL: libc::c_int = 102;
+
+/// Whether the kernel has lightweight guard regions; probed once per
+/// process (0: not yet, 1: yes, 2: no).
+#[cfg(not(mkernel_solo5))]
+fn light_guards() -> bool {
+    static PROBED: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+    match PROBED.load(Ordering::Relaxed) {
+        1 => return true,
+        2 => return false,
+        _ => {}
+    }
+    let page = map_region(PAGE);
+    // SAFETY: `page` is a private anonymous page this function just mapped
+    // and nothing else uses; a guard region only makes it inaccessible.
+    let ok = unsafe { libc::madvise(page as *mut libc::c_void, PAGE, MADV_GUARD_INSTALL) } == 0;
+    unmap_region(page, PAGE);
+    PROBED.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
+    ok
+}
+
+/// Makes the page at `low` the guard page of the stack above it: a guard
+/// region when `light`, else `PROT_NONE` (one more mapping).
+#[cfg(not(mkernel_solo5))]
+fn install_guard(low: usize, light: bool) {
     // SAFETY: `low` is the first page of a stack slot inside a mapping this
     // pool just created; nothing uses that page.
-    let r = unsafe { libc::mprotect(low as *mut libc::c_void, PAGE, libc::PROT_NONE) };
+    let r = unsafe {
+        if light {
+            libc::madvise(low as *mut libc::c_void, PAGE, MADV_GUARD_INSTALL)
+        } else {
+            libc::mprotect(low as *mut libc::c_void, PAGE, libc::PROT_NONE)
+        }
+    };
     if r != 0 {
         let e = std::io::Error::last_os_error();
-        crate::fiber::fatal(&format!("mkernel: cannot protect a stack guard page: {e}"));
+        crate::fiber::fatal(&format!("mkernel: cannot install a stack guard page: {e}"));
     }
 }
 
@@ -301,7 +343,12 @@ fn map_region(len: usize) -> usize {
 }
 
 #[cfg(mkernel_solo5)]
-fn protect_guard(_low: usize) {}
+fn light_guards() -> bool {
+    false
+}
+
+#[cfg(mkernel_solo5)]
+fn install_guard(_low: usize, _light: bool) {}
 
 #[cfg(mkernel_solo5)]
 fn release_pages(_s: &PooledStack, _size: usize) {}
