@@ -336,6 +336,10 @@ pub fn run(
     };
     match guest_status(status.code(), &tail) {
         Ok(code) => Ok(code),
+        Err((code, why)) if status.code().is_none() => {
+            eprintln!("cargo mkernel: {why} ({status})");
+            Ok(code)
+        }
         Err((code, why)) => {
             eprintln!("cargo mkernel: {why}");
             Ok(code)
