@@ -1,47 +1,15 @@
 //! Reporting a task's stack overflow as such, instead of a bare SIGSEGV.
 //!
-//! The scheduler records, before it switches to a task, where that task's
-//! guard page is and who the task is. A fault inside that page is a stack
-//! overflow: the handler (running on the thread's alternate signal stack)
-//! prints which task overflowed and aborts. Any other fault is handed back to
-//! the handler that was there before (Rust's own, which reports overflows of
-//! the thread's main stack), so nothing else changes.
+//! A fault inside the guard page of the task running on the faulting
+//! thread is a stack overflow: the handler (running on the thread's
+//! alternate signal stack) prints which task overflowed and aborts. It
+//! finds the task in the scheduler itself (the running task's slot holds
+//! its guard page, id and spawn site), so a switch records nothing for it.
+//! Any other fault is handed back to the handler that was there before
+//! (Rust's own, which reports overflows of the thread's main stack), so
+//! nothing else changes.
 
-use core::cell::Cell;
 use core::panic::Location;
-
-#[derive(Clone, Copy)]
-#[cfg_attr(mkernel_solo5, allow(dead_code))] // read by the hosted signal handler only
-struct Current {
-    guard: (usize, usize),
-    task: u64,
-    site: Option<&'static Location<'static>>,
-    stack_size: usize,
-}
-
-thread_local! {
-    static CURRENT: Cell<Current> = const {
-        Cell::new(Current { guard: (0, 0), task: 0, site: None, stack_size: 0 })
-    };
-}
-
-/// Records the task about to run (called at every switch, so it is cheap).
-#[inline]
-pub(crate) fn enter(
-    guard: (usize, usize),
-    task: u64,
-    site: &'static Location<'static>,
-    stack_size: usize,
-) {
-    CURRENT.with(|c| {
-        c.set(Current {
-            guard,
-            task,
-            site: Some(site),
-            stack_size,
-        })
-    });
-}
 
 /// Message for an overflow found by the canary check.
 pub(crate) fn canary_message(task: u64, site: &Location<'_>, stack_size: usize) -> String {
@@ -60,7 +28,8 @@ pub(crate) fn install() {}
 
 #[cfg(not(mkernel_solo5))]
 mod hosted {
-    use super::CURRENT;
+    use crate::fiber::scheduler::CURRENT;
+    use core::panic::Location;
     use std::sync::OnceLock;
 
     struct Previous {
@@ -125,19 +94,18 @@ mod hosted {
     extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
         // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
         let addr = unsafe { (*info).si_addr() } as usize;
-        let cur = CURRENT.with(|c| c.get());
-        let (lo, hi) = cur.guard;
-        if lo != 0 && addr >= lo && addr < hi {
+        if let Some(cur) = running_task()
+            && addr >= cur.guard.0
+            && addr < cur.guard.1
+        {
             let mut w = Writer;
             w.s("\nmkernel: task ");
             w.n(cur.task);
-            if let Some(site) = cur.site {
-                w.s(" (spawned at ");
-                w.s(site.file());
-                w.s(":");
-                w.n(site.line() as u64);
-                w.s(")");
-            }
+            w.s(" (spawned at ");
+            w.s(cur.site.file());
+            w.s(":");
+            w.n(cur.site.line() as u64);
+            w.s(")");
             w.s(" overflowed its stack of ");
             w.n((cur.stack_size / 1024) as u64);
             w.s(" KiB; give tasks more with mkernel::Builder::stack_size\n");
@@ -155,6 +123,39 @@ mod hosted {
             // SAFETY: restoring an action obtained from sigaction.
             unsafe { libc::sigaction(sig, old, core::ptr::null_mut()) };
         }
+    }
+
+    /// What the handler needs of the task running on this thread.
+    struct Running {
+        guard: (usize, usize),
+        task: u64,
+        site: &'static Location<'static>,
+        stack_size: usize,
+    }
+
+    /// The task running on this thread, if it has a guard page, read from
+    /// the scheduler without borrowing it (the handler may have interrupted
+    /// code that holds the borrow).
+    fn running_task() -> Option<Running> {
+        let cell = CURRENT.try_with(|c| c.get()).ok()?;
+        if cell.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null `CURRENT` points to this thread's live
+        // scheduler (see `with_inlined`), and the fault interrupted this
+        // very thread, so nothing changes the scheduler while we read it.
+        // We only read, through the cell's raw pointer, plain fields that a
+        // switch sets before the task runs (`current`, its slot's guard,
+        // uid and site); the process aborts right after, so no borrow
+        // outlives the read.
+        let s = unsafe { &*(*cell).as_ptr() };
+        let slot = s.tasks.get(s.current? as usize)?;
+        (slot.guard.0 != 0).then(|| Running {
+            guard: slot.guard,
+            task: slot.uid,
+            site: slot.site,
+            stack_size: s.stacks.stack_size(),
+        })
     }
 
     /// Writes to stderr without allocating (we are in a signal handler).

@@ -44,9 +44,8 @@ fn prepare(s: &mut Scheduler, t: TaskRef) -> (Worker, Option<Entry>) {
         ),
         _ => fatal("mkernel: internal error: resuming a task that is not runnable"),
     };
+    // Also what the overflow handler reads to name the task.
     s.current = Some(t.idx);
-    let slot = &s.tasks[t.idx as usize];
-    overflow::enter(slot.guard, slot.uid, slot.site, s.stacks.stack_size());
     (w, entry)
 }
 
