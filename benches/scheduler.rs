@@ -1,7 +1,10 @@
 //! mkernel vs raw corosensei vs tokio (current-thread), in the same run:
 //! (a) yield ping-pong between two tasks, ns per switch;
 //! (b) spawn + join of an empty task, one at a time and in batches of 1,000;
-//! (c) memory per parked task (VmHWM delta / N, N = 100,000), each runtime
+//! (c) two tasks handing a counter over through a mutex and a condition
+//!     (tokio: its async mutex and `Notify`), ns per handoff (no raw
+//!     corosensei peer: it has no such primitives);
+//! (d) memory per parked task (VmHWM delta / N, N = 100,000), each runtime
 //!     measured in a fresh child process (this binary re-executed).
 //!
 //! `cargo bench --bench scheduler`. A summary with medians and ratios to
@@ -135,7 +138,68 @@ fn tokio_spawn_join(iters: u64, batch: u64) -> Duration {
     })
 }
 
-// ---- (c) memory per parked task ----
+// ---- (c) handoff through a mutex and a condition ----
+
+/// Two tasks take turns: each locks, waits on the condition until the
+/// counter's parity is its own, bumps it and signals. `iters` handoffs.
+fn mkernel_handoff(iters: u64) -> Duration {
+    use mkernel::sync::{Condition, Mutex};
+    use std::rc::Rc;
+    mkernel::run((), move |()| {
+        let st = Rc::new((Mutex::new(0u64), Condition::new()));
+        let side = |me: u64| {
+            let st = st.clone();
+            move || {
+                let (m, c) = &*st;
+                for _ in 0..iters.div_ceil(2) {
+                    let mut g = m.lock();
+                    while *g % 2 != me {
+                        g = c.wait(g);
+                    }
+                    *g += 1;
+                    c.signal();
+                }
+            }
+        };
+        let start = Instant::now();
+        let (a, b) = (mkernel::spawn(side(0)), mkernel::spawn(side(1)));
+        a.join().unwrap();
+        b.join().unwrap();
+        start.elapsed()
+    })
+}
+
+/// The same with tokio's async mutex and `Notify` (its condition: a
+/// `notify_one` with no waiter leaves a permit, so no wake-up is lost).
+fn tokio_handoff(iters: u64) -> Duration {
+    use std::sync::Arc;
+    tokio_rt().block_on(async move {
+        let st = Arc::new((tokio::sync::Mutex::new(0u64), tokio::sync::Notify::new()));
+        let side = |me: u64| {
+            let st = st.clone();
+            async move {
+                let (m, n) = &*st;
+                for _ in 0..iters.div_ceil(2) {
+                    let mut g = m.lock().await;
+                    while *g % 2 != me {
+                        drop(g);
+                        n.notified().await;
+                        g = m.lock().await;
+                    }
+                    *g += 1;
+                    n.notify_one();
+                }
+            }
+        };
+        let start = Instant::now();
+        let (a, b) = (tokio::spawn(side(0)), tokio::spawn(side(1)));
+        a.await.unwrap();
+        b.await.unwrap();
+        start.elapsed()
+    })
+}
+
+// ---- (d) memory per parked task ----
 
 fn status_kib(field: &str) -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -297,6 +361,12 @@ fn main() {
         });
     }
     g.finish();
+
+    let mut g = c.benchmark_group("handoff");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("mkernel", |b| b.iter_custom(mkernel_handoff));
+    g.bench_function("tokio", |b| b.iter_custom(tokio_handoff));
+    g.finish();
     c.final_summary();
 
     println!("\n=== summary (criterion medians) ===");
@@ -308,14 +378,16 @@ fn main() {
             "spawn_join_batch",
             BATCH as f64,
         ),
+        ("mutex+condition handoff: ns per handoff", "handoff", 1.0),
     ];
     for (label, group, div) in rows {
         let m = median_ns(group, "mkernel").map(|v| v / div);
         let r = median_ns(group, "corosensei").map(|v| v / div);
         let t = median_ns(group, "tokio").map(|v| v / div);
-        if let (Some(m), Some(r), Some(t)) = (m, r, t) {
+        let r = r.map_or("       -".into(), |r| format!("{r:8.1}"));
+        if let (Some(m), Some(t)) = (m, t) {
             println!(
-                "{label:44} mkernel {m:8.1}  corosensei {r:8.1}  tokio {t:8.1}  mkernel/tokio {:.2}",
+                "{label:44} mkernel {m:8.1}  corosensei {r}  tokio {t:8.1}  mkernel/tokio {:.2}",
                 m / t
             );
         }

@@ -331,6 +331,47 @@ pub(crate) fn violation(v: Violation, msg: String) -> ! {
     std::panic::panic_any(v)
 }
 
+/// The current task, marked suspended for a wait and about to give the CPU
+/// back: [`prepare_park`] made it, [`Parking::suspend`] switches. Between
+/// the two, the caller records the task where its waker will find it (a
+/// wait queue), with no switch in between.
+pub(crate) struct Parking {
+    pub(crate) task: TaskRef,
+    yielder: *const super::task::TaskYielder,
+}
+
+impl Parking {
+    /// Gives the CPU back until the task is woken. Always inlined, as
+    /// [`yield_current`].
+    #[inline(always)]
+    pub(crate) fn suspend(self) {
+        // SAFETY: `prepare_park` took the yielder of the task running then,
+        // and a `Parking` is used at once by that same task (it is neither
+        // `Send` nor kept: `suspend` takes it by value), whose worker, and so
+        // its yielder, stays with it until it finishes.
+        unsafe { suspend_on(self.yielder) }
+    }
+}
+
+/// Marks the current task suspended for `wait`, or returns `None` while it
+/// is being cancelled (it cannot wait then: the caller returns at once).
+/// One scheduler borrow for the check, the state and the yielder.
+#[inline(always)]
+pub(crate) fn prepare_park(wait: Wait) -> Option<Parking> {
+    with_inlined(|s| {
+        let cur = s.current_or_panic();
+        let slot = &mut s.tasks[cur.idx as usize];
+        if slot.cancelling {
+            return None;
+        }
+        slot.state = State::Suspended(wait);
+        Some(Parking {
+            task: cur,
+            yielder: slot.yielder,
+        })
+    })
+}
+
 /// Suspends the current task until woken. During a cancellation (the task's
 /// stack is being unwound by `cancel`), waiting is impossible: it returns at
 /// once, and a destructor that keeps trying is reported as a bug.

@@ -20,13 +20,15 @@ impl WaitQueue {
         WaitQueue::default()
     }
 
-    /// Suspends the current task until notified.
+    /// Suspends the current task until notified; returns at once while it
+    /// is being cancelled. Always inlined, so that the task suspends in its
+    /// caller's frame (see `scheduler::yield_current`).
+    #[inline(always)]
     pub(crate) fn wait(&self) {
-        if scheduler::cancelling() {
+        let Some(parking) = scheduler::prepare_park(Wait::Queue) else {
             return;
-        }
-        let me = scheduler::current();
-        self.waiters.borrow_mut().push_back(me);
+        };
+        self.waiters.borrow_mut().push_back(parking.task);
         struct OnCancel<'a>(&'a WaitQueue);
         impl Drop for OnCancel<'_> {
             fn drop(&mut self) {
@@ -38,7 +40,7 @@ impl WaitQueue {
             }
         }
         let guard = OnCancel(self);
-        scheduler::park(Wait::Queue);
+        parking.suspend();
         core::mem::forget(guard);
     }
 

@@ -18,6 +18,9 @@ impl Condition {
     }
 
     /// Unlocks the guard's mutex, waits for a signal, relocks.
+    // Always inlined: the task suspends in the caller's frame (see
+    // `yield_now`).
+    #[inline(always)]
     pub fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
         let m = guard.mutex();
         drop(guard);

@@ -47,6 +47,9 @@ impl<T> Mutex<T> {
     }
 
     /// Locks, suspending the task while another holds the mutex (FIFO).
+    // Always inlined: a task that waits suspends in the caller's frame (see
+    // `yield_now`).
+    #[inline(always)]
     pub fn lock(&self) -> MutexGuard<'_, T> {
         while self.locked.get() {
             self.waiters.wait();
