@@ -53,7 +53,11 @@
 //!    point; one that never ran has its closure dropped), and whatever they
 //!    waited for (a deferred block operation, a sleep, a net device, a
 //!    [`Syscall`]) was withdrawn. A destructor of a cancelled task cannot
-//!    wait: waits there return at once.
+//!    wait: waits there return at once (a sleep ends, a device read fails
+//!    with a "being cancelled" error). Nothing else runs meanwhile, so a
+//!    destructor that keeps trying, such as `Mutex::lock` on a mutex that
+//!    another task holds, is reported naming the task, and the process
+//!    aborts rather than spin for ever.
 //! 5. **A panic stays in its task**: the parent's `join` gets
 //!    [`Error::Panicked`] with the payload, and the run goes on. A panic of
 //!    the main function propagates out of [`run`] unchanged.

@@ -52,7 +52,7 @@ pub fn sleep(d: Duration) {
 pub(crate) fn sleep_until(deadline: u64) {
     platform::require("mkernel::sleep");
     while clock_monotonic() < deadline {
-        if crate::fiber::scheduler::cancelling() {
+        if crate::fiber::scheduler::cannot_wait() {
             return;
         }
         let sc = Syscall::new();

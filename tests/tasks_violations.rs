@@ -33,15 +33,38 @@ fn violation_of(f: impl FnOnce() + 'static) -> Violation {
 /// (success, stderr).
 fn in_child(name: &str) -> (bool, String) {
     let exe = std::env::current_exe().unwrap();
-    let out = Command::new(exe)
+    let mut child = Command::new(exe)
         .args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD, name)
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut err, &mut v).ok();
+        v
+    });
+    // A hang is a failure too (say a wait that spins for ever), not a
+    // timing assertion: the children end within a second.
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if start.elapsed() > std::time::Duration::from_secs(60) {
+            child.kill().ok();
+            child.wait().ok();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let mut stderr = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+    if status.is_none() {
+        stderr.push_str("\n(the child still ran after 60 s: killed)");
+    }
+    (status.is_some_and(|s| s.success()), stderr)
 }
 
 fn is_child(name: &str) -> bool {
@@ -368,6 +391,47 @@ fn a_stack_overflow_beyond_max_guarded_tasks_is_reported_too() {
     let site = format!("tests/tasks_violations.rs:{line}");
     assert!(
         stderr.contains("overflowed its stack") && stderr.contains(&site),
+        "stderr should report the task spawned at {site}:\n{stderr}"
+    );
+}
+
+/// A destructor of a cancelled task cannot wait: nothing else runs while
+/// `cancel` unwinds it, so a wait returns at once. One that keeps trying,
+/// here `Mutex::lock` on a mutex the parent holds (a loop around a wait),
+/// is reported naming the task and the process aborts, instead of spinning
+/// for ever.
+#[test]
+fn a_destructor_that_keeps_waiting_while_cancelled_is_reported() {
+    const NAME: &str = "a_destructor_that_keeps_waiting_while_cancelled_is_reported";
+    if is_child(NAME) {
+        use mkernel::sync::Mutex;
+        struct LockOnDrop(Rc<Mutex<u32>>);
+        impl Drop for LockOnDrop {
+            fn drop(&mut self) {
+                let _g = self.0.lock();
+            }
+        }
+        run((), |()| {
+            let m = Rc::new(Mutex::new(0));
+            let held = m.lock();
+            let m2 = m.clone();
+            let p = spawn(move || {
+                // (the spawn above is the site named in the report)
+                let _d = LockOnDrop(m2.clone());
+                let _g = m2.lock(); // waits: the parent holds it
+            });
+            yield_now();
+            p.cancel();
+            drop(held);
+        });
+        return;
+    }
+    let (ok, stderr) = in_child(NAME);
+    assert!(!ok, "the process must die");
+    let line = line!() - 13;
+    let site = format!("tests/tasks_violations.rs:{line}");
+    assert!(
+        stderr.contains("keeps waiting while it is being cancelled") && stderr.contains(&site),
         "stderr should report the task spawned at {site}:\n{stderr}"
     );
 }

@@ -296,7 +296,7 @@ impl Block {
 
     fn deferred(&self, write: bool, off: u64, ptr: *mut u8, len: usize) -> Result<(), BlockError> {
         platform::require("a deferred block operation");
-        if scheduler::cancelling() {
+        if scheduler::cannot_wait() {
             return Err(BlockError {
                 kind: BlockErrorKind::Cancelled,
                 msg: format!(
@@ -331,7 +331,7 @@ impl Block {
             if let Some(r) = pending.0.result.take() {
                 return r;
             }
-            if scheduler::cancelling() {
+            if scheduler::cannot_wait() {
                 return Err(BlockError {
                     kind: BlockErrorKind::Cancelled,
                     msg: format!(

@@ -362,6 +362,7 @@ pub(crate) fn prepare_park(wait: Wait) -> Option<Parking> {
         let cur = s.current_or_panic();
         let slot = &mut s.tasks[cur.idx as usize];
         if slot.cancelling {
+            idle_park(slot);
             return None;
         }
         slot.state = State::Suspended(wait);
@@ -423,6 +424,22 @@ fn idle_park(slot: &mut Slot) {
     }
 }
 
+/// Whether the current task is being cancelled, so that it cannot wait:
+/// the caller (about to wait) returns at once instead. Counts the attempt,
+/// as a park during a cancellation does: a destructor that keeps trying
+/// (a loop around a wait that returns at once) would spin for ever, since
+/// nothing else runs while `cancel` unwinds, so it is reported and the
+/// process aborts.
+pub(crate) fn cannot_wait() -> bool {
+    with(|s| match s.current {
+        Some(i) if s.tasks[i as usize].cancelling => {
+            idle_park(&mut s.tasks[i as usize]);
+            true
+        }
+        _ => false,
+    })
+}
+
 /// Whether the current task is being cancelled (its stack unwinds now).
 pub(crate) fn cancelling() -> bool {
     with(|s| {
@@ -445,6 +462,7 @@ pub(crate) fn yield_current() {
         let cur = s.current_or_panic();
         let slot = &mut s.tasks[cur.idx as usize];
         if slot.cancelling {
+            idle_park(slot);
             return None;
         }
         slot.state = State::Ready;
@@ -460,9 +478,11 @@ pub(crate) fn yield_current() {
     }
 }
 
-/// Yields if the current task used up its quanta of non-suspending operations.
+/// Yields if the current task used up its quanta of non-suspending
+/// operations. Not while it is being cancelled: nothing else runs then, and
+/// these yields are not waits (a destructor may cancel many children).
 pub(crate) fn after_op() {
-    if with(|s| s.current.is_some() && s.count_op()) {
+    if with(|s| s.current.is_some_and(|i| !s.tasks[i as usize].cancelling) && s.count_op()) {
         yield_current();
     }
 }

@@ -116,7 +116,7 @@ pub trait Events {
 /// returns at once. If the task is cancelled while suspended, the syscall's
 /// id is passed to the next `select` in `cancelled`.
 pub fn suspend(syscall: &Syscall, on_registered: impl FnOnce()) {
-    if scheduler::cancelling() {
+    if scheduler::cannot_wait() {
         return;
     }
     let must_wait = scheduler::register_syscall(syscall.id);

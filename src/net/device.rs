@@ -284,7 +284,7 @@ impl Net {
     }
 
     fn wait(&self, deadline: Option<u64>) -> Result<(), NetError> {
-        if scheduler::cancelling() {
+        if scheduler::cannot_wait() {
             return Err(NetError::new(format!(
                 "net device {:?}: the reading task is being cancelled",
                 self.dev.name

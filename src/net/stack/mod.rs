@@ -400,7 +400,7 @@ fn daemon(weak: Weak<Inner>) {
             (sc, deadline, inner.net.dev.index)
         };
         let _waiting = Waiting(&weak);
-        if scheduler::cancelling() {
+        if scheduler::cannot_wait() {
             return;
         }
         let _net = NetWait::new(dev, sc.id());
@@ -514,7 +514,7 @@ impl Inner {
             if let Some(r) = attempt(&mut self.core.borrow_mut()) {
                 return r;
             }
-            if scheduler::cancelling() {
+            if scheduler::cannot_wait() {
                 return Err(io::Error::new(
                     io::ErrorKind::Interrupted,
                     "the task is being cancelled",
