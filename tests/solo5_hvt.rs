@@ -109,11 +109,9 @@ fn hvt_images_run_where_kvm_allows() {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let msg = format!(
-            "SKIPPED running under solo5-hvt: {why} (the images were built and checked, and the tender loaded and started hello.hvt)"
-        );
-        println!("{msg}");
-        eprintln!("{msg}");
+        util::say_skipped(&format!(
+            "running under solo5-hvt: {why} (the images were built and checked, and the tender loaded and started hello.hvt)"
+        ));
         return;
     }
     let out = util::run_with_timeout(

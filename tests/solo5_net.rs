@@ -31,8 +31,7 @@ const HOST_CIDR: &str = "10.77.0.1/24";
 const SERVER: &str = "10.77.0.2";
 
 fn skip(why: &str) {
-    println!("SKIPPED: {why}");
-    eprintln!("SKIPPED: {why}");
+    util::say_skipped(why);
 }
 
 /// A network namespace with `lo` and a TAP `tap0` (HOST_CIDR) up; deleted

@@ -87,7 +87,7 @@ fn arp_both_ways_over_a_real_tap() {
         return;
     }
     if let Some(why) = util::cannot_make_netns() {
-        eprintln!("SKIPPED arp_both_ways_over_a_real_tap: {why}");
+        util::say_skipped(&format!("arp_both_ways_over_a_real_tap: {why}"));
         return;
     }
     let ns = util::Netns::new("arp", Some("10.99.0.1/24"));
@@ -306,7 +306,9 @@ fn frame_noticed_while_tasks_compute_and_yield() {
         return;
     }
     if let Some(why) = util::cannot_make_netns() {
-        eprintln!("SKIPPED frame_noticed_while_tasks_compute_and_yield: {why}");
+        util::say_skipped(&format!(
+            "frame_noticed_while_tasks_compute_and_yield: {why}"
+        ));
         return;
     }
     let ns = util::Netns::new("ntc", None);

@@ -81,8 +81,7 @@ fn start(ns: &util::Netns, example: &str, opts: Vec<String>, port: u16) -> util:
 #[test]
 fn echo_returns_random_data() {
     if let Some(why) = cannot_run("echo") {
-        println!("SKIPPED: {why}");
-        eprintln!("SKIPPED: {why}");
+        util::say_skipped(&why);
         return;
     }
     let ns = util::Netns::new("ve", Some(HOST));
@@ -144,8 +143,7 @@ fn get(path: &str) -> (String, String, Vec<u8>) {
 #[test]
 fn httpd_serves_files_from_the_block_device() {
     if let Some(why) = cannot_run("httpd") {
-        println!("SKIPPED: {why}");
-        eprintln!("SKIPPED: {why}");
+        util::say_skipped(&why);
         return;
     }
     // The site: a page and random binary data, in a ustar archive.

@@ -12,6 +12,15 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// Says that a test is skipped and why, where it shows: straight to the
+/// process's stderr, which the test harness does not capture (it captures
+/// `println!` and `eprintln!`, and shows them only for failing tests), so
+/// the line is in every log, `cargo test` and CI alike.
+pub fn say_skipped(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
+}
+
 /// Runs `cargo mkernel ARGS` from the repository (the tool from source, as
 /// the `.cargo/config.toml` alias does). Panics with its stderr on failure.
 pub fn cargo_mkernel(args: &[&str]) -> String {
@@ -488,11 +497,10 @@ pub const SOLO5_TASKS_LINES: [&str; 6] = [
 /// [`SOLO5_TASKS_LINES`] entry, and the unikernel prints exactly the same.
 ///
 /// Needs root and /dev/net/tun: where no namespace can be made, says why
-/// (`SKIPPED: …` on stdout and stderr) and returns.
+/// ([`say_skipped`]) and returns.
 pub fn solo5_tasks_matches_hosted(target: Target) {
     if let Some(why) = cannot_make_netns() {
-        println!("SKIPPED: {why}");
-        eprintln!("SKIPPED: {why}");
+        say_skipped(&why);
         return;
     }
     // Apart from any other test's namespace in the same process.
