@@ -61,8 +61,6 @@ pub(crate) struct Carry {
 /// function ends. Returns its worker if it suspended.
 #[inline(always)]
 fn resume(t: TaskRef, mut w: Worker, entry: Option<Entry>) -> Option<Carry> {
-    // The overflow record of `t` stays until the next switch: a fault in
-    // its guard page can only come from `t` itself.
     match w.co.resume(entry) {
         CoroutineResult::Yield(None) => Some(Carry { t, w }),
         CoroutineResult::Yield(Some(exit)) => {

@@ -380,20 +380,8 @@ pub(crate) fn prepare_park(wait: Wait) -> Option<Parking> {
 /// Inlined for the same reason as [`yield_current`].
 #[inline(always)]
 pub(crate) fn park(wait: Wait) {
-    let y = with_inlined(|s| {
-        let cur = s.current_or_panic();
-        let slot = &mut s.tasks[cur.idx as usize];
-        if slot.cancelling {
-            idle_park(slot);
-            return None;
-        }
-        slot.state = State::Suspended(wait);
-        Some(slot.yielder)
-    });
-    if let Some(y) = y {
-        // SAFETY: the yielder belongs to the current task's coroutine, which
-        // is running (we are on its stack), so the pointer is live.
-        unsafe { suspend_on(y) }
+    if let Some(parking) = prepare_park(wait) {
+        parking.suspend();
     }
 }
 
@@ -473,7 +461,8 @@ pub(crate) fn yield_current() {
         Some(y)
     });
     if let Some(y) = y {
-        // SAFETY: as in `park`.
+        // SAFETY: `y` is the yielder of the current task's worker, which is
+        // running (we are on its stack), so the pointer is live.
         unsafe { suspend_on(y) }
     }
 }

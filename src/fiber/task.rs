@@ -159,7 +159,8 @@ pub(crate) struct Slot {
     pub(crate) site: &'static Location<'static>,
     pub(crate) resources: Vec<Resource>,
     pub(crate) stats: RawStats,
-    /// Copied from its worker when it starts (read at every switch).
+    /// Copied from its worker when it starts (for the overflow handler and
+    /// the canary check at every switch).
     pub(crate) guard: (usize, usize),
     pub(crate) stack_bottom: usize,
 }
