@@ -71,6 +71,35 @@ fn is_child(name: &str) -> bool {
     std::env::var(CHILD).as_deref() == Ok(name)
 }
 
+/// Runs test `name` in a child process ([`in_child`]) and asserts that it
+/// dies, and that its stderr holds `what` and the spawn site the report
+/// must name: the line of this file marked `// site-of: MARK` (the spawn
+/// itself, or the line just above it). Returns the stderr for further
+/// checks.
+fn child_dies_reporting(name: &str, what: &str, mark: &str) -> String {
+    let (ok, stderr) = in_child(name);
+    assert!(!ok, "the process must die:\n{stderr}");
+    let source = include_str!("tasks_violations.rs");
+    let marker = format!("// site-of: {mark}");
+    let (i, text) = source
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.trim_end().ends_with(&marker))
+        .unwrap_or_else(|| panic!("no line marked {marker:?}"));
+    // A marker alone on its line names the spawn on the next line.
+    let line = if text.trim_start().starts_with("//") {
+        i + 2
+    } else {
+        i + 1
+    };
+    let site = format!("tests/tasks_violations.rs:{line}");
+    assert!(
+        stderr.contains(what) && stderr.contains(&site),
+        "stderr should report {what:?} for the task spawned at {site}:\n{stderr}"
+    );
+    stderr
+}
+
 struct D(Rc<Cell<u32>>);
 impl Drop for D {
     fn drop(&mut self) {
@@ -135,18 +164,11 @@ fn still_has_children_message_names_the_spawn_site() {
     const NAME: &str = "still_has_children_message_names_the_spawn_site";
     if is_child(NAME) {
         run((), |()| {
-            let _p = spawn(|| ()); // the line named in the message
+            let _p = spawn(|| ()); // site-of: still_has_children
         });
         return;
     }
-    let (ok, stderr) = in_child(NAME);
-    assert!(!ok);
-    let line = line!() - 6;
-    let site = format!("tests/tasks_violations.rs:{line}");
-    assert!(
-        stderr.contains("StillHasChildren") && stderr.contains(&site),
-        "message should name {site}; stderr:\n{stderr}"
-    );
+    child_dies_reporting(NAME, "StillHasChildren", "still_has_children");
 }
 
 #[test]
@@ -299,20 +321,15 @@ fn a_stack_overflow_in_a_task_is_reported_naming_the_task() {
     const NAME: &str = "a_stack_overflow_in_a_task_is_reported_naming_the_task";
     if is_child(NAME) {
         run((), |()| {
-            let p = spawn(|| recurse(1 << 20)); // the line named in the report
+            let p = spawn(|| recurse(1 << 20)); // site-of: overflow
             let _ = p.join();
         });
         return;
     }
-    let (ok, stderr) = in_child(NAME);
-    assert!(!ok, "the process must die");
-    let line = line!() - 7;
-    let site = format!("tests/tasks_violations.rs:{line}");
+    let stderr = child_dies_reporting(NAME, "overflowed its stack", "overflow");
     assert!(
-        stderr.contains("overflowed its stack")
-            && stderr.contains("task 2")
-            && stderr.contains(&site),
-        "stderr should report task 2 spawned at {site}:\n{stderr}"
+        stderr.contains("task 2"),
+        "the report names task 2:\n{stderr}"
     );
 }
 
@@ -356,46 +373,34 @@ fn a_stack_overflow_beyond_max_guarded_tasks_is_reported_too() {
         return;
     }
     if is_child(NAME) {
-        use mkernel::sync::{Condition, Mutex};
         let n = mkernel::MAX_GUARDED + 1000;
         run((), move |()| {
-            let gate = Rc::new((Mutex::new((false, 0usize)), Condition::new()));
-            let parked: Vec<_> = (0..n)
+            // n tasks that yield until stopped: after one yield of this
+            // task, each has run once and holds its stack.
+            let stop = Rc::new(Cell::new(false));
+            let live: Vec<_> = (0..n)
                 .map(|_| {
-                    let gate = gate.clone();
+                    let stop = stop.clone();
                     spawn(move || {
-                        let (m, c) = &*gate;
-                        let mut g = m.lock();
-                        g.1 += 1;
-                        while !g.0 {
-                            g = c.wait(g);
+                        while !stop.get() {
+                            yield_now();
                         }
                     })
                 })
                 .collect();
-            while gate.0.lock().1 < n {
-                yield_now();
-            }
+            yield_now();
             let stacks = mkernel::stats().stacks;
             eprintln!("stacks: {stacks:?}");
             assert_eq!(stacks.guarded_in_use, stacks.in_use, "unguarded stacks");
             assert!(stacks.in_use > n);
-            let p = spawn(|| recurse(1 << 20)); // the line named in the report
+            let p = spawn(|| recurse(1 << 20)); // site-of: overflow beyond MAX_GUARDED
             let _ = p.join();
-            gate.0.lock().0 = true;
-            gate.1.broadcast();
-            mkernel::join_all(parked);
+            stop.set(true);
+            mkernel::join_all(live);
         });
         return;
     }
-    let (ok, stderr) = in_child(NAME);
-    assert!(!ok, "the process must die");
-    let line = line!() - 10;
-    let site = format!("tests/tasks_violations.rs:{line}");
-    assert!(
-        stderr.contains("overflowed its stack") && stderr.contains(&site),
-        "stderr should report the task spawned at {site}:\n{stderr}"
-    );
+    child_dies_reporting(NAME, "overflowed its stack", "overflow beyond MAX_GUARDED");
 }
 
 /// A destructor of a cancelled task cannot wait: nothing else runs while
@@ -418,8 +423,8 @@ fn a_destructor_that_keeps_waiting_while_cancelled_is_reported() {
             let m = Rc::new(Mutex::new(0));
             let held = m.lock();
             let m2 = m.clone();
+            // site-of: destructor that keeps waiting
             let p = spawn(move || {
-                // (the spawn above is the site named in the report)
                 let _d = LockOnDrop(m2.clone());
                 let _g = m2.lock(); // waits: the parent holds it
             });
@@ -429,12 +434,9 @@ fn a_destructor_that_keeps_waiting_while_cancelled_is_reported() {
         });
         return;
     }
-    let (ok, stderr) = in_child(NAME);
-    assert!(!ok, "the process must die");
-    let line = line!() - 13;
-    let site = format!("tests/tasks_violations.rs:{line}");
-    assert!(
-        stderr.contains("keeps waiting while it is being cancelled") && stderr.contains(&site),
-        "stderr should report the task spawned at {site}:\n{stderr}"
+    child_dies_reporting(
+        NAME,
+        "keeps waiting while it is being cancelled",
+        "destructor that keeps waiting",
     );
 }
