@@ -96,9 +96,7 @@
 //! to compare `turn200` with the default.
 
 use std::cell::{Cell, RefCell};
-use std::ffi::CString;
-use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io::Read;
 use std::process::{Child, Stdio};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -483,59 +481,6 @@ fn parent() {
 // ---------------------------------------------------------------------
 // The child, inside the namespace.
 
-/// An AF_PACKET socket sending raw Ethernet frames out of one interface
-/// (so into the TAP's queue: the unikernel side receives them).
-struct RawSender {
-    fd: OwnedFd,
-    addr: libc::sockaddr_ll,
-}
-
-impl RawSender {
-    fn open(iface: &str) -> io::Result<RawSender> {
-        let cname = CString::new(iface).map_err(io::Error::other)?;
-        // SAFETY: `cname` is a valid NUL-terminated string that outlives the call.
-        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
-        if ifindex == 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // Protocol 0: the socket only sends (it receives nothing).
-        // SAFETY: socket(2) takes no pointers; the result is checked below.
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: sockaddr_ll is plain old data: all zeros is a valid value.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_protocol = ETHERTYPE.to_be();
-        addr.sll_ifindex = ifindex as i32;
-        addr.sll_halen = 6;
-        addr.sll_addr[..6].copy_from_slice(&[0xff; 6]);
-        Ok(RawSender { fd, addr })
-    }
-
-    fn send(&self, frame: &[u8]) -> io::Result<()> {
-        // SAFETY: `frame` is valid for reads of `frame.len()` bytes, and
-        // `addr` is a valid sockaddr_ll whose exact size is passed.
-        let r = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                frame.as_ptr().cast(),
-                frame.len(),
-                0,
-                (&self.addr as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-}
-
 /// A 60-byte frame: broadcast, our ethertype, MAGIC, scenario, sequence
 /// number, send time (ns, CLOCK_MONOTONIC), read just before it is sent.
 fn frame(scenario: u8, seq: u32) -> [u8; 60] {
@@ -563,7 +508,8 @@ fn parse_frame(f: &[u8]) -> Option<(u8, u32, u64)> {
 /// reader has seen it (`done`). Returns, per sequence number, how long the
 /// frame took from its stamp to the end of `sendto` (ns; None: not sent).
 fn sender(tap: &str, scenario: u8, frames: u32, done: &AtomicBool) -> Vec<Option<u64>> {
-    let s = RawSender::open(tap).unwrap_or_else(|e| panic!("AF_PACKET socket on {tap}: {e}"));
+    let s = util::raw::RawSender::open(tap, ETHERTYPE)
+        .unwrap_or_else(|e| panic!("AF_PACKET socket on {tap}: {e}"));
     let mut x = (u64::from(std::process::id()) << 8 | u64::from(scenario)) | 1;
     let mut next = || {
         x ^= x << 13;

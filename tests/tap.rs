@@ -162,48 +162,13 @@ const NOTICE_LINE: &str = "noticed the frame while 8 tasks computed and yielded"
 /// through an AF_PACKET socket (from the host's side of a TAP: it arrives
 /// on the TAP's descriptor).
 fn send_notice_frame(iface: &str) -> std::io::Result<()> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    let cname = std::ffi::CString::new(iface).map_err(std::io::Error::other)?;
-    // SAFETY: `cname` is a valid NUL-terminated string that outlives the call.
-    let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
-    if ifindex == 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: socket(2) takes no pointers; the result is checked below.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: sockaddr_ll is plain old data: all zeros is a valid value.
-    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    addr.sll_family = libc::AF_PACKET as u16;
-    addr.sll_protocol = NOTICE_ETHERTYPE.to_be();
-    addr.sll_ifindex = ifindex as i32;
-    addr.sll_halen = 6;
-    addr.sll_addr[..6].copy_from_slice(&[0xff; 6]);
+    let sender = util::raw::RawSender::open(iface, NOTICE_ETHERTYPE)?;
     let mut f = [0u8; 60];
     f[0..6].copy_from_slice(&[0xff; 6]);
     f[6..12].copy_from_slice(&[0x02, 0x6d, 0x6b, 0x6e, 0x6f, 0x74]);
     f[12..14].copy_from_slice(&NOTICE_ETHERTYPE.to_be_bytes());
     f[14..22].copy_from_slice(NOTICE_MAGIC);
-    // SAFETY: `f` is valid for reads of `f.len()` bytes, and `addr` is a
-    // valid sockaddr_ll whose exact size is passed.
-    let r = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            f.as_ptr().cast(),
-            f.len(),
-            0,
-            (&addr as *const libc::sockaddr_ll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    sender.send(&f)
 }
 
 /// The unikernel side of `frame_noticed_while_tasks_compute_and_yield`,
