@@ -399,7 +399,7 @@ fn main() {
         }
     };
     mkernel::run(
-        (stack::stack("service"), mkernel::block("site")),
+        (mkernel::stack("service"), mkernel::block("site")),
         move |(stack, block)| run(stack, block, port),
     );
 }

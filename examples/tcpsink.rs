@@ -105,5 +105,5 @@ fn main() {
             std::process::exit(2)
         }
     };
-    mkernel::run(stack::stack("service"), move |stack| serve(stack, port));
+    mkernel::run(mkernel::stack("service"), move |stack| serve(stack, port));
 }

@@ -21,6 +21,29 @@
 //! in-memory links, files) and as a Solo5 unikernel under `solo5-spt` or
 //! `solo5-hvt` (built with `cargo mkernel`).
 //!
+//! # Layers
+//!
+//! The crate is built in layers, and a module imports only from layers
+//! below its own (never sideways, never up). `scripts/check-layers` reads
+//! this very table and fails on any other import, on `unsafe` code outside
+//! the modules named in its last column, and on a platform `cfg` outside
+//! `sys`, `fiber::stack` and this file (CI runs it; so does
+//! `cargo test --test layers`).
+//!
+//! | layer | modules | what | unsafe code in |
+//! |---|---|---|---|
+//! | 6 | `run` | [`run`], [`Builder`]: composes a run from the layers below | |
+//! | 5 | `devices` | the typed device list ([`Devices`]), the manifest, the command line, [`args`], [`stack()`] | |
+//! | 4 | `net`, `block`, `time` | [`Net`] (frames, in-memory links, TCP/IP), [`Block`] (atomic and deferred I/O), [`sleep`] and the clocks | `block::deferred` (a suspended task's buffer lent to the reactor) |
+//! | 3 | `reactor`, `sync`, `testing` | the run's event source (timers, device waiters, the deferred queue, the idle wait); [`sync`]; [`testing`] | |
+//! | 2 | `fiber` | tasks, stacks, the scheduler (Miou's model); knows an event-source trait and the clock, nothing of devices | `fiber::scheduler` (the thread's scheduler, the task switch), `fiber::stack` (the stack pool) |
+//! | 1 | `sys` | the OS seam, the only module that names the platform: `sys/hosted` (TAP, files, epoll, `mmap`, signals) or `sys/solo5` (hypercalls, the libc shim, start-up), chosen once | `sys` (all of it) |
+//!
+//! The platform is chosen once, in `sys` (`--cfg mkernel_solo5`, which
+//! `cargo mkernel` sets, selects `sys/solo5`); every other module is the
+//! same on both platforms. The crate root denies `unsafe` code; only the
+//! modules above allow it, each saying why in its own docs.
+//!
 //! # The task model (Miou's)
 //!
 //! | Miou | mkernel |
@@ -127,21 +150,22 @@
 //! application's own arguments.
 
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 pub mod block;
 pub mod devices;
 mod fiber;
 pub mod net;
-mod platform;
+mod reactor;
 mod run;
 pub mod sync;
+mod sys;
 pub mod testing;
 mod time;
 
 pub use block::Block;
-pub use devices::{Devices, block, constant, map, net};
+pub use devices::{Devices, args, block, constant, map, net, stack};
 pub use fiber::*;
 pub use net::{Net, NetCfg};
-pub use platform::args;
 pub use run::{Builder, run};
 pub use time::{clock_monotonic, clock_wall, sleep};

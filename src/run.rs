@@ -5,7 +5,7 @@ use crate::devices::mapping::{Acquire, DeviceError, Given, GivenNet, manifest_js
 use crate::fiber::scheduler::{Runtime, Scheduler};
 use crate::fiber::{DEFAULT_STACK_SIZE, Events};
 use crate::net::link::LinkEnd;
-use crate::platform::{self, PlatformEvents, PlatformGuard};
+use crate::reactor::{self, ReactorEvents, ReactorGuard};
 use std::panic::resume_unwind;
 use std::path::Path;
 
@@ -205,9 +205,14 @@ impl Builder {
             println!("{}", manifest_json(&declared));
             std::process::exit(0);
         }
-        let (platform, events): (Option<PlatformGuard>, Box<dyn Events>) = match self.events {
+        let (platform, events): (Option<ReactorGuard>, Box<dyn Events>) = match self.events {
             Some(e) => (None, e),
-            None => (Some(platform::install()?), Box::new(PlatformEvents)),
+            None => (
+                Some(reactor::install().map_err(|e| {
+                    DeviceError(format!("mkernel: cannot create the event poller: {e}"))
+                })?),
+                Box::new(ReactorEvents),
+            ),
         };
         if platform.is_none() && !declared.is_empty() {
             panic!(

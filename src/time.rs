@@ -1,7 +1,8 @@
 //! Clocks and sleeping.
 
 use crate::fiber::{Syscall, suspend};
-use crate::platform;
+use crate::reactor;
+use crate::sys::clock;
 use core::time::Duration;
 
 /// Nanoseconds on a monotonic clock (since an unspecified start: boot on
@@ -13,7 +14,7 @@ use core::time::Duration;
 /// assert!(b >= a);
 /// ```
 pub fn clock_monotonic() -> u64 {
-    platform::clock::monotonic()
+    clock::monotonic()
 }
 
 /// Nanoseconds since the Unix epoch (UTC), from the host's clock. Atomic.
@@ -23,7 +24,7 @@ pub fn clock_monotonic() -> u64 {
 /// assert!(mkernel::clock_wall() > 1_577_836_800 * 1_000_000_000);
 /// ```
 pub fn clock_wall() -> u64 {
-    platform::clock::wall()
+    clock::wall()
 }
 
 /// Suspends the current task for `d` (other tasks run meanwhile). A zero
@@ -41,7 +42,7 @@ pub fn clock_wall() -> u64 {
 /// ```
 pub fn sleep(d: Duration) {
     if d.is_zero() {
-        crate::yield_now();
+        crate::fiber::yield_now();
         return;
     }
     let deadline = clock_monotonic().saturating_add(d.as_nanos().min(u64::MAX as u128) as u64);
@@ -50,13 +51,13 @@ pub fn sleep(d: Duration) {
 
 /// Suspends the current task until the monotonic clock reaches `deadline` (ns).
 pub(crate) fn sleep_until(deadline: u64) {
-    platform::require("mkernel::sleep");
+    reactor::require("mkernel::sleep");
     while clock_monotonic() < deadline {
         if crate::fiber::scheduler::cannot_wait() {
             return;
         }
         let sc = Syscall::new();
-        let _timer = platform::Timer::new(deadline, sc.id());
+        let _timer = reactor::Timer::new(deadline, sc.id());
         suspend(&sc, || {});
     }
 }

@@ -26,9 +26,11 @@
 //! withdrawn before the task's stack unwinds: its buffer is never touched
 //! again.
 
-use crate::fiber::{Syscall, SyscallId, scheduler, suspend};
-use crate::platform;
-use core::cell::Cell;
+mod deferred;
+
+use crate::fiber::scheduler;
+use crate::reactor;
+use crate::sys;
 use core::fmt;
 use std::rc::Rc;
 
@@ -71,54 +73,24 @@ impl fmt::Display for BlockError {
 
 impl std::error::Error for BlockError {}
 
-pub(crate) enum BlockBackend {
-    #[cfg(not(mkernel_solo5))]
-    File(crate::platform::hosted::file::FileBlock),
-    #[cfg(mkernel_solo5)]
-    Solo5(u64),
-}
-
 pub(crate) struct BlockDevice {
     pub(crate) name: String,
     pub(crate) pagesize: usize,
     pub(crate) length: u64,
     pub(crate) read_only: bool,
-    pub(crate) backend: BlockBackend,
+    pub(crate) backend: sys::BlockDev,
 }
 
 impl BlockDevice {
-    fn page_io(&self, write: bool, off: u64, buf: *mut u8, len: usize) -> Result<(), BlockError> {
-        // SAFETY: callers pass a pointer/length pair of a live buffer: the
-        // caller's slice for atomic calls; for deferred ones, the buffer of
-        // a task suspended in `read`/`write`, whose pending operation is
-        // withdrawn (by `Pending`'s drop) before that buffer can go away.
-        let r = match &self.backend {
-            #[cfg(not(mkernel_solo5))]
-            BlockBackend::File(f) => unsafe {
-                if write {
-                    f.write_at(off, core::slice::from_raw_parts(buf, len))
-                        .map_err(|e| e.to_string())
-                } else {
-                    f.read_at(off, core::slice::from_raw_parts_mut(buf, len))
-                        .map_err(|e| e.to_string())
-                }
-            },
-            #[cfg(mkernel_solo5)]
-            BlockBackend::Solo5(h) => unsafe {
-                if write {
-                    crate::platform::solo5::block_write(
-                        *h,
-                        off,
-                        core::slice::from_raw_parts(buf, len),
-                    )
-                } else {
-                    crate::platform::solo5::block_read(
-                        *h,
-                        off,
-                        core::slice::from_raw_parts_mut(buf, len),
-                    )
-                }
-            },
+    /// Reads or writes whole pages at `off` (checked by `check`).
+    pub(crate) fn io(&self, off: u64, buf: Buf<'_>) -> Result<(), BlockError> {
+        let (write, len) = match &buf {
+            Buf::Read(b) => (false, b.len()),
+            Buf::Write(b) => (true, b.len()),
+        };
+        let r = match buf {
+            Buf::Read(b) => self.backend.read_at(off, b),
+            Buf::Write(b) => self.backend.write_at(off, b),
         };
         r.map_err(|e| BlockError {
             kind: BlockErrorKind::Io,
@@ -128,6 +100,13 @@ impl BlockDevice {
                 if write { "write" } else { "read" }
             ),
         })
+    }
+
+    fn cancelled(&self) -> BlockError {
+        BlockError {
+            kind: BlockErrorKind::Cancelled,
+            msg: format!("block device {:?}: the task is being cancelled", self.name),
+        }
     }
 
     fn check(&self, write: bool, off: u64, len: usize) -> Result<(), BlockError> {
@@ -176,44 +155,10 @@ impl BlockDevice {
     }
 }
 
-/// A deferred operation in the platform's queue.
-pub(crate) struct BlockOp {
-    dev: Rc<BlockDevice>,
-    write: bool,
-    off: u64,
-    ptr: *mut u8,
-    len: usize,
-    done: Cell<usize>,
-    pub(crate) id: SyscallId,
-    result: Cell<Option<Result<(), BlockError>>>,
-}
-
-impl BlockOp {
-    /// Performs the next page; true when the operation is complete (or failed).
-    pub(crate) fn step(&self) -> bool {
-        let done = self.done.get();
-        let page = self.dev.pagesize;
-        // SAFETY: `done + page <= len`, inside the operation's buffer.
-        let p = unsafe { self.ptr.add(done) };
-        match self
-            .dev
-            .page_io(self.write, self.off + done as u64, p, page)
-        {
-            Ok(()) => {
-                self.done.set(done + page);
-                if done + page >= self.len {
-                    self.result.set(Some(Ok(())));
-                    true
-                } else {
-                    false
-                }
-            }
-            Err(e) => {
-                self.result.set(Some(Err(e)));
-                true
-            }
-        }
-    }
+/// The buffer of one I/O: pages to fill, or pages to write.
+pub(crate) enum Buf<'a> {
+    Read(&'a mut [u8]),
+    Write(&'a [u8]),
 }
 
 /// A block device (see the [module docs](mod@crate::block)).
@@ -261,87 +206,34 @@ impl Block {
     /// Reads `buf.len()` bytes at `off` now, without letting other tasks run.
     pub fn atomic_read(&self, off: u64, buf: &mut [u8]) -> Result<(), BlockError> {
         self.dev.check(false, off, buf.len())?;
-        self.atomic(false, off, buf.as_mut_ptr(), buf.len())
+        self.dev.io(off, Buf::Read(buf))
     }
 
     /// Writes `buf` at `off` now, without letting other tasks run.
     pub fn atomic_write(&self, off: u64, buf: &[u8]) -> Result<(), BlockError> {
         self.dev.check(true, off, buf.len())?;
-        self.atomic(true, off, buf.as_ptr() as *mut u8, buf.len())
-    }
-
-    fn atomic(&self, write: bool, off: u64, ptr: *mut u8, len: usize) -> Result<(), BlockError> {
-        let ps = self.dev.pagesize;
-        for done in (0..len).step_by(ps) {
-            // SAFETY: `done + ps <= len`: inside the caller's buffer.
-            self.dev
-                .page_io(write, off + done as u64, unsafe { ptr.add(done) }, ps)?;
-        }
-        Ok(())
+        self.dev.io(off, Buf::Write(buf))
     }
 
     /// Reads `buf.len()` bytes at `off`, deferred (see the module docs): the
     /// task waits until the scheduler is idle and the pages are read.
     pub fn read(&self, off: u64, buf: &mut [u8]) -> Result<(), BlockError> {
         self.dev.check(false, off, buf.len())?;
-        self.deferred(false, off, buf.as_mut_ptr(), buf.len())
+        self.deferred(off, Buf::Read(buf))
     }
 
     /// Writes `buf` at `off`, deferred (see the module docs).
     pub fn write(&self, off: u64, buf: &[u8]) -> Result<(), BlockError> {
         self.dev.check(true, off, buf.len())?;
-        // The buffer is only read: the `*mut` is for the shared op type.
-        self.deferred(true, off, buf.as_ptr() as *mut u8, buf.len())
+        self.deferred(off, Buf::Write(buf))
     }
 
-    fn deferred(&self, write: bool, off: u64, ptr: *mut u8, len: usize) -> Result<(), BlockError> {
-        platform::require("a deferred block operation");
+    fn deferred(&self, off: u64, buf: Buf<'_>) -> Result<(), BlockError> {
+        reactor::require("a deferred block operation");
         if scheduler::cannot_wait() {
-            return Err(BlockError {
-                kind: BlockErrorKind::Cancelled,
-                msg: format!(
-                    "block device {:?}: the task is being cancelled",
-                    self.dev.name
-                ),
-            });
+            return Err(self.dev.cancelled());
         }
-        let sc = Syscall::new();
-        let op = Rc::new(BlockOp {
-            dev: self.dev.clone(),
-            write,
-            off,
-            ptr,
-            len,
-            done: Cell::new(0),
-            id: sc.id(),
-            result: Cell::new(None),
-        });
-        /// Withdraws the operation if the task leaves before it completed
-        /// (cancellation): the buffer is never touched afterwards.
-        struct Pending(Rc<BlockOp>);
-        impl Drop for Pending {
-            fn drop(&mut self) {
-                let op = &self.0;
-                platform::with(|p| p.block_queue.retain(|o| !Rc::ptr_eq(o, op)));
-            }
-        }
-        platform::with(|p| p.block_queue.push_back(op.clone()));
-        let pending = Pending(op);
-        loop {
-            if let Some(r) = pending.0.result.take() {
-                return r;
-            }
-            if scheduler::cannot_wait() {
-                return Err(BlockError {
-                    kind: BlockErrorKind::Cancelled,
-                    msg: format!(
-                        "block device {:?}: the task is being cancelled",
-                        self.dev.name
-                    ),
-                });
-            }
-            suspend(&sc, || {});
-        }
+        deferred::perform(&self.dev, off, buf)
     }
 }
 

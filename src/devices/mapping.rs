@@ -6,6 +6,7 @@ use super::cmdline::{self, CmdLine};
 use crate::block::{self, Block};
 use crate::net::link::LinkEnd;
 use crate::net::{self, Net, NetBackend, NetCfg};
+use crate::sys;
 use core::cell::RefCell;
 use core::fmt;
 use std::path::PathBuf;
@@ -110,11 +111,10 @@ impl Given {
 
 enum Source {
     None,
-    #[cfg_attr(mkernel_solo5, allow(dead_code))] // no command-line mapping on Solo5
     CmdLine(CmdLine),
     Given(Given),
-    #[cfg(mkernel_solo5)]
-    Solo5,
+    /// A Solo5 tender attached the devices.
+    Tender,
 }
 
 /// Opens device arguments for one run.
@@ -156,19 +156,14 @@ impl Acquire {
             src
         } else if declared.is_empty() {
             Source::None
+        } else if sys::TENDER_MAPS_DEVICES {
+            Source::Tender
         } else {
-            #[cfg(mkernel_solo5)]
-            {
-                Source::Solo5
-            }
-            #[cfg(not(mkernel_solo5))]
-            {
-                let argv: Vec<String> = std::env::args().skip(1).collect();
-                let cl = cmdline::parse(&argv).map_err(|e| DeviceError(format!("mkernel: {e}")))?;
-                let src = Source::CmdLine(cl);
-                check_unused(&src, declared)?;
-                src
-            }
+            let argv: Vec<String> = std::env::args().skip(1).collect();
+            let cl = cmdline::parse(&argv).map_err(|e| DeviceError(format!("mkernel: {e}")))?;
+            let src = Source::CmdLine(cl);
+            check_unused(&src, declared)?;
+            src
         };
         let args = args.or_else(|| match &source {
             Source::CmdLine(cl) => Some(cl.app_args.clone()),
@@ -209,15 +204,10 @@ impl Acquire {
                      (e.g. --net:{name}=tap0) before --"
                 ))),
             },
-            #[cfg(mkernel_solo5)]
-            Source::Solo5 => {
-                let (h, mac, mtu) = crate::platform::solo5::net_acquire(name)
+            Source::Tender => {
+                let dev = sys::NetDev::acquire(name)
                     .map_err(|e| DeviceError(format!("mkernel: net device {name:?}: {e}")))?;
-                Ok(net::register(
-                    name,
-                    NetCfg { mac, mtu },
-                    NetBackend::Solo5(h),
-                ))
+                Ok(register_sys_net(name, dev))
             }
         }
     }
@@ -250,17 +240,10 @@ impl Acquire {
                      (e.g. --block:{name}=disk.img) before --"
                 ))),
             },
-            #[cfg(mkernel_solo5)]
-            Source::Solo5 => {
-                let (h, length, pagesize) = crate::platform::solo5::block_acquire(name)
+            Source::Tender => {
+                let dev = sys::BlockDev::acquire(name)
                     .map_err(|e| DeviceError(format!("mkernel: block device {name:?}: {e}")))?;
-                Ok(block::make(block::BlockDevice {
-                    name: name.to_string(),
-                    pagesize,
-                    length,
-                    read_only: false,
-                    backend: block::BlockBackend::Solo5(h),
-                }))
+                Ok(make_block(name, dev))
             }
         }
     }
@@ -305,50 +288,40 @@ fn check_unused(src: &Source, declared: &[Declared]) -> Result<(), DeviceError> 
     Ok(())
 }
 
-#[cfg(not(mkernel_solo5))]
+fn register_sys_net(name: &str, dev: sys::NetDev) -> (Net, NetCfg) {
+    let cfg = NetCfg {
+        mac: dev.mac(),
+        mtu: dev.mtu(),
+    };
+    net::register(name, cfg, NetBackend::Sys(dev))
+}
+
+fn make_block(name: &str, dev: sys::BlockDev) -> Block {
+    block::make(block::BlockDevice {
+        name: name.to_string(),
+        pagesize: dev.pagesize(),
+        length: dev.length(),
+        read_only: dev.read_only(),
+        backend: dev,
+    })
+}
+
 fn open_tap(name: &str, iface: &str, mac: Option<[u8; 6]>) -> Result<(Net, NetCfg), DeviceError> {
-    use crate::platform::hosted::tap::{Tap, random_mac};
-    let tap = Tap::open(iface).map_err(|e| {
+    let dev = sys::NetDev::open_tap(iface, mac).map_err(|e| {
         DeviceError(format!(
             "mkernel: cannot open TAP interface {iface:?} for net device {name:?}: {e} \
              (create it first, e.g. `ip tuntap add dev {iface} mode tap && ip link set {iface} up`)"
         ))
     })?;
-    let cfg = NetCfg {
-        mac: mac.unwrap_or_else(random_mac),
-        mtu: tap.mtu(),
-    };
-    Ok(net::register(name, cfg, NetBackend::Tap(tap)))
+    Ok(register_sys_net(name, dev))
 }
 
-#[cfg(mkernel_solo5)]
-fn open_tap(name: &str, _iface: &str, _mac: Option<[u8; 6]>) -> Result<(Net, NetCfg), DeviceError> {
-    Err(DeviceError(format!(
-        "mkernel: net device {name:?}: TAP mapping is done by the Solo5 tender"
-    )))
-}
-
-#[cfg(not(mkernel_solo5))]
 fn open_file(name: &str, path: PathBuf, sector_size: usize) -> Result<Block, DeviceError> {
-    use crate::platform::hosted::file::FileBlock;
-    let f = FileBlock::open(&path, sector_size).map_err(|e| {
+    let dev = sys::BlockDev::open_file(&path, sector_size).map_err(|e| {
         DeviceError(format!(
             "mkernel: cannot open {} for block device {name:?}: {e} (pass an existing file: --block:{name}=FILE)",
             path.display()
         ))
     })?;
-    Ok(block::make(block::BlockDevice {
-        name: name.to_string(),
-        pagesize: f.pagesize(),
-        length: f.length(),
-        read_only: f.read_only(),
-        backend: block::BlockBackend::File(f),
-    }))
-}
-
-#[cfg(mkernel_solo5)]
-fn open_file(name: &str, _path: PathBuf, _ss: usize) -> Result<Block, DeviceError> {
-    Err(DeviceError(format!(
-        "mkernel: block device {name:?}: file mapping is done by the Solo5 tender"
-    )))
+    Ok(make_block(name, dev))
 }

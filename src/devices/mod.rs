@@ -27,8 +27,43 @@ pub(crate) mod cmdline;
 pub(crate) mod mapping;
 
 use crate::block::Block;
+use crate::net::stack::{Stack, StackConfig};
 use crate::net::{Net, NetCfg};
+use crate::sys;
 use mapping::{Acquire, Declared, DeviceError, Kind};
+
+/// The application's own arguments: what follows `--` on a hosted command
+/// line (without a program name), the unikernel's command line on Solo5,
+/// or what [`Builder::args`](crate::Builder::args) gave.
+///
+/// ```
+/// // In a test binary there is usually no `--`: no arguments.
+/// let _args: Vec<String> = mkernel::args();
+/// ```
+pub fn args() -> Vec<String> {
+    mapping::app_args().unwrap_or_else(sys::env_app_args)
+}
+
+/// A device argument: the TCP/IP stack on net device `name`, configured
+/// from the application's arguments ([`StackConfig::from_args`] on
+/// [`args()`]; `10.0.0.2/24` without `--ipv4`).
+/// Malformed flags are printed on stderr and the process exits with
+/// status 2, before the main function runs.
+///
+/// ```no_run
+/// mkernel::run(mkernel::stack("service"), |stack| {
+///     println!("my address: {}", stack.config().ipv4);
+/// });
+/// ```
+pub fn stack(name: &str) -> impl Devices<Output = Stack> {
+    map(net(name), |dev| match StackConfig::from_args(&args()) {
+        Ok((cfg, _)) => Stack::new(dev, cfg),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2)
+        }
+    })
+}
 
 /// A list of device arguments (a device, a tuple of them, or `()`), whose
 /// value is handed to the main function of [`run`](crate::run).

@@ -1,22 +1,9 @@
 //! A cheap cycle counter for scheduler statistics, converted to time lazily.
 
+pub(crate) use crate::sys::clock::cycles;
+use crate::sys::ticker;
 use std::sync::OnceLock;
 use std::time::Instant;
-
-/// A monotonic count of CPU cycles (the TSC on x86_64: a few ns to read,
-/// constant-rate on the machines we run on).
-#[inline]
-pub(crate) fn cycles() -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: RDTSC is available on every x86_64 CPU and has no side effects.
-        unsafe { core::arch::x86_64::_rdtsc() }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        start().0.elapsed().as_nanos() as u64
-    }
-}
 
 fn start() -> &'static (Instant, u64) {
     static START: OnceLock<(Instant, u64)> = OnceLock::new();
@@ -101,20 +88,16 @@ pub(crate) struct SampledClock {
     reads: u64,
     /// The platform's beat at the last read: when it moved, the next
     /// switch reads the TSC whatever the countdown (hosted: a thread beats
-    /// every 200 µs; see `platform::hosted::ticker`).
+    /// every 200 µs; see `sys::ticker`).
     beat: u64,
 }
 
 /// Default of [`Builder::switches_per_clock_read`](crate::Builder::switches_per_clock_read):
 /// at most this many task switches between two reads of the time-stamp
-/// counter while tasks switch fast (hosted: 8).
-#[cfg(not(mkernel_solo5))]
-pub const DEFAULT_SWITCHES_PER_CLOCK_READ: u32 = 8;
-/// Default of [`Builder::switches_per_clock_read`](crate::Builder::switches_per_clock_read)
-/// (Solo5: 1, a read after every switch: there is no thread to bound how
-/// long a skipped read may be stale).
-#[cfg(mkernel_solo5)]
-pub const DEFAULT_SWITCHES_PER_CLOCK_READ: u32 = 1;
+/// counter while tasks switch fast: 8 hosted; 1 on Solo5, a read after
+/// every switch, since there is no thread there to bound how long a
+/// skipped read may be stale.
+pub const DEFAULT_SWITCHES_PER_CLOCK_READ: u32 = crate::sys::DEFAULT_SWITCHES_PER_CLOCK_READ;
 /// A window this short (in cycles, ~1 µs at 2.5 GHz) lets `every` grow.
 pub(crate) const SHORT_WINDOW: u64 = 2_500;
 /// A window this long (in cycles, ~4 µs at 2.5 GHz) makes `every` 1.
@@ -123,7 +106,7 @@ pub(crate) const LONG_WINDOW: u64 = 10_000;
 impl SampledClock {
     pub(crate) fn new(max_every: u32) -> SampledClock {
         if max_every > 1 {
-            crate::platform::start_ticker();
+            ticker::start();
         }
         SampledClock {
             now: cycles(),
@@ -131,7 +114,7 @@ impl SampledClock {
             countdown: 0,
             max_every: max_every.max(1),
             reads: 1,
-            beat: crate::platform::beats(),
+            beat: ticker::beats(),
         }
     }
 
@@ -149,7 +132,7 @@ impl SampledClock {
     /// Called after each task switch.
     #[inline]
     pub(crate) fn after_switch(&mut self) {
-        if self.countdown > 0 && crate::platform::beats() == self.beat {
+        if self.countdown > 0 && ticker::beats() == self.beat {
             self.countdown -= 1;
         } else {
             self.sample();
@@ -168,7 +151,7 @@ impl SampledClock {
             // Reads are being skipped: the beat is what bounds how stale
             // the clock gets, so keep it going. (A run that reads after
             // every switch, or that mostly waits, lets it park.)
-            crate::platform::clock_active();
+            ticker::active();
         }
         self.countdown = self.every - 1;
     }
@@ -185,7 +168,7 @@ impl SampledClock {
     /// One reading: the TSC, and the platform's beat it answers.
     #[inline]
     fn take(&mut self) -> u64 {
-        self.beat = crate::platform::beats();
+        self.beat = ticker::beats();
         self.now = cycles();
         self.reads += 1;
         self.now

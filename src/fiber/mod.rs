@@ -31,7 +31,7 @@ pub use resource::Resource;
 pub(crate) use scheduler::fatal;
 pub use stack::{DEFAULT_STACK_SIZE, MAX_GUARDED, StackStats};
 pub use stats::{Stats, current_task, stats, task_stats};
-pub(crate) use syscall::signal_for;
 pub use syscall::{Events, Signal, Syscall, SyscallId, suspend};
+pub(crate) use syscall::{publish_due, signal_for};
 pub use task::{TaskId, TaskStats};
 pub(crate) use wait::WaitQueue;

@@ -368,7 +368,7 @@ fn tick(carry: &mut Option<Carry>) -> Tick {
             // The platform's source publishes when it may have something.
             s.platform_events
                 && s.cancelled_syscalls.is_empty()
-                && s.clock.now() < crate::platform::due_cycles()
+                && s.clock.now() < super::syscall::due_cycles()
         };
         Ok(if !skip {
             let cancelled = core::mem::take(&mut s.cancelled_syscalls);

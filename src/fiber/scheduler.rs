@@ -5,6 +5,11 @@
 //! [`with`]. No user code (task bodies, destructors of user values, hooks,
 //! finalisers, `Events::select`) ever runs while it is borrowed: such things
 //! are taken out of the scheduler first and run or dropped afterwards.
+//!
+//! This module is one of the few with `unsafe` code (see the layer map in
+//! lib.rs): the thread's pointer to its scheduler, and the switch from a
+//! task back to the run loop through the task's yielder.
+#![allow(unsafe_code)]
 
 use super::Violation;
 use super::clock;
@@ -49,7 +54,7 @@ pub(crate) struct Scheduler {
     pub(super) daemons: Vec<TaskRef>,
     pub(super) root: Option<TaskRef>,
     /// Whether `events` is the platform's own source, which publishes when
-    /// it may have something (`platform::due_cycles`).
+    /// it may have something (`syscall::publish_due`).
     pub(super) platform_events: bool,
     /// The time as the run loop last read it (see `SampledClock`).
     pub(crate) clock: clock::SampledClock,
@@ -92,6 +97,30 @@ pub(crate) fn with_inlined<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
     // pointer is thread-local, so no other thread sees it.
     let cell = unsafe { &*p };
     f(&mut cell.borrow_mut())
+}
+
+/// The task running on this thread, if it has a guard page, for the
+/// stack-overflow handler: read from the scheduler without borrowing it
+/// (the handler may have interrupted code that holds the borrow).
+pub(crate) fn running_for_signal() -> Option<crate::sys::Running> {
+    let cell = CURRENT.try_with(|c| c.get()).ok()?;
+    if cell.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null `CURRENT` points to this thread's live scheduler
+    // (see `with_inlined`), and the fault interrupted this very thread, so
+    // nothing changes the scheduler while we read it. We only read, through
+    // the cell's raw pointer, plain fields that a switch sets before the
+    // task runs (`current`, its slot's guard, uid and site); the process
+    // aborts right after, so no borrow outlives the read.
+    let s = unsafe { &*(*cell).as_ptr() };
+    let slot = s.tasks.get(s.current? as usize)?;
+    (slot.guard.0 != 0).then(|| crate::sys::Running {
+        guard: slot.guard,
+        task: slot.uid,
+        site: slot.site,
+        stack_size: s.stacks.stack_size(),
+    })
 }
 
 /// Whether a run is active on this thread.

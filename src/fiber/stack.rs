@@ -20,6 +20,11 @@
 //! pages its stack really touched (one page for a shallow task with a guard
 //! page; a canary costs one more, at the bottom).
 
+// The stack pool is one of the few modules with `unsafe` code (see the
+// layer map in lib.rs): stacks are raw memory lent to coroutines.
+#![allow(unsafe_code)]
+
+use crate::sys::{self, stack_memory as mem};
 use core::num::NonZeroUsize;
 use corosensei::stack::{Stack, StackPointer};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,15 +34,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// 6.13); on newer ones every hosted stack has a guard page.
 pub const MAX_GUARDED: usize = 16_384;
 
-/// Default usable stack size of a task.
-#[cfg(not(mkernel_solo5))]
-pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
-/// Default usable stack size of a task (Solo5 memory is not overcommitted).
-#[cfg(mkernel_solo5)]
-pub const DEFAULT_STACK_SIZE: usize = 64 * 1024;
+/// Default usable stack size of a task: 256 KiB hosted, 64 KiB on Solo5
+/// (whose memory is not overcommitted).
+pub const DEFAULT_STACK_SIZE: usize = sys::DEFAULT_STACK_SIZE;
 
 const CANARY: u64 = 0x6d6b_6572_6e65_6c21; // "mkernel!"
-const PAGE: usize = 4096;
+const PAGE: usize = mem::PAGE;
 /// Stacks mapped at once when the pool is empty.
 const CHUNK: usize = 16;
 /// Free stacks kept with their pages; beyond this, freed stacks give their
@@ -196,24 +198,33 @@ impl StackPool {
         self.in_use -= 1;
         self.guarded_in_use -= s.guarded as usize;
         if self.free.len() >= KEEP_WARM {
-            release_pages(&s, self.size);
+            mem::release_pages(s.bottom, self.size);
         }
         s.write_canary();
         self.free.push(s);
     }
 
     fn refill(&mut self) {
-        let light = light_guards();
+        let light = mem::light_guards();
         let counted = !light && GUARDED.load(Ordering::Relaxed) + CHUNK <= MAX_GUARDED;
-        let guard = HAS_GUARDS && (light || counted);
+        let guard = mem::HAS_GUARDS && (light || counted);
         let per = self.size + if guard { PAGE } else { 0 };
         let len = per * CHUNK;
-        let start = map_region(len);
+        let start = mem::map_region(len).unwrap_or_else(|e| {
+            crate::fiber::fatal(&format!(
+                "mkernel: cannot map {len} bytes for task stacks: {e} \
+                 (lower Builder::stack_size or the number of live tasks)"
+            ))
+        });
         self.regions.push((start, len));
         for i in (0..CHUNK).rev() {
             let low = start + i * per;
             if guard {
-                install_guard(low, light);
+                if let Err(e) = mem::install_guard(low, light) {
+                    crate::fiber::fatal(&format!(
+                        "mkernel: cannot install a stack guard page: {e}"
+                    ));
+                }
             }
             let bottom = if guard { low + PAGE } else { low };
             let s = PooledStack {
@@ -236,126 +247,7 @@ impl Drop for StackPool {
     fn drop(&mut self) {
         GUARDED.fetch_sub(self.guarded_owned, Ordering::Relaxed);
         for &(start, len) in &self.regions {
-            unmap_region(start, len);
+            mem::unmap_region(start, len);
         }
     }
-}
-
-#[cfg(not(mkernel_solo5))]
-const HAS_GUARDS: bool = true;
-#[cfg(mkernel_solo5)]
-const HAS_GUARDS: bool = false;
-
-#[cfg(not(mkernel_solo5))]
-fn map_region(len: usize) -> usize {
-    // SAFETY: an anonymous private mapping at an address of the kernel's
-    // choosing touches no existing memory.
-    let p = unsafe {
-        libc::mmap(
-            core::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        let e = std::io::Error::last_os_error();
-        crate::fiber::fatal(&format!(
-            "mkernel: cannot map {len} bytes for task stacks: {e} \
-             (lower Builder::stack_size or the number of live tasks)"
-        ));
-    }
-    p as usize
-}
-
-/// `madvise` advice that turns a range into a guard region (Linux 6.13,
-/// `include/uapi/asm-generic/mman-common.h`; not in the `libc` crate yet).
-#[cfg(not(mkernel_solo5))]
-const MADV_GUARD_INSTALL: libc::c_int = 102;
-
-/// Whether the kernel has lightweight guard regions; probed once per
-/// process (0: not yet, 1: yes, 2: no).
-#[cfg(not(mkernel_solo5))]
-fn light_guards() -> bool {
-    static PROBED: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
-    match PROBED.load(Ordering::Relaxed) {
-        1 => return true,
-        2 => return false,
-        _ => {}
-    }
-    let page = map_region(PAGE);
-    // SAFETY: `page` is a private anonymous page this function just mapped
-    // and nothing else uses; a guard region only makes it inaccessible.
-    let ok = unsafe { libc::madvise(page as *mut libc::c_void, PAGE, MADV_GUARD_INSTALL) } == 0;
-    unmap_region(page, PAGE);
-    PROBED.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
-    ok
-}
-
-/// Makes the page at `low` the guard page of the stack above it: a guard
-/// region when `light`, else `PROT_NONE` (one more mapping).
-#[cfg(not(mkernel_solo5))]
-fn install_guard(low: usize, light: bool) {
-    // SAFETY: `low` is the first page of a stack slot inside a mapping this
-    // pool just created; nothing uses that page.
-    let r = unsafe {
-        if light {
-            libc::madvise(low as *mut libc::c_void, PAGE, MADV_GUARD_INSTALL)
-        } else {
-            libc::mprotect(low as *mut libc::c_void, PAGE, libc::PROT_NONE)
-        }
-    };
-    if r != 0 {
-        let e = std::io::Error::last_os_error();
-        crate::fiber::fatal(&format!("mkernel: cannot install a stack guard page: {e}"));
-    }
-}
-
-#[cfg(not(mkernel_solo5))]
-fn release_pages(s: &PooledStack, size: usize) {
-    // SAFETY: the stack is back in the pool, no coroutine runs on it, and
-    // MADV_DONTNEED on a private anonymous mapping only zeroes its pages.
-    unsafe {
-        libc::madvise(s.bottom as *mut libc::c_void, size, libc::MADV_DONTNEED);
-    }
-}
-
-#[cfg(not(mkernel_solo5))]
-fn unmap_region(start: usize, len: usize) {
-    // SAFETY: the region was mapped by `map_region` with this length and no
-    // stack from it is in use any more (the pool is being dropped).
-    unsafe {
-        libc::munmap(start as *mut libc::c_void, len);
-    }
-}
-
-#[cfg(mkernel_solo5)]
-fn map_region(len: usize) -> usize {
-    let layout = std::alloc::Layout::from_size_align(len, PAGE).expect("valid stack layout");
-    // SAFETY: the layout has a non-zero size.
-    let p = unsafe { std::alloc::alloc(layout) };
-    if p.is_null() {
-        crate::fiber::fatal("mkernel: out of memory for task stacks");
-    }
-    p as usize
-}
-
-#[cfg(mkernel_solo5)]
-fn light_guards() -> bool {
-    false
-}
-
-#[cfg(mkernel_solo5)]
-fn install_guard(_low: usize, _light: bool) {}
-
-#[cfg(mkernel_solo5)]
-fn release_pages(_s: &PooledStack, _size: usize) {}
-
-#[cfg(mkernel_solo5)]
-fn unmap_region(start: usize, len: usize) {
-    let layout = std::alloc::Layout::from_size_align(len, PAGE).expect("valid stack layout");
-    // SAFETY: allocated by `map_region` with the same layout.
-    unsafe { std::alloc::dealloc(start as *mut u8, layout) }
 }

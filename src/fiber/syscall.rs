@@ -72,6 +72,28 @@ impl Syscall {
     }
 }
 
+thread_local! {
+    /// TSC value before which the run's own event source (the reactor)
+    /// certainly has nothing to report while tasks are runnable: the run
+    /// loop skips `select(false, ..)` until then (one TLS read per task
+    /// switch instead of a call). Only read for a source that publishes it
+    /// (`Scheduler::source_publishes_due`).
+    static DUE: core::cell::Cell<u64> = const { core::cell::Cell::new(0) };
+}
+
+/// Publishes when the run's own event source may next have something for
+/// `select(false, ..)` (a TSC value; 0: look at the next scheduling point).
+#[inline]
+pub(crate) fn publish_due(cycles: u64) {
+    DUE.with(|d| d.set(cycles));
+}
+
+/// See [`publish_due`].
+#[inline]
+pub(crate) fn due_cycles() -> u64 {
+    DUE.with(|d| d.get())
+}
+
 /// The signal for a syscall id (the platform's own event source).
 pub(crate) fn signal_for(id: SyscallId) -> Signal {
     Signal { id }

@@ -2,7 +2,8 @@
 
 use super::link::{LinkEnd, LinkError};
 use crate::fiber::{Syscall, scheduler, suspend};
-use crate::platform::{self, NetWait, Timer, clock};
+use crate::reactor::{self, NetSource, NetWait, Timer};
+use crate::sys::{self, clock};
 use core::fmt;
 use std::rc::Rc;
 
@@ -37,11 +38,11 @@ impl fmt::Display for NetError {
 impl std::error::Error for NetError {}
 
 pub(crate) enum NetBackend {
+    /// An in-memory link (tests, demos).
     Link(LinkEnd),
-    #[cfg(not(mkernel_solo5))]
-    Tap(crate::platform::hosted::tap::Tap),
-    #[cfg(mkernel_solo5)]
-    Solo5(u64),
+    /// A device of the system: a TAP interface hosted, the tender's device
+    /// on Solo5.
+    Sys(sys::NetDev),
 }
 
 /// A net device of the run (shared by every `Net` handle to it).
@@ -50,16 +51,7 @@ pub(crate) struct NetDevice {
     pub(crate) index: usize,
     pub(crate) cfg: NetCfg,
     pub(crate) backend: NetBackend,
-    /// Frames taken off a Solo5 device nobody was waiting on (see
-    /// [`NetDevice::solo5_stash_pending`]), read before the device's own.
-    #[cfg(mkernel_solo5)]
-    stash: core::cell::RefCell<std::collections::VecDeque<Box<[u8]>>>,
 }
-
-/// Most frames kept in a Solo5 device's stash; later ones are dropped, as
-/// a full TAP queue drops them (Linux's default TAP queue is 500 frames).
-#[cfg(mkernel_solo5)]
-const SOLO5_STASH_FRAMES: usize = 500;
 
 impl NetDevice {
     pub(crate) fn try_read(&self, buf: &mut [u8]) -> Result<Option<usize>, NetError> {
@@ -67,71 +59,7 @@ impl NetDevice {
             NetBackend::Link(l) => l
                 .try_recv(buf, clock::monotonic())
                 .map_err(|e| self.err("read", e)),
-            #[cfg(not(mkernel_solo5))]
-            NetBackend::Tap(t) => t.try_read(buf).map_err(|e| self.err("read", e)),
-            #[cfg(mkernel_solo5)]
-            NetBackend::Solo5(h) => {
-                if let Some(frame) = self.stash.borrow_mut().pop_front() {
-                    if frame.len() > buf.len() {
-                        return Err(self.err(
-                            "read",
-                            format!(
-                                "a {}-byte frame did not fit in a {}-byte buffer and was dropped",
-                                frame.len(),
-                                buf.len()
-                            ),
-                        ));
-                    }
-                    buf[..frame.len()].copy_from_slice(&frame);
-                    return Ok(Some(frame.len()));
-                }
-                let full = self.cfg.mtu + 14;
-                if buf.len() >= full {
-                    return crate::platform::solo5::net_read(*h, buf)
-                        .map_err(|e| self.err("read", e));
-                }
-                // Solo5 truncates a frame to the buffer: read into a full-size
-                // one so that a frame that does not fit is an error, as hosted.
-                let mut frame = vec![0u8; full];
-                match crate::platform::solo5::net_read(*h, &mut frame)
-                    .map_err(|e| self.err("read", e))?
-                {
-                    None => Ok(None),
-                    Some(n) if n <= buf.len() => {
-                        buf[..n].copy_from_slice(&frame[..n]);
-                        Ok(Some(n))
-                    }
-                    Some(n) => Err(self.err(
-                        "read",
-                        format!(
-                            "a {n}-byte frame did not fit in a {}-byte buffer and was dropped",
-                            buf.len()
-                        ),
-                    )),
-                }
-            }
-        }
-    }
-
-    /// Moves the frames waiting on this Solo5 device into its stash (at
-    /// most [`SOLO5_STASH_FRAMES`] kept, the others dropped), so that the
-    /// device stops being ready. `solo5_yield` cannot be told to ignore a
-    /// device: without this, a frame nobody reads would make every idle
-    /// wait return at once, spinning until it is read (the hosted platform
-    /// watches only the devices someone waits for).
-    #[cfg(mkernel_solo5)]
-    pub(crate) fn solo5_stash_pending(&self) {
-        let NetBackend::Solo5(h) = &self.backend else {
-            return;
-        };
-        let mut buf = vec![0u8; self.cfg.mtu + 14];
-        let mut stash = self.stash.borrow_mut();
-        // A read error (a broken device) ends the draining; the next read
-        // by the program reports it.
-        while let Ok(Some(n)) = crate::platform::solo5::net_read(*h, &mut buf) {
-            if stash.len() < SOLO5_STASH_FRAMES {
-                stash.push_back(buf[..n].into());
-            }
+            NetBackend::Sys(d) => d.try_read(buf).map_err(|e| self.err("read", e)),
         }
     }
 
@@ -156,44 +84,27 @@ impl NetDevice {
             NetBackend::Link(l) => {
                 l.send(frame, clock::monotonic())
                     .map_err(|e| self.err("write", e))?;
-                platform::with(|p| p.link_sent());
+                reactor::with(|r| r.link_sent());
                 Ok(())
             }
-            #[cfg(not(mkernel_solo5))]
-            NetBackend::Tap(t) => t.write(frame).map_err(|e| self.err("write", e)),
-            #[cfg(mkernel_solo5)]
-            NetBackend::Solo5(h) => {
-                crate::platform::solo5::net_write(*h, frame).map_err(|e| self.err("write", e))
-            }
+            NetBackend::Sys(d) => d.write(frame).map_err(|e| self.err("write", e)),
         }
     }
 
     fn err(&self, what: &str, e: impl fmt::Display) -> NetError {
         NetError::new(format!("net device {:?}: {what} failed: {e}", self.name))
     }
+}
 
-    /// When the next frame of an in-memory link becomes readable.
-    pub(crate) fn next_ready_at(&self) -> Option<u64> {
+impl NetSource for NetDevice {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn next_ready_at(&self) -> Option<u64> {
         match &self.backend {
             NetBackend::Link(l) => l.next_ready_at(),
-            #[allow(unreachable_patterns)]
-            _ => None,
-        }
-    }
-
-    #[cfg(not(mkernel_solo5))]
-    pub(crate) fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
-        match &self.backend {
-            NetBackend::Tap(t) => Some(t.raw_fd()),
-            _ => None,
-        }
-    }
-
-    #[cfg(mkernel_solo5)]
-    pub(crate) fn solo5_handle(&self) -> Option<u64> {
-        match &self.backend {
-            NetBackend::Solo5(h) => Some(*h),
-            _ => None,
+            NetBackend::Sys(_) => None,
         }
     }
 }
@@ -298,18 +209,22 @@ impl Net {
     }
 }
 
-/// Makes a `Net` for a device registered with the platform.
+/// Makes a `Net` for a device, registered with the run's reactor.
 pub(crate) fn register(name: &str, cfg: NetCfg, backend: NetBackend) -> (Net, NetCfg) {
-    let dev = platform::with(|p| {
+    let dev = reactor::with(|r| {
+        // The index is the next one: `add_net` hands it out in order.
         let dev = Rc::new(NetDevice {
             name: name.to_string(),
-            index: p.nets.len(),
+            index: r.net_count(),
             cfg,
             backend,
-            #[cfg(mkernel_solo5)]
-            stash: Default::default(),
         });
-        p.add_net(dev.clone());
+        let sys_dev = match &dev.backend {
+            NetBackend::Sys(d) => Some(d),
+            NetBackend::Link(_) => None,
+        };
+        let index = r.add_net(dev.clone(), sys_dev);
+        debug_assert_eq!(index, dev.index);
         dev
     });
     (Net { dev }, cfg)

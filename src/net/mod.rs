@@ -10,5 +10,5 @@ mod device;
 pub mod link;
 
 pub use device::{Net, NetCfg, NetError};
-pub(crate) use device::{NetBackend, NetDevice, register};
+pub(crate) use device::{NetBackend, register};
 pub mod stack;

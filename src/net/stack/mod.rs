@@ -51,11 +51,10 @@ pub use smoltcp::wire::Ipv4Cidr;
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
 
-use crate::devices::Devices;
 use crate::fiber::scheduler;
 use crate::fiber::{Syscall, SyscallId, WaitQueue, spawn_daemon, suspend};
 use crate::net::{Net, NetCfg};
-use crate::platform::{NetWait, Timer};
+use crate::reactor::{NetWait, Timer};
 use core::cell::{Cell, RefCell};
 use core::fmt;
 use phy::Phy;
@@ -209,29 +208,6 @@ fn parse_gateway(v: &str) -> Result<Ipv4Addr, String> {
     })
 }
 
-/// A device argument: the TCP/IP stack on net device `name`, configured
-/// from the application's arguments ([`StackConfig::from_args`] on
-/// [`mkernel::args()`](crate::args); `10.0.0.2/24` without `--ipv4`).
-/// Malformed flags are printed on stderr and the process exits with
-/// status 2, before the main function runs.
-///
-/// ```no_run
-/// mkernel::run(mkernel::net::stack::stack("service"), |stack| {
-///     println!("my address: {}", stack.config().ipv4);
-/// });
-/// ```
-pub fn stack(name: &str) -> impl Devices<Output = Stack> {
-    crate::map(crate::net(name), |dev| {
-        match StackConfig::from_args(&crate::args()) {
-            Ok((cfg, _)) => Stack::new(dev, cfg),
-            Err(e) => {
-                eprintln!("error: {e}");
-                std::process::exit(2)
-            }
-        }
-    })
-}
-
 /// The TCP/IP stack on one net device. Cheap to clone (an `Rc` inside);
 /// every clone is the same stack. Build it in a run (the daemon that
 /// receives frames is a task of that run).
@@ -292,7 +268,7 @@ pub(crate) struct Inner {
 }
 
 fn now_ns() -> u64 {
-    crate::clock_monotonic()
+    crate::sys::clock::monotonic()
 }
 
 fn instant(ns: u64) -> Instant {

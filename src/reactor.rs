@@ -1,7 +1,14 @@
-//! The platform under the scheduler: clocks, timers, the idle wait, and the
-//! event source that wakes tasks waiting on devices.
+//! The reactor: timers, tasks waiting on net devices, the deferred block
+//! queue, and the idle wait — the run's own event source.
 //!
-//! One [`Platform`] exists per run that uses the platform's event source. It
+//! It sits between the scheduler (below: it implements the scheduler's
+//! [`Events`]) and the devices (above: `net` and `block` register their
+//! devices, waits and deferred operations here through the small traits
+//! [`NetSource`] and [`Deferred`], so that the reactor knows nothing of
+//! them). The system itself is reached through the OS seam
+//! ([`crate::sys`]).
+//!
+//! One [`Reactor`] exists per run that uses the platform's event source. It
 //! implements the scheduler's [`Events`]: at every scheduling point the
 //! scheduler calls `select`, which
 //!
@@ -15,23 +22,15 @@
 //!   `solo5_yield`) until a waited-for device is readable or the next timer
 //!   expires. It never spins.
 
-pub(crate) mod clock;
-#[cfg(not(mkernel_solo5))]
-pub(crate) mod hosted;
-/// The Solo5 platform layer (std on Solo5, hypercalls), built only by
-/// `cargo mkernel` for unikernel images.
-#[cfg(mkernel_solo5)]
-pub(crate) mod solo5;
-
-use crate::block::BlockOp;
-use crate::fiber::{Events, Signal, SyscallId};
-use crate::net::NetDevice;
+use crate::fiber::{
+    Events, Signal, SyscallId, cycles, fatal, ns_to_cycles_at_most, publish_due, signal_for,
+};
+use crate::sys::{self, clock};
 use core::cell::RefCell;
 use core::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet, VecDeque};
+use std::io;
 use std::rc::Rc;
-
-pub(crate) use crate::devices::mapping::DeviceError;
 
 /// Cycles between two looks at the system while tasks keep running:
 /// ~100 µs at 2.5 GHz, under 1 ms on any CPU faster than 250 MHz.
@@ -41,14 +40,32 @@ pub(crate) const POLL_CYCLES: u64 = 250_000;
 /// ~20 µs at 2.5 GHz, the latency a net event may wait for during block I/O.
 pub(crate) const BLOCK_SLICE_CYCLES: u64 = 50_000;
 
-pub(crate) struct Platform {
-    pub(crate) nets: Vec<Rc<NetDevice>>,
+/// A net device as the reactor sees it.
+pub(crate) trait NetSource {
+    /// The device's name (for messages).
+    fn name(&self) -> &str;
+    /// When the next frame of an in-memory link becomes readable (monotonic
+    /// ns); `None` for a device the system watches (or an empty link).
+    fn next_ready_at(&self) -> Option<u64>;
+}
+
+/// A deferred operation in the reactor's queue (a deferred block I/O),
+/// performed a step at a time when no task can run.
+pub(crate) trait Deferred {
+    /// The syscall its task waits on.
+    fn id(&self) -> SyscallId;
+    /// Performs the next step; true when the operation is complete (or
+    /// failed).
+    fn step(&self) -> bool;
+}
+
+pub(crate) struct Reactor {
+    nets: Vec<Rc<dyn NetSource>>,
     timers: BinaryHeap<Reverse<(u64, SyscallId)>>,
     live_timers: HashSet<SyscallId>,
     net_waiters: Vec<(usize, SyscallId)>,
-    pub(crate) block_queue: VecDeque<Rc<BlockOp>>,
-    #[cfg(not(mkernel_solo5))]
-    poller: hosted::poll::Poller,
+    block_queue: VecDeque<Rc<dyn Deferred>>,
+    poller: sys::Poller,
     last_poll: u64,
     /// TSC value at which the earliest timer may be due (never late: see
     /// `clock::ns_to_cycles_at_most`).
@@ -60,50 +77,13 @@ pub(crate) struct Platform {
 }
 
 thread_local! {
-    static PLATFORM: RefCell<Option<Platform>> = const { RefCell::new(None) };
-    /// TSC value before which `select(false, ..)` certainly has nothing to
-    /// report: the scheduler skips the call until then (one TLS read per
-    /// task switch instead of a call).
-    static DUE: core::cell::Cell<u64> = const { core::cell::Cell::new(0) };
-}
-
-/// See `DUE`.
-#[inline]
-pub(crate) fn due_cycles() -> u64 {
-    DUE.with(|d| d.get())
-}
-
-/// The beat of the hosted ticker thread (see `hosted::ticker`); constant on
-/// Solo5, which has no threads.
-#[inline]
-pub(crate) fn beats() -> u64 {
-    #[cfg(not(mkernel_solo5))]
-    {
-        hosted::ticker::beats()
-    }
-    #[cfg(mkernel_solo5)]
-    {
-        0
-    }
-}
-
-/// A scheduler is skipping clock reads (keeps the ticker beating).
-#[inline]
-pub(crate) fn clock_active() {
-    #[cfg(not(mkernel_solo5))]
-    hosted::ticker::active()
-}
-
-/// Starts the ticker (once per process).
-pub(crate) fn start_ticker() {
-    #[cfg(not(mkernel_solo5))]
-    hosted::ticker::start()
+    static REACTOR: RefCell<Option<Reactor>> = const { RefCell::new(None) };
 }
 
 /// Panics with a clear message unless the current run has the platform's
 /// event source.
 pub(crate) fn require(what: &str) {
-    if !PLATFORM.with(|p| p.borrow().is_some()) {
+    if !REACTOR.with(|p| p.borrow().is_some()) {
         panic!(
             "{what} needs the platform's event source, but this run has none \
              (it runs outside mkernel::run, or its events were replaced with Builder::events)"
@@ -111,8 +91,8 @@ pub(crate) fn require(what: &str) {
     }
 }
 
-pub(crate) fn with<R>(f: impl FnOnce(&mut Platform) -> R) -> R {
-    PLATFORM.with(|p| {
+pub(crate) fn with<R>(f: impl FnOnce(&mut Reactor) -> R) -> R {
+    REACTOR.with(|p| {
         let mut p = p.borrow_mut();
         let p = p
             .as_mut()
@@ -121,33 +101,32 @@ pub(crate) fn with<R>(f: impl FnOnce(&mut Platform) -> R) -> R {
     })
 }
 
-/// Installs a fresh platform for a run; removed when the guard drops.
-pub(crate) fn install() -> Result<PlatformGuard, DeviceError> {
-    let p = Platform {
+/// Installs a fresh reactor for a run; removed when the guard drops.
+pub(crate) fn install() -> io::Result<ReactorGuard> {
+    let p = Reactor {
         nets: Vec::new(),
         timers: BinaryHeap::new(),
         live_timers: HashSet::new(),
         net_waiters: Vec::new(),
         block_queue: VecDeque::new(),
-        #[cfg(not(mkernel_solo5))]
-        poller: hosted::poll::Poller::new()
-            .map_err(|e| DeviceError(format!("mkernel: cannot create the event poller: {e}")))?,
+        poller: sys::Poller::new()?,
         last_poll: 0,
         next_timer_cycles: u64::MAX,
         link_sent: false,
         ready: Vec::new(),
     };
-    PLATFORM.with(|c| *c.borrow_mut() = Some(p));
-    DUE.with(|d| d.set(u64::MAX));
-    Ok(PlatformGuard)
+    REACTOR.with(|c| *c.borrow_mut() = Some(p));
+    publish_due(u64::MAX);
+    Ok(ReactorGuard)
 }
 
-pub(crate) struct PlatformGuard;
+/// Removes the run's reactor when dropped.
+pub(crate) struct ReactorGuard;
 
-impl Drop for PlatformGuard {
+impl Drop for ReactorGuard {
     fn drop(&mut self) {
-        let p = PLATFORM.with(|c| c.borrow_mut().take());
-        DUE.with(|d| d.set(0));
+        let p = REACTOR.with(|c| c.borrow_mut().take());
+        publish_due(0);
         drop(p);
     }
 }
@@ -201,9 +180,36 @@ impl Drop for NetWait {
     }
 }
 
-impl Platform {
-    pub(crate) fn add_net(&mut self, dev: Rc<NetDevice>) {
+impl Reactor {
+    /// Adds a net device of the run; `sys_dev` is its system device, if it
+    /// has one (the idle wait watches it). Returns its index, for
+    /// [`NetWait`].
+    pub(crate) fn add_net(
+        &mut self,
+        dev: Rc<dyn NetSource>,
+        sys_dev: Option<&sys::NetDev>,
+    ) -> usize {
+        let index = self.nets.len();
+        if let Some(d) = sys_dev {
+            self.poller.register(index, d);
+        }
         self.nets.push(dev);
+        index
+    }
+
+    /// How many net devices the run has.
+    pub(crate) fn net_count(&self) -> usize {
+        self.nets.len()
+    }
+
+    /// Queues a deferred operation (performed when no task can run).
+    pub(crate) fn defer(&mut self, op: Rc<dyn Deferred>) {
+        self.block_queue.push_back(op);
+    }
+
+    /// Withdraws the deferred operation of syscall `id`, if still queued.
+    pub(crate) fn withdraw(&mut self, id: SyscallId) {
+        self.block_queue.retain(|op| op.id() != id);
     }
 
     fn forget_net_waiter(&mut self, dev: usize, id: SyscallId) {
@@ -218,22 +224,12 @@ impl Platform {
     /// someone waits for are watched, so that unread frames of an ignored
     /// device do not wake the idle wait for nothing).
     fn watch(&mut self, dev: usize, on: bool) {
-        #[cfg(not(mkernel_solo5))]
-        if let Some(fd) = self.nets[dev].raw_fd() {
-            let r = if on {
-                self.poller.add(fd, dev as u64)
-            } else {
-                self.poller.remove(fd)
-            };
-            if let Err(e) = r {
-                crate::fiber::fatal(&format!(
-                    "mkernel: cannot watch net device {}: {e}",
-                    self.nets[dev].name
-                ));
-            }
+        if let Err(e) = self.poller.watch(dev, on) {
+            fatal(&format!(
+                "mkernel: cannot watch net device {}: {e}",
+                self.nets[dev].name()
+            ));
         }
-        #[cfg(mkernel_solo5)]
-        let _ = (dev, on);
     }
 
     fn forget(&mut self, id: SyscallId) {
@@ -241,7 +237,7 @@ impl Platform {
         if let Some(&(dev, _)) = self.net_waiters.iter().find(|&&(_, i)| i == id) {
             self.forget_net_waiter(dev, id);
         }
-        self.block_queue.retain(|op| op.id != id);
+        self.withdraw(id);
     }
 
     /// Whether a timer is due or a waited-for link has a frame, without a
@@ -309,14 +305,14 @@ impl Platform {
                 self.forget_net_waiter(dev, id);
             }
         }
-        self.last_poll = crate::fiber::cycles();
+        self.last_poll = cycles();
     }
 
     /// Notes that a frame was sent on an in-memory link (its peer may be
     /// waiting): the next scheduling point looks.
     pub(crate) fn link_sent(&mut self) {
         self.link_sent = true;
-        DUE.with(|d| d.set(0));
+        publish_due(0);
     }
 
     /// Wakes the waiters of in-memory links that have a frame now (no
@@ -365,7 +361,7 @@ impl Platform {
         } else {
             self.last_poll.wrapping_add(POLL_CYCLES)
         };
-        DUE.with(|d| d.set(devices.min(self.next_timer_cycles)));
+        publish_due(devices.min(self.next_timer_cycles));
     }
 
     /// Signals the expired timers and recomputes when to look next.
@@ -386,40 +382,17 @@ impl Platform {
         };
     }
 
-    #[cfg(not(mkernel_solo5))]
+    /// Waits for a watched system device or `timeout_ns` (`None`: no time
+    /// limit); the ready devices' indices go to `ready`.
     fn wait_system(&mut self, timeout_ns: Option<u64>) {
-        let timeout = timeout_ns.map(core::time::Duration::from_nanos);
-        if timeout.is_none() && self.net_waiters.is_empty() {
+        if timeout_ns.is_none() && self.net_waiters.is_empty() {
             return; // nothing could ever end the wait
         }
         let mut ready = core::mem::take(&mut self.ready);
-        if let Err(e) = self.poller.wait(timeout, &mut ready) {
-            crate::fiber::fatal(&format!("mkernel: waiting for events failed: {e}"));
+        if let Err(e) = self.poller.wait(timeout_ns, &mut ready) {
+            fatal(&format!("mkernel: waiting for events failed: {e}"));
         }
         self.ready = ready;
-    }
-
-    #[cfg(mkernel_solo5)]
-    fn wait_system(&mut self, timeout_ns: Option<u64>) {
-        let deadline = match timeout_ns {
-            Some(t) => clock::monotonic().saturating_add(t),
-            None if self.net_waiters.is_empty() => return,
-            None => u64::MAX,
-        };
-        let set = crate::platform::solo5::yield_until(deadline);
-        for (i, dev) in self.nets.iter().enumerate() {
-            if let Some(h) = dev.solo5_handle() {
-                if set & (1u64 << h) != 0 {
-                    if self.net_waiters.iter().any(|&(d, _)| d == i) {
-                        self.ready.push(i as u64);
-                    } else {
-                        // Nobody reads it now: take its frames off, or the
-                        // next waits would return at once (a spin).
-                        dev.solo5_stash_pending();
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -428,19 +401,19 @@ impl Platform {
 /// look is never late (if early, the timer is simply looked at again).
 fn timer_check_at(deadline: u64) -> u64 {
     let now_ns = clock::monotonic();
-    let now_c = crate::fiber::cycles();
+    let now_c = cycles();
     let left = deadline.saturating_sub(now_ns);
-    now_c.saturating_add(crate::fiber::ns_to_cycles_at_most(left))
+    now_c.saturating_add(ns_to_cycles_at_most(left))
 }
 
 fn signal_of(id: SyscallId) -> Signal {
-    crate::fiber::signal_for(id)
+    signal_for(id)
 }
 
-/// The platform's event source (see the module docs).
-pub(crate) struct PlatformEvents;
+/// The reactor as the scheduler's event source (see the module docs).
+pub(crate) struct ReactorEvents;
 
-impl Events for PlatformEvents {
+impl Events for ReactorEvents {
     fn select(&mut self, block: bool, cancelled: &[SyscallId]) -> Vec<Signal> {
         let out = with(|p| select(p, block, cancelled));
         with(|p| p.refresh_due());
@@ -448,7 +421,7 @@ impl Events for PlatformEvents {
     }
 }
 
-fn select(p: &mut Platform, block: bool, cancelled: &[SyscallId]) -> Vec<Signal> {
+fn select(p: &mut Reactor, block: bool, cancelled: &[SyscallId]) -> Vec<Signal> {
     {
         {
             for &id in cancelled {
@@ -460,7 +433,7 @@ fn select(p: &mut Platform, block: bool, cancelled: &[SyscallId]) -> Vec<Signal>
                 // worth a look. Timers are checked when the earliest may be
                 // due (a clock read, no system call); devices every
                 // POLL_CYCLES.
-                let now = crate::fiber::cycles();
+                let now = cycles();
                 if !p.net_waiters.is_empty() && now.wrapping_sub(p.last_poll) >= POLL_CYCLES {
                     p.poll(Some(0), &mut out);
                 } else {
@@ -486,13 +459,13 @@ fn select(p: &mut Platform, block: bool, cancelled: &[SyscallId]) -> Vec<Signal>
                 // tasks together, so that these run in one round (many
                 // small reads, e.g. a file per HTTP request, no longer make
                 // one round each).
-                let until = crate::fiber::cycles().wrapping_add(BLOCK_SLICE_CYCLES);
+                let until = cycles().wrapping_add(BLOCK_SLICE_CYCLES);
                 while let Some(op) = p.block_queue.front() {
                     if op.step() {
-                        out.push(signal_of(op.id));
+                        out.push(signal_of(op.id()));
                         p.block_queue.pop_front();
                     }
-                    if crate::fiber::cycles() > until || p.cheap_ready() {
+                    if cycles() > until || p.cheap_ready() {
                         break;
                     }
                 }
@@ -502,26 +475,5 @@ fn select(p: &mut Platform, block: bool, cancelled: &[SyscallId]) -> Vec<Signal>
             p.poll(None, &mut out);
             out
         }
-    }
-}
-
-/// The application's own arguments: what follows `--` on a hosted command
-/// line (without a program name), the unikernel's command line on Solo5.
-///
-/// ```
-/// // In a test binary there is usually no `--`: no arguments.
-/// let _args: Vec<String> = mkernel::args();
-/// ```
-pub fn args() -> Vec<String> {
-    if let Some(a) = crate::devices::mapping::app_args() {
-        return a;
-    }
-    #[cfg(mkernel_solo5)]
-    {
-        std::env::args().skip(1).collect()
-    }
-    #[cfg(not(mkernel_solo5))]
-    {
-        std::env::args().skip_while(|a| a != "--").skip(1).collect()
     }
 }

@@ -59,6 +59,7 @@ impl FileBlock {
     /// # Errors
     ///
     /// As [`open`](Self::open).
+    #[cfg(test)]
     pub(crate) fn open_read_only(path: &Path, sector_size: usize) -> io::Result<FileBlock> {
         check_sector_size(sector_size)?;
         let file = File::open(path).map_err(|e| open_error(path, e))?;
@@ -132,6 +133,7 @@ impl FileBlock {
     }
 
     /// The path the device was opened from.
+    #[cfg(test)]
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }

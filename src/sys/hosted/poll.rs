@@ -138,6 +138,13 @@ impl Poller {
     /// Makes the current or next [`wait`](Self::wait) return at once.
     /// Callable from any thread (and async-signal-safe in effect: one
     /// `write` on an eventfd).
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "the cross-thread wake-up a scheduler on another core will use; tested here"
+        )
+    )]
     pub(crate) fn notify(&self) {
         // The only possible error is EAGAIN when the counter is saturated,
         // which means a wake-up is pending anyway.

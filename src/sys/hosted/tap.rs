@@ -279,6 +279,7 @@ impl Tap {
     }
 
     /// The interface's name.
+    #[cfg(test)]
     pub(crate) fn name(&self) -> &str {
         &self.name
     }
@@ -376,8 +377,8 @@ fn wait_writable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::poll::Poller;
     use super::*;
-    use crate::platform::hosted::poll::Poller;
     use std::net::{Ipv4Addr, UdpSocket};
     use std::process::Command;
 

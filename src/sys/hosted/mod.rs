@@ -1,0 +1,186 @@
+//! The hosted platform (a Linux process): a TAP interface, a block device
+//! on a file, an `epoll`-based idle wait, `mmap`ed stacks with guard
+//! regions, the clock's beat thread and the stack-overflow handler.
+//!
+//! Everything here is scheduler-independent and non-blocking (except where
+//! documented), Linux-only, and built on `libc`. The `unsafe` blocks are
+//! system calls on memory and file descriptors owned by these types.
+
+mod file;
+pub(crate) mod overflow;
+mod poll;
+pub(crate) mod stack_memory;
+mod tap;
+pub(crate) mod ticker;
+
+use std::path::Path;
+
+/// Default usable stack size of a task.
+pub(crate) const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+
+/// Default of `Builder::switches_per_clock_read` (the beat thread bounds how
+/// stale a skipped read gets).
+pub(crate) const DEFAULT_SWITCHES_PER_CLOCK_READ: u32 = 8;
+
+/// Devices are mapped by the program's own command line (`--net:NAME=TAP`,
+/// `--block:NAME=FILE`), not by a tender.
+pub(crate) const TENDER_MAPS_DEVICES: bool = false;
+
+/// The application's arguments on the process's command line: what follows
+/// `--`.
+pub(crate) fn env_app_args() -> Vec<String> {
+    std::env::args().skip_while(|a| a != "--").skip(1).collect()
+}
+
+/// A net device of the system: a TAP interface.
+#[derive(Debug)]
+pub(crate) struct NetDev {
+    tap: tap::Tap,
+    mac: [u8; 6],
+}
+
+impl NetDev {
+    /// Attaches to the TAP interface `iface`; the unikernel's side gets
+    /// `mac`, or a random locally administered one.
+    pub(crate) fn open_tap(iface: &str, mac: Option<[u8; 6]>) -> io::Result<NetDev> {
+        Ok(NetDev {
+            tap: tap::Tap::open(iface)?,
+            mac: mac.unwrap_or_else(tap::random_mac),
+        })
+    }
+
+    /// A device attached by a Solo5 tender: none in a hosted process.
+    pub(crate) fn acquire(name: &str) -> io::Result<NetDev> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "net device {name:?}: a hosted process has no tender; map it on the command line"
+            ),
+        ))
+    }
+
+    pub(crate) fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    pub(crate) fn mtu(&self) -> usize {
+        self.tap.mtu()
+    }
+
+    /// One frame into `buf`, `Ok(None)` when none is waiting.
+    pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        self.tap.try_read(buf)
+    }
+
+    /// Writes one frame.
+    pub(crate) fn write(&self, frame: &[u8]) -> io::Result<()> {
+        self.tap.write(frame)
+    }
+}
+
+/// A block device of the system: a file (or a Linux block device).
+#[derive(Debug)]
+pub(crate) struct BlockDev(file::FileBlock);
+
+impl BlockDev {
+    /// Opens `path` with pages of `sector_size` bytes (read-only if it
+    /// cannot be written).
+    pub(crate) fn open_file(path: &Path, sector_size: usize) -> io::Result<BlockDev> {
+        file::FileBlock::open(path, sector_size).map(BlockDev)
+    }
+
+    /// A device attached by a Solo5 tender: none in a hosted process.
+    pub(crate) fn acquire(name: &str) -> io::Result<BlockDev> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "block device {name:?}: a hosted process has no tender; map it on the command line"
+            ),
+        ))
+    }
+
+    pub(crate) fn pagesize(&self) -> usize {
+        self.0.pagesize()
+    }
+
+    pub(crate) fn length(&self) -> u64 {
+        self.0.length()
+    }
+
+    pub(crate) fn read_only(&self) -> bool {
+        self.0.read_only()
+    }
+
+    /// Reads `buf.len()` bytes (whole pages) at `off`.
+    pub(crate) fn read_at(&self, off: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.0.read_at(off, buf)
+    }
+
+    /// Writes `buf` (whole pages) at `off`.
+    pub(crate) fn write_at(&self, off: u64, buf: &[u8]) -> io::Result<()> {
+        self.0.write_at(off, buf)
+    }
+}
+
+/// The idle wait: `epoll` over the TAP descriptors that someone waits on.
+#[derive(Debug)]
+pub(crate) struct Poller {
+    epoll: poll::Poller,
+    /// Each registered device's descriptor, by token.
+    fds: Vec<Option<std::os::fd::RawFd>>,
+}
+
+impl Poller {
+    pub(crate) fn new() -> io::Result<Poller> {
+        Ok(Poller {
+            epoll: poll::Poller::new()?,
+            fds: Vec::new(),
+        })
+    }
+
+    /// Makes `dev` known as `token` (not watched yet).
+    pub(crate) fn register(&mut self, token: usize, dev: &NetDev) {
+        if self.fds.len() <= token {
+            self.fds.resize(token + 1, None);
+        }
+        self.fds[token] = Some(dev.tap.raw_fd());
+    }
+
+    /// Starts or stops reporting device `token` when it is readable (a
+    /// token that was not registered is ignored: it is not a system device).
+    pub(crate) fn watch(&mut self, token: usize, on: bool) -> io::Result<()> {
+        match self.fds.get(token).copied().flatten() {
+            Some(fd) if on => self.epoll.add(fd, token as u64),
+            Some(fd) => self.epoll.remove(fd),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until a watched device is readable or `timeout_ns` passed
+    /// (`None`: no time limit); appends the ready tokens to `ready`.
+    pub(crate) fn wait(&mut self, timeout_ns: Option<u64>, ready: &mut Vec<u64>) -> io::Result<()> {
+        self.epoll
+            .wait(timeout_ns.map(core::time::Duration::from_nanos), ready)
+    }
+}
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+/// Turns a `-1`-means-error return value into an `io::Result`.
+fn cvt<T: PartialEq + From<i8>>(ret: T) -> io::Result<T> {
+    if ret == T::from(-1) {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Takes ownership of a descriptor that a system call just returned.
+fn owned_fd(ret: libc::c_int) -> io::Result<OwnedFd> {
+    let fd = cvt(ret)?;
+    // SAFETY: `fd` was just returned by the kernel for us (a successful
+    // open/socket/epoll_create1/eventfd), so it is open and nobody else
+    // owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

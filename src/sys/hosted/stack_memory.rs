@@ -1,0 +1,97 @@
+//! Stack memory in a Linux process: lazily reserved anonymous mappings,
+//! with a guard page below each stack.
+
+use std::io;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// The page size stacks and guards are counted in.
+pub(crate) const PAGE: usize = 4096;
+
+/// Stacks get guard pages here.
+pub(crate) const HAS_GUARDS: bool = true;
+
+/// Maps `len` bytes (a multiple of [`PAGE`]) for stacks, reserved lazily.
+pub(crate) fn map_region(len: usize) -> io::Result<usize> {
+    // SAFETY: an anonymous private mapping at an address of the kernel's
+    // choosing touches no existing memory.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(p as usize)
+}
+
+/// `madvise` advice that turns a range into a guard region (Linux 6.13,
+/// `include/uapi/asm-generic/mman-common.h`; not in the `libc` crate yet).
+const MADV_GUARD_INSTALL: libc::c_int = 102;
+
+/// Whether the kernel has lightweight guard regions; probed once per
+/// process.
+pub(crate) fn light_guards() -> bool {
+    // 0: not probed yet, 1: yes, 2: no.
+    static PROBED: AtomicU8 = AtomicU8::new(0);
+    match PROBED.load(Ordering::Relaxed) {
+        1 => return true,
+        2 => return false,
+        _ => {}
+    }
+    let Ok(page) = map_region(PAGE) else {
+        return false;
+    };
+    // SAFETY: `page` is a private anonymous page this function just mapped
+    // and nothing else uses; a guard region only makes it inaccessible.
+    let ok = unsafe { libc::madvise(page as *mut libc::c_void, PAGE, MADV_GUARD_INSTALL) } == 0;
+    unmap_region(page, PAGE);
+    PROBED.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
+    ok
+}
+
+/// Makes the page at `low` the guard page of the stack above it: a guard
+/// region when `light`, else `PROT_NONE` (one more mapping).
+///
+/// `low` must be the first page of a stack slot inside a region that
+/// [`map_region`] returned and that no stack uses yet.
+pub(crate) fn install_guard(low: usize, light: bool) -> io::Result<()> {
+    // SAFETY: per the contract above, nothing uses that page; a guard only
+    // makes it inaccessible.
+    let r = unsafe {
+        if light {
+            libc::madvise(low as *mut libc::c_void, PAGE, MADV_GUARD_INSTALL)
+        } else {
+            libc::mprotect(low as *mut libc::c_void, PAGE, libc::PROT_NONE)
+        }
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Gives the pages of a free stack (`size` bytes from `bottom`) back to the
+/// system; they read as zeroes when touched again.
+pub(crate) fn release_pages(bottom: usize, size: usize) {
+    // SAFETY: the caller's stack is back in its pool and no coroutine runs
+    // on it; MADV_DONTNEED on a private anonymous mapping only zeroes pages.
+    unsafe {
+        libc::madvise(bottom as *mut libc::c_void, size, libc::MADV_DONTNEED);
+    }
+}
+
+/// Unmaps a region that [`map_region`] returned, once no stack of it is
+/// used any more.
+pub(crate) fn unmap_region(start: usize, len: usize) {
+    // SAFETY: the region was mapped by `map_region` with this length, and
+    // the pool calls this only when it is dropped, after its stacks.
+    unsafe {
+        libc::munmap(start as *mut libc::c_void, len);
+    }
+}

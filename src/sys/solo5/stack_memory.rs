@@ -1,0 +1,46 @@
+//! Stack memory in a Solo5 unikernel: heap allocations (no virtual memory
+//! tricks, so no guard pages: stacks carry a canary instead).
+
+use std::io;
+
+/// The page size stacks are counted in.
+pub(crate) const PAGE: usize = 4096;
+
+/// No guard pages on Solo5.
+pub(crate) const HAS_GUARDS: bool = false;
+
+/// Allocates `len` bytes (a multiple of [`PAGE`]) for stacks.
+pub(crate) fn map_region(len: usize) -> io::Result<usize> {
+    let layout = std::alloc::Layout::from_size_align(len, PAGE)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: the layout has a non-zero size (a stack is at least 16 KiB).
+    let p = unsafe { std::alloc::alloc(layout) };
+    if p.is_null() {
+        return Err(io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            "out of memory (give the unikernel more with the tender's --mem=MB)",
+        ));
+    }
+    Ok(p as usize)
+}
+
+/// No guard regions on Solo5.
+pub(crate) fn light_guards() -> bool {
+    false
+}
+
+/// No guard pages on Solo5: never called with `HAS_GUARDS` false.
+pub(crate) fn install_guard(_low: usize, _light: bool) -> io::Result<()> {
+    Ok(())
+}
+
+/// Nothing to give back: the heap has no demand paging.
+pub(crate) fn release_pages(_bottom: usize, _size: usize) {}
+
+/// Frees a region that [`map_region`] returned, once no stack of it is used.
+pub(crate) fn unmap_region(start: usize, len: usize) {
+    let layout = std::alloc::Layout::from_size_align(len, PAGE).expect("valid stack layout");
+    // SAFETY: allocated by `map_region` with the same layout, and the pool
+    // frees it only when it is dropped, after its stacks.
+    unsafe { std::alloc::dealloc(start as *mut u8, layout) }
+}
