@@ -2,8 +2,8 @@
 
 use crate::devices::Devices;
 use crate::devices::mapping::{Acquire, DeviceError, Given, GivenNet, manifest_json};
-use crate::fiber::scheduler::{Runtime, Scheduler};
 use crate::fiber::{DEFAULT_STACK_SIZE, Events};
+use crate::fiber::{Runtime, Settings};
 use crate::net::link::LinkEnd;
 use crate::reactor::{self, ReactorEvents, ReactorGuard};
 use std::panic::resume_unwind;
@@ -219,15 +219,14 @@ impl Builder {
                 "mkernel: device arguments need the platform's event source, but this run replaced it with Builder::events"
             );
         }
-        let sched = Scheduler::new(
+        let rt = Runtime::enter(Settings {
             events,
-            platform.is_some(),
-            self.quanta,
-            self.stack_size,
-            self.seed,
-            self.clock_every,
-        );
-        let rt = Runtime::enter(sched);
+            publishes_due: platform.is_some(),
+            quanta: self.quanta,
+            stack_size: self.stack_size,
+            seed: self.seed,
+            max_clock_every: self.clock_every,
+        });
         let (mut ctx, _args) = Acquire::new(&declared, self.given)?;
         let out = devices.acquire(&mut ctx)?;
         drop(ctx);

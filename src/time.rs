@@ -53,7 +53,7 @@ pub fn sleep(d: Duration) {
 pub(crate) fn sleep_until(deadline: u64) {
     reactor::require("mkernel::sleep");
     while clock_monotonic() < deadline {
-        if crate::fiber::scheduler::cannot_wait() {
+        if crate::fiber::cannot_wait() {
             return;
         }
         let sc = Syscall::new();

@@ -12,7 +12,7 @@
 #![allow(unsafe_code)]
 
 use super::{BlockDevice, BlockError, Buf};
-use crate::fiber::{Syscall, SyscallId, scheduler, suspend};
+use crate::fiber::{self, Syscall, SyscallId, suspend};
 use crate::reactor::{self, Deferred};
 use core::cell::Cell;
 use core::marker::PhantomData;
@@ -139,7 +139,7 @@ pub(super) fn perform(dev: &Rc<BlockDevice>, off: u64, buf: Buf<'_>) -> Result<(
         if let Some(r) = pending.0.result.take() {
             return r;
         }
-        if scheduler::cannot_wait() {
+        if fiber::cannot_wait() {
             return Err(dev.cancelled());
         }
         suspend(&sc, || {});

@@ -28,7 +28,7 @@
 
 mod deferred;
 
-use crate::fiber::scheduler;
+use crate::fiber;
 use crate::reactor;
 use crate::sys;
 use core::fmt;
@@ -230,7 +230,7 @@ impl Block {
 
     fn deferred(&self, off: u64, buf: Buf<'_>) -> Result<(), BlockError> {
         reactor::require("a deferred block operation");
-        if scheduler::cannot_wait() {
+        if fiber::cannot_wait() {
             return Err(self.dev.cancelled());
         }
         deferred::perform(&self.dev, off, buf)

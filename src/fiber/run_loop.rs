@@ -149,8 +149,31 @@ pub(crate) struct Runtime {
     cell: Box<RefCell<Scheduler>>,
 }
 
+/// The settings of a run's scheduler (from `Builder`).
+pub(crate) struct Settings {
+    /// The event source asked at every scheduling point.
+    pub(crate) events: Box<dyn Events>,
+    /// Whether `events` publishes when it may have something
+    /// ([`publish_due`](super::syscall::publish_due)), so that the run loop
+    /// can skip asking it until then.
+    pub(crate) publishes_due: bool,
+    pub(crate) quanta: u32,
+    pub(crate) stack_size: usize,
+    pub(crate) seed: u64,
+    pub(crate) max_clock_every: u32,
+}
+
 impl Runtime {
-    pub(crate) fn enter(s: Scheduler) -> Runtime {
+    /// Makes this thread's scheduler for a run.
+    pub(crate) fn enter(settings: Settings) -> Runtime {
+        let s = Scheduler::new(
+            settings.events,
+            settings.publishes_due,
+            settings.quanta,
+            settings.stack_size,
+            settings.seed,
+            settings.max_clock_every,
+        );
         if in_run() {
             panic!(
                 "mkernel::run called inside a run: a thread runs one scheduler at a time (spawn a task instead)"
@@ -182,11 +205,7 @@ impl Runtime {
             let stuck = match tick(&mut carry) {
                 Tick::Ran => false,
                 Tick::Stuck => true,
-                Tick::Violation(v) => {
-                    teardown(root);
-                    stop_idle_workers();
-                    resume_unwind(Box::new(v));
-                }
+                Tick::Violation(v) => stop_for(root, v),
             };
             if !root_done {
                 // Cheap: a TLS read, no borrow (set by `finish`).
@@ -201,9 +220,7 @@ impl Runtime {
                     with(|s| put_back(s, c));
                 }
                 if let Some(v) = with(|s| s.violation) {
-                    teardown(root);
-                    stop_idle_workers();
-                    resume_unwind(Box::new(v));
+                    stop_for(root, v);
                 }
                 let failed = with(|s| matches!(s.tasks[root.idx as usize].result, Some(Err(_))));
                 // The run is over when main returns: daemons are stopped,
@@ -310,9 +327,22 @@ fn deadlock(root: TaskRef) -> ! {
         waiting.join(", ")
     );
     eprintln!("{msg}");
+    stop_all(root);
+    panic!("{msg}")
+}
+
+/// Stops every task and the idle workers: the run cannot go on.
+fn stop_all(root: TaskRef) {
     teardown(root);
     stop_idle_workers();
-    panic!("{msg}")
+}
+
+/// Stops the run for a broken rule: every task unwound, then `run` panics
+/// with the violation.
+#[cold]
+fn stop_for(root: TaskRef, v: Violation) -> ! {
+    stop_all(root);
+    resume_unwind(Box::new(v))
 }
 
 /// What a scheduling point did.
@@ -327,7 +357,7 @@ enum Tick {
 
 /// Pops the next runnable task and prepares it.
 #[inline(always)]
-fn pick(s: &mut Scheduler) -> Option<(TaskRef, Worker, Option<Entry>)> {
+fn pick(s: &mut Scheduler) -> Option<Next> {
     loop {
         let t = s.run_queue.pop_front()?;
         if let Some(slot) = s.slot(t) {
@@ -339,24 +369,46 @@ fn pick(s: &mut Scheduler) -> Option<(TaskRef, Worker, Option<Entry>)> {
     }
 }
 
+/// The next task to run, prepared by [`pick`].
+type Next = (TaskRef, Worker, Option<Entry>);
+
+/// What a scheduling point does after its first borrow of the scheduler.
+enum Step {
+    /// Run this task (the fast path: nothing to ask, no hook).
+    Run(Next),
+    /// Ask the event source first (its answer may wake tasks), then run
+    /// the hooks if any, then pick.
+    Ask(Ask),
+    /// Run the hooks, then pick.
+    Hooks,
+    /// No task is runnable; `waiting`: some task waits for an event.
+    Idle { waiting: bool },
+    /// A rule was broken: the run stops.
+    Stop(Violation),
+}
+
+/// A question for the event source, taken out of the scheduler so that
+/// `select` runs without the scheduler borrowed.
+struct Ask {
+    /// No task can run: the source may wait.
+    block: bool,
+    cancelled: Vec<SyscallId>,
+    events: Box<dyn Events>,
+    hooks: bool,
+}
+
 /// One scheduling point: puts back the coroutine of the task that ran last,
 /// asks the event source (unless the platform's own source says nothing can
 /// be due yet), runs the hooks, then runs the next runnable task. On the
 /// fast path (no event due, no hook) all of it is one borrow of the
 /// scheduler.
 fn tick(carry: &mut Option<Carry>) -> Tick {
-    enum Pre {
-        Run(TaskRef, Worker, Option<Entry>),
-        Idle(bool),
-        Ask(bool, Vec<SyscallId>, Box<dyn Events>, bool),
-        Hooks,
-    }
-    let pre = with(|s| {
+    let step = with(|s| {
         if let Some(c) = carry.take() {
             put_back(s, c);
         }
         if let Some(v) = s.violation {
-            return Err(v);
+            return Step::Stop(v);
         }
         s.ticks += 1;
         let block = s.run_queue.is_empty();
@@ -370,56 +422,67 @@ fn tick(carry: &mut Option<Carry>) -> Tick {
                 && s.cancelled_syscalls.is_empty()
                 && s.clock.now() < super::syscall::due_cycles()
         };
-        Ok(if !skip {
-            let cancelled = core::mem::take(&mut s.cancelled_syscalls);
-            Pre::Ask(
+        if !skip {
+            Step::Ask(Ask {
                 block,
-                cancelled,
-                s.events.take().expect("events present"),
+                cancelled: core::mem::take(&mut s.cancelled_syscalls),
+                events: s.events.take().expect("events present"),
                 hooks,
-            )
+            })
         } else if hooks {
-            Pre::Hooks
+            Step::Hooks
         } else {
             match pick(s) {
-                Some((t, w, entry)) => Pre::Run(t, w, entry),
-                None => Pre::Idle(!s.syscalls.is_empty()),
+                Some(next) => Step::Run(next),
+                None => Step::Idle {
+                    waiting: !s.syscalls.is_empty(),
+                },
             }
-        })
+        }
     });
-    let next = match pre {
-        Err(v) => return Tick::Violation(v),
-        Ok(Pre::Run(t, w, entry)) => Some((t, w, entry)),
-        Ok(Pre::Idle(waiting)) => return if waiting { Tick::Ran } else { Tick::Stuck },
-        Ok(Pre::Ask(block, cancelled, mut events, hooks)) => {
-            let signals = events.select(block, &cancelled);
+    let next = match step {
+        Step::Run(next) => next,
+        Step::Stop(v) => return Tick::Violation(v),
+        Step::Idle { waiting } => return idle(waiting),
+        Step::Ask(mut ask) => {
+            let signals = ask.events.select(ask.block, &ask.cancelled);
             with(|s| {
-                s.events = Some(events);
-                if block {
+                s.events = Some(ask.events);
+                if ask.block {
                     s.clock.read();
                 }
                 for sig in signals {
                     deliver(s, sig.id());
                 }
             });
-            if hooks {
+            if ask.hooks {
                 super::hook::run_hooks();
             }
-            match with(|s| pick(s).ok_or(!s.syscalls.is_empty())) {
-                Ok(x) => Some(x),
-                Err(waiting) => return if waiting { Tick::Ran } else { Tick::Stuck },
+            match pick_after_outside_work() {
+                Ok(next) => next,
+                Err(tick) => return tick,
             }
         }
-        Ok(Pre::Hooks) => {
+        Step::Hooks => {
             super::hook::run_hooks();
-            match with(|s| pick(s).ok_or(!s.syscalls.is_empty())) {
-                Ok(x) => Some(x),
-                Err(waiting) => return if waiting { Tick::Ran } else { Tick::Stuck },
+            match pick_after_outside_work() {
+                Ok(next) => next,
+                Err(tick) => return tick,
             }
         }
     };
-    if let Some((t, w, entry)) = next {
-        *carry = resume(t, w, entry);
-    }
+    let (t, w, entry) = next;
+    *carry = resume(t, w, entry);
     Tick::Ran
+}
+
+/// What an idle scheduling point reports.
+fn idle(waiting: bool) -> Tick {
+    if waiting { Tick::Ran } else { Tick::Stuck }
+}
+
+/// Picks the next task after the event source or the hooks ran (they may
+/// have made tasks runnable, or spawned some).
+fn pick_after_outside_work() -> Result<Next, Tick> {
+    with(|s| pick(s).ok_or_else(|| idle(!s.syscalls.is_empty())))
 }

@@ -22,7 +22,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 
 pub(crate) use super::lifecycle::{Joined, cancel_task, drop_if_unreferenced, spawn_raw, try_join};
-pub(crate) use super::run_loop::Runtime;
 
 /// How many times in a row a task being cancelled may try to wait (from a
 /// destructor) before we call it a bug: it cannot really wait, since its

@@ -1,7 +1,7 @@
 //! `Net`, the net device handed to the main function.
 
 use super::link::{LinkEnd, LinkError};
-use crate::fiber::{Syscall, scheduler, suspend};
+use crate::fiber::{self, Syscall, suspend};
 use crate::reactor::{self, NetSource, NetWait, Timer};
 use crate::sys::{self, clock};
 use core::fmt;
@@ -195,7 +195,7 @@ impl Net {
     }
 
     fn wait(&self, deadline: Option<u64>) -> Result<(), NetError> {
-        if scheduler::cannot_wait() {
+        if fiber::cannot_wait() {
             return Err(NetError::new(format!(
                 "net device {:?}: the reading task is being cancelled",
                 self.dev.name

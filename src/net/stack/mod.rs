@@ -51,8 +51,7 @@ pub use smoltcp::wire::Ipv4Cidr;
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
 
-use crate::fiber::scheduler;
-use crate::fiber::{Syscall, SyscallId, WaitQueue, spawn_daemon, suspend};
+use crate::fiber::{self, Syscall, SyscallId, WaitQueue, spawn_daemon, suspend};
 use crate::net::{Net, NetCfg};
 use crate::reactor::{NetWait, Timer};
 use core::cell::{Cell, RefCell};
@@ -376,7 +375,7 @@ fn daemon(weak: Weak<Inner>) {
             (sc, deadline, inner.net.dev.index)
         };
         let _waiting = Waiting(&weak);
-        if scheduler::cannot_wait() {
+        if fiber::cannot_wait() {
             return;
         }
         let _net = NetWait::new(dev, sc.id());
@@ -490,7 +489,7 @@ impl Inner {
             if let Some(r) = attempt(&mut self.core.borrow_mut()) {
                 return r;
             }
-            if scheduler::cannot_wait() {
+            if fiber::cannot_wait() {
                 return Err(io::Error::new(
                     io::ErrorKind::Interrupted,
                     "the task is being cancelled",
