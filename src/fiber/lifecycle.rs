@@ -120,8 +120,7 @@ pub(crate) fn cancel_task(t: TaskRef) {
                 slot.state = State::Running;
                 let w = slot.worker.take().expect("a started task has its worker");
                 if let State::Suspended(Wait::Syscall(id)) = st {
-                    s.syscalls.remove(&id);
-                    s.cancelled_syscalls.push(id);
+                    s.syscalls.cancel(id);
                 }
                 Step::Unwind(w)
             }

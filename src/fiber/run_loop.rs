@@ -415,17 +415,17 @@ fn tick(carry: &mut Option<Carry>) -> Tick {
         let hooks = !s.hooks.is_empty();
         let skip = if block {
             // Nothing can come from the event source: nobody waits.
-            s.syscalls.is_empty() && s.cancelled_syscalls.is_empty()
+            !s.syscalls.any_waiting() && !s.syscalls.any_cancelled()
         } else {
             // The platform's source publishes when it may have something.
             s.platform_events
-                && s.cancelled_syscalls.is_empty()
+                && !s.syscalls.any_cancelled()
                 && s.clock.now() < super::syscall::due_cycles()
         };
         if !skip {
             Step::Ask(Ask {
                 block,
-                cancelled: core::mem::take(&mut s.cancelled_syscalls),
+                cancelled: s.syscalls.take_cancelled(),
                 events: s.events.take().expect("events present"),
                 hooks,
             })
@@ -435,7 +435,7 @@ fn tick(carry: &mut Option<Carry>) -> Tick {
             match pick(s) {
                 Some(next) => Step::Run(next),
                 None => Step::Idle {
-                    waiting: !s.syscalls.is_empty(),
+                    waiting: s.syscalls.any_waiting(),
                 },
             }
         }
@@ -484,5 +484,5 @@ fn idle(waiting: bool) -> Tick {
 /// Picks the next task after the event source or the hooks ran (they may
 /// have made tasks runnable, or spawned some).
 fn pick_after_outside_work() -> Result<Next, Tick> {
-    with(|s| pick(s).ok_or_else(|| idle(!s.syscalls.is_empty())))
+    with(|s| pick(s).ok_or_else(|| idle(s.syscalls.any_waiting())))
 }

@@ -14,11 +14,11 @@
 use super::Violation;
 use super::clock;
 use super::stack::StackPool;
-use super::syscall::{Events, SyscallId};
+use super::syscall::{Events, SyscallId, Waiting};
 use super::task::{Entry, Slot, State, TaskRef, TaskResult, Wait, Worker};
 use core::cell::{Cell, RefCell};
 use core::panic::Location;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 pub(crate) use super::lifecycle::{Joined, cancel_task, drop_if_unreferenced, spawn_raw, try_join};
@@ -35,9 +35,7 @@ pub(crate) struct Scheduler {
     pub(crate) current: Option<u32>,
     pub(super) next_uid: u64,
     pub(crate) events: Option<Box<dyn Events>>,
-    pub(super) syscalls: HashMap<SyscallId, TaskRef>,
-    pub(super) early_signals: HashSet<SyscallId>,
-    pub(super) cancelled_syscalls: Vec<SyscallId>,
+    pub(super) syscalls: Waiting,
     pub(crate) hooks: Vec<Rc<super::hook::HookInner>>,
     pub(crate) stacks: StackPool,
     /// Idle workers (see `task::Worker`), at most `KEEP_WORKERS`.
@@ -150,9 +148,7 @@ impl Scheduler {
             current: None,
             next_uid: 1,
             events: Some(events),
-            syscalls: HashMap::new(),
-            early_signals: HashSet::new(),
-            cancelled_syscalls: Vec::new(),
+            syscalls: Waiting::default(),
             hooks: Vec::new(),
             stacks: StackPool::new(stack_size),
             workers: Vec::new(),
@@ -508,23 +504,14 @@ pub(crate) fn after_op() {
 /// signal for it already arrived (no need to wait).
 pub(crate) fn register_syscall(id: SyscallId) -> bool {
     with(|s| {
-        if s.early_signals.remove(&id) {
-            return false;
-        }
         let cur = s.current_or_panic();
-        s.syscalls.insert(id, cur);
-        true
+        s.syscalls.register(id, cur)
     })
 }
 
 pub(super) fn deliver(s: &mut Scheduler, id: SyscallId) {
-    match s.syscalls.remove(&id) {
-        Some(t) => {
-            s.wake(t);
-        }
-        None => {
-            s.early_signals.insert(id);
-        }
+    if let Some(t) = s.syscalls.signalled(id) {
+        s.wake(t);
     }
 }
 

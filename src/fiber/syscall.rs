@@ -8,7 +8,8 @@
 //! sleeps are built the same way on the platform's event source.
 
 use super::scheduler;
-use super::task::Wait;
+use super::task::{TaskRef, Wait};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The identity of a [`Syscall`]: unique in the process.
@@ -69,6 +70,66 @@ impl Syscall {
     /// returned by `Events::select`.
     pub fn signal(&self) -> Signal {
         Signal { id: self.id }
+    }
+}
+
+/// The syscalls tasks wait on, as the scheduler tracks them (this module
+/// owns the invariant: a syscall id is in at most one of `waiting` and
+/// `early`, and a cancelled one is reported to the event source once).
+#[derive(Default)]
+pub(super) struct Waiting {
+    /// Who waits on which syscall.
+    waiting: HashMap<SyscallId, TaskRef>,
+    /// Signals that came before their task suspended (`suspend` then
+    /// returns at once).
+    early: HashSet<SyscallId>,
+    /// Syscalls whose task was cancelled, for the next `select`.
+    cancelled: Vec<SyscallId>,
+}
+
+impl Waiting {
+    /// Registers `task` as waiting for `id`; false when its signal already
+    /// came (no need to wait).
+    pub(super) fn register(&mut self, id: SyscallId, task: TaskRef) -> bool {
+        if self.early.remove(&id) {
+            return false;
+        }
+        self.waiting.insert(id, task);
+        true
+    }
+
+    /// A signal for `id`: the task to wake, or none yet (then the signal is
+    /// kept for the task about to wait on it).
+    pub(super) fn signalled(&mut self, id: SyscallId) -> Option<TaskRef> {
+        let t = self.waiting.remove(&id);
+        if t.is_none() {
+            self.early.insert(id);
+        }
+        t
+    }
+
+    /// The task waiting on `id` is being cancelled: forget it, and tell the
+    /// event source at its next `select`.
+    pub(super) fn cancel(&mut self, id: SyscallId) {
+        self.waiting.remove(&id);
+        self.cancelled.push(id);
+    }
+
+    /// Whether some task waits on a syscall.
+    #[inline]
+    pub(super) fn any_waiting(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    /// Whether cancellations wait to be told to the event source.
+    #[inline]
+    pub(super) fn any_cancelled(&self) -> bool {
+        !self.cancelled.is_empty()
+    }
+
+    /// The cancellations to tell the event source now.
+    pub(super) fn take_cancelled(&mut self) -> Vec<SyscallId> {
+        core::mem::take(&mut self.cancelled)
     }
 }
 
