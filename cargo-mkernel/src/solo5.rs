@@ -98,7 +98,7 @@ pub fn ensure(meta: &Metadata) -> Result<Solo5> {
          `mkernel` crate (which brings `solo5-sys`, the source of the Solo5 tenders)"
             .to_string()
     })?;
-    let src = pkg.dir.join("solo5");
+    let src = crate::metadata::package_dir(pkg).join("solo5");
     if !src.join("configure.sh").is_file() {
         return fail(format!(
             "{} does not look like a Solo5 source tree (no configure.sh)",
