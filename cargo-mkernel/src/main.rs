@@ -16,6 +16,7 @@ mod elf;
 mod link;
 mod metadata;
 mod solo5;
+mod tools;
 mod virtio;
 
 use std::path::{Path, PathBuf};

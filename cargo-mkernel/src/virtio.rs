@@ -33,10 +33,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::tools::QEMU;
 use crate::{Result, fail};
-
-/// The QEMU binary (Debian package `qemu-system-x86`).
-const QEMU: &str = "qemu-system-x86_64";
 
 /// Exit status when the timeout kills QEMU (as `timeout(1)`).
 const TIMED_OUT: i32 = 124;
@@ -178,7 +176,7 @@ fn qemu_command(image: &Path, a: &Attach, app_args: &[String]) -> Result<Command
              command line, so it must not contain blanks"
         ));
     }
-    let mut cmd = Command::new(QEMU);
+    let mut cmd = QEMU.command()?;
     cmd.args([
         "-accel",
         "tcg",
@@ -278,12 +276,7 @@ pub fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .map_err(|e| {
-            format!(
-                "cannot run {QEMU}: {e} (install it with `apt-get install \
-                 --no-install-recommends qemu-system-x86`)"
-            )
-        })?;
+        .map_err(|e| format!("cannot run {}: {e}", QEMU.name))?;
     // Copy the console to stdout as it comes (servers print while they
     // run), keeping its tail for the exit line.
     let mut pipe = child.stdout.take().ok_or("no stdout pipe")?;
