@@ -120,9 +120,10 @@ impl Target {
 #[derive(Args, Clone)]
 struct Selection {
     /// Build this example.
-    #[arg(long, conflicts_with = "bin", required_unless_present = "bin")]
+    #[arg(long, conflicts_with = "bin")]
     example: Option<String>,
-    /// Build this binary.
+    /// Build this binary. Without `--bin` or `--example`: the package's
+    /// only binary (or its `default-run` one), as `cargo run` picks it.
     #[arg(long)]
     bin: Option<String>,
     /// Package containing the program.
@@ -149,6 +150,19 @@ impl Selection {
             v.extend(["--manifest-path".into(), m.clone()]);
         }
         v
+    }
+    /// This selection with the program named: as given, or else the
+    /// package's only binary ([`metadata::default_binary`]).
+    fn resolve(mut self, meta: &metadata::Metadata) -> Result<Selection> {
+        if self.example.is_none() && self.bin.is_none() {
+            let (package, bin) = metadata::default_binary(meta, self.package.as_deref())?;
+            self.bin = Some(bin);
+            // A virtual workspace: say which member the binary is in.
+            if meta.raw.root_package().is_none() && self.package.is_none() {
+                self.package = Some(package);
+            }
+        }
+        Ok(self)
     }
     fn name(&self) -> &str {
         self.example
@@ -195,7 +209,8 @@ fn main() {
 fn real_main(cmd: Cmd, tender_opts: Vec<String>, app_args: Vec<String>) -> Result<i32> {
     match cmd {
         Cmd::Build { target, sel } => {
-            let (image, _, _) = build(target, &sel)?;
+            let (sel, meta) = chosen(sel)?;
+            let (image, _, _) = build(target, &sel, &meta)?;
             println!("{}", image.display());
             Ok(0)
         }
@@ -204,7 +219,8 @@ fn real_main(cmd: Cmd, tender_opts: Vec<String>, app_args: Vec<String>) -> Resul
             sel,
             timeout,
         } => {
-            let (image, _, manifest) = build(Target::Virtio, &sel)?;
+            let (sel, meta) = chosen(sel)?;
+            let (image, _, manifest) = build(Target::Virtio, &sel, &meta)?;
             virtio::run(
                 &image,
                 &manifest,
@@ -217,7 +233,8 @@ fn real_main(cmd: Cmd, tender_opts: Vec<String>, app_args: Vec<String>) -> Resul
             timeout: Some(_), ..
         } => fail("--timeout is for --target virtio (the spt and hvt tenders run unbounded)"),
         Cmd::Run { target, sel, .. } => {
-            let (image, solo5, _) = build(target, &sel)?;
+            let (sel, meta) = chosen(sel)?;
+            let (image, solo5, _) = build(target, &sel, &meta)?;
             let status = Command::new(solo5.tender(target.name()))
                 .args(&tender_opts)
                 .arg(&image)
@@ -227,11 +244,13 @@ fn real_main(cmd: Cmd, tender_opts: Vec<String>, app_args: Vec<String>) -> Resul
             Ok(status.code().unwrap_or(128 + 9))
         }
         Cmd::Manifest { sel } => {
+            let (sel, _) = chosen(sel)?;
             println!("{}", manifest(&sel)?);
             Ok(0)
         }
         Cmd::Symbols { sel } => {
-            for s in undefined_without_shim(&sel)? {
+            let (sel, meta) = chosen(sel)?;
+            for s in undefined_without_shim(&sel, &meta)? {
                 println!("{s}");
             }
             Ok(0)
@@ -245,11 +264,21 @@ fn real_main(cmd: Cmd, tender_opts: Vec<String>, app_args: Vec<String>) -> Resul
     }
 }
 
+/// The crate graph, and `sel` with its program named
+/// ([`Selection::resolve`]).
+fn chosen(sel: Selection) -> Result<(Selection, metadata::Metadata)> {
+    let meta = metadata::Metadata::load(sel.manifest_path.as_deref())?;
+    Ok((sel.resolve(&meta)?, meta))
+}
+
 /// Builds the image; returns its path, the Solo5 tree used and the
 /// manifest (JSON).
-fn build(target: Target, sel: &Selection) -> Result<(PathBuf, solo5::Solo5, String)> {
-    let meta = metadata::Metadata::load(sel.manifest_path.as_deref())?;
-    let solo5 = solo5::ensure(&meta)?;
+fn build(
+    target: Target,
+    sel: &Selection,
+    meta: &metadata::Metadata,
+) -> Result<(PathBuf, solo5::Solo5, String)> {
+    let solo5 = solo5::ensure(meta)?;
     let json = manifest(sel)?;
     let app = build_rust(sel, &meta.target_dir.join("solo5"), &[])?;
     let dir = app.parent().ok_or("artifact without a directory")?;
@@ -321,9 +350,8 @@ fn build_rust(sel: &Selection, target_dir: &Path, extra_flags: &[&str]) -> Resul
 /// Builds without the shim (`--cfg mkernel_solo5_no_shim`, own target
 /// directory), links the spt image letting undefined symbols through, and
 /// returns them sorted.
-fn undefined_without_shim(sel: &Selection) -> Result<Vec<String>> {
-    let meta = metadata::Metadata::load(sel.manifest_path.as_deref())?;
-    let solo5 = solo5::ensure(&meta)?;
+fn undefined_without_shim(sel: &Selection, meta: &metadata::Metadata) -> Result<Vec<String>> {
+    let solo5 = solo5::ensure(meta)?;
     let app = build_rust(
         sel,
         &meta.target_dir.join("solo5-noshim"),

@@ -38,6 +38,79 @@ impl Metadata {
     }
 }
 
+/// The program to build when neither `--bin` nor `--example` is given,
+/// chosen as `cargo run` does: the only binary target of the package
+/// (`package`, else the one of the manifest, else every workspace member
+/// of a virtual manifest), or its `default-run` binary when it has several.
+/// Returns (package, binary).
+pub fn default_binary(meta: &Metadata, package: Option<&str>) -> Result<(String, String)> {
+    let candidates: Vec<&Package> = match package {
+        Some(name) => {
+            let members = meta.raw.workspace_packages();
+            let found = members
+                .iter()
+                .copied()
+                .find(|p| p.name.as_str() == name)
+                .or_else(|| meta.package(name));
+            vec![found.ok_or_else(|| format!("package `{name}` is not in the crate graph"))?]
+        }
+        None => match meta.raw.root_package() {
+            Some(p) => vec![p],
+            None => meta.raw.workspace_packages(),
+        },
+    };
+    only_binary(&candidates)
+}
+
+/// The binary that `cargo run` would pick among the binary targets of
+/// `candidates`, or an error listing the choices.
+fn only_binary(candidates: &[&Package]) -> Result<(String, String)> {
+    let bins: Vec<(&Package, &str)> = candidates
+        .iter()
+        .flat_map(|p| {
+            p.targets
+                .iter()
+                .filter(|t| t.is_bin())
+                .map(move |t| (*p, t.name.as_str()))
+        })
+        .collect();
+    let chosen = match bins.as_slice() {
+        [one] => Some(*one),
+        _ => bins
+            .iter()
+            .find(|(p, b)| candidates.len() == 1 && p.default_run.as_deref() == Some(*b))
+            .copied(),
+    };
+    if let Some((p, b)) = chosen {
+        return Ok((p.name.to_string(), b.to_string()));
+    }
+    let whose = match candidates {
+        [p] => format!("the package `{}`", p.name),
+        _ => "the workspace".to_string(),
+    };
+    if bins.is_empty() {
+        let examples: Vec<&str> = candidates
+            .iter()
+            .flat_map(|p| p.targets.iter().filter(|t| t.is_example()))
+            .map(|t| t.name.as_str())
+            .collect();
+        let examples = if examples.is_empty() {
+            String::new()
+        } else {
+            format!(" (its examples: {})", examples.join(", "))
+        };
+        return Err(format!(
+            "{whose} has no binary target: choose the program with --example NAME{examples}"
+        ));
+    }
+    let names: Vec<&str> = bins.iter().map(|(_, b)| *b).collect();
+    Err(format!(
+        "{whose} has several binaries ({}): choose one with --bin NAME (or set \
+         `default-run` in Cargo.toml), or an example with --example NAME",
+        names.join(", ")
+    ))
+}
+
 /// The package called `name` with the highest version (semver order:
 /// 0.10.0 is newer than 0.9.0).
 fn newest<'a>(packages: &'a [Package], name: &str) -> Option<&'a Package> {
@@ -67,7 +140,7 @@ pub(crate) mod tests {
                 serde_json::json!({
                     "name": t,
                     "kind": [kind],
-                    "crate_types": ["bin"],
+                    "crate_types": [if *kind == "lib" { "lib" } else { "bin" }],
                     "src_path": format!("{dir}/src/{t}.rs"),
                 })
             })
@@ -82,6 +155,59 @@ pub(crate) mod tests {
             "manifest_path": format!("{dir}/Cargo.toml"),
         }))
         .expect("a valid package description")
+    }
+
+    #[test]
+    fn the_only_binary_is_chosen() {
+        let lib_bin_examples = package(
+            "app",
+            "0.1.0",
+            &[("app", "lib"), ("app", "bin"), ("demo", "example")],
+        );
+        assert_eq!(
+            only_binary(&[&lib_bin_examples]),
+            Ok(("app".into(), "app".into()))
+        );
+        // Across the members of a virtual workspace, as `cargo run` does.
+        let lib_only = package("support", "0.1.0", &[("support", "lib")]);
+        assert_eq!(
+            only_binary(&[&lib_only, &lib_bin_examples]),
+            Ok(("app".into(), "app".into()))
+        );
+    }
+
+    #[test]
+    fn several_binaries_are_listed() {
+        let two = package("app", "0.1.0", &[("server", "bin"), ("client", "bin")]);
+        let e = only_binary(&[&two]).unwrap_err();
+        assert!(e.contains("several binaries (server, client)"), "{e}");
+        assert!(e.contains("--bin NAME"), "{e}");
+        // `default-run` settles it.
+        let mut with_default = two.clone();
+        with_default.default_run = Some("client".into());
+        assert_eq!(
+            only_binary(&[&with_default]),
+            Ok(("app".into(), "client".into()))
+        );
+    }
+
+    #[test]
+    fn no_binary_lists_the_examples() {
+        let lib = package(
+            "mkernel",
+            "0.1.0",
+            &[
+                ("mkernel", "lib"),
+                ("hello", "example"),
+                ("sleep", "example"),
+            ],
+        );
+        let e = only_binary(&[&lib]).unwrap_err();
+        assert!(e.contains("`mkernel` has no binary target"), "{e}");
+        assert!(
+            e.contains("--example NAME (its examples: hello, sleep)"),
+            "{e}"
+        );
     }
 
     #[test]
