@@ -19,6 +19,7 @@ mod solo5;
 mod tools;
 mod virtio;
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -63,8 +64,9 @@ enum Cmd {
         #[command(flatten)]
         sel: Selection,
     },
-    /// Build, then run the image under the tender, or under QEMU for
-    /// virtio (exit status = the unikernel's). Tender options
+    /// Build, then run the image under the tender (which replaces this
+    /// process), or under QEMU for virtio (signals passed on; exit status =
+    /// the unikernel's). Tender options
     /// (`--net:NAME=TAP`, `--block:NAME=FILE`, `--mem=MB`) may follow;
     /// application arguments go after `--`.
     Run {
@@ -235,13 +237,16 @@ fn real_main(cmd: Cmd, tender_opts: Vec<String>, app_args: Vec<String>) -> Resul
         Cmd::Run { target, sel, .. } => {
             let (sel, meta) = chosen(sel)?;
             let (image, solo5, _) = build(target, &sel, &meta)?;
-            let status = Command::new(solo5.tender(target.name()))
+            // The tender takes this process's place (pid, signals, exit
+            // status): a SIGTERM or SIGINT sent to `cargo mkernel run`
+            // stops the unikernel, and none is left behind.
+            let tender = solo5.tender(target.name());
+            let err = Command::new(&tender)
                 .args(&tender_opts)
                 .arg(&image)
                 .args(&app_args)
-                .status()
-                .map_err(|e| format!("cannot run the tender: {e}"))?;
-            Ok(status.code().unwrap_or(128 + 9))
+                .exec();
+            fail(format!("cannot run the tender {}: {err}", tender.display()))
         }
         Cmd::Manifest { sel } => {
             let (sel, _) = chosen(sel)?;

@@ -89,3 +89,52 @@ debug = 1
     }
     dir
 }
+
+/// A process seen in /proc.
+#[derive(Debug, Clone)]
+pub struct Proc {
+    pub pid: i32,
+    /// The process group.
+    pub pgrp: i32,
+    /// The state letter (`Z`: a zombie, dead but not reaped).
+    pub state: char,
+    pub cmdline: Vec<String>,
+}
+
+/// Reads /proc/PID (`None` once the process is gone).
+pub fn proc_info(pid: i32) -> Option<Proc> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "PID (COMM) STATE PPID PGRP ...": COMM may hold blanks and parens.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    let state = fields.next()?.chars().next()?;
+    let _ppid = fields.next()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let cmdline = cmdline
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    Some(Proc {
+        pid,
+        pgrp,
+        state,
+        cmdline,
+    })
+}
+
+/// The live (not zombie) processes of the process group `pgrp` whose
+/// program (first argument) ends with `program` and whose command line
+/// mentions `word`.
+pub fn live_in_group(pgrp: i32, program: &str, word: &str) -> Vec<Proc> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(proc_info)
+        .filter(|p| p.pgrp == pgrp && p.state != 'Z')
+        .filter(|p| p.cmdline.first().is_some_and(|a| a.ends_with(program)))
+        .filter(|p| p.cmdline.iter().any(|a| a.contains(word)))
+        .collect()
+}
