@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::solo5::Solo5;
+use crate::tools::LD;
 use crate::{Result, fail};
 
 /// Environment variable that switches this executable into linker mode.
@@ -55,7 +56,13 @@ pub fn rustc_linker(args: Vec<String>) -> i32 {
         eprintln!("cargo-mkernel (linker mode): rustc gave no `-o`");
         return 1;
     };
-    let mut ld = Command::new("ld");
+    let mut ld = match LD.command() {
+        Ok(ld) => ld,
+        Err(e) => {
+            eprintln!("cargo-mkernel (linker mode): {e}");
+            return 1;
+        }
+    };
     // `solo5_app_main` is only referenced by the Solo5 bindings, which are
     // linked in stage 2: keep it (and `main`, which it calls) here.
     ld.args(["-r", "-o", &output, "-u", "solo5_app_main", "-u", "main"])
@@ -192,7 +199,8 @@ pub fn image(
 ) -> Result<()> {
     let script = linker_script(scratch)?;
     let linked = scratch.path("image");
-    run(Command::new("ld")
+    run(LD
+        .command()?
         .args(LD_ARGS)
         .args(["--eh-frame-hdr", "--gc-sections", "--build-id=none"])
         .arg("-T")
@@ -217,7 +225,8 @@ pub fn undefined_symbols(
 ) -> Result<Vec<String>> {
     let script = linker_script(scratch)?;
     let linked = scratch.path("image");
-    let o = Command::new("ld")
+    let o = LD
+        .command()?
         .args(LD_ARGS)
         .args([
             "--eh-frame-hdr",

@@ -16,8 +16,10 @@ mod elf;
 mod link;
 mod metadata;
 mod solo5;
+mod tools;
 mod virtio;
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -62,8 +64,9 @@ enum Cmd {
         #[command(flatten)]
         sel: Selection,
     },
-    /// Build, then run the image under the tender, or under QEMU for
-    /// virtio (exit status = the unikernel's). Tender options
+    /// Build, then run the image under the tender (which replaces this
+    /// process), or under QEMU for virtio (signals passed on; exit status =
+    /// the unikernel's). Tender options
     /// (`--net:NAME=TAP`, `--block:NAME=FILE`, `--mem=MB`) may follow;
     /// application arguments go after `--`.
     Run {
@@ -119,9 +122,10 @@ impl Target {
 #[derive(Args, Clone)]
 struct Selection {
     /// Build this example.
-    #[arg(long, conflicts_with = "bin", required_unless_present = "bin")]
+    #[arg(long, conflicts_with = "bin")]
     example: Option<String>,
-    /// Build this binary.
+    /// Build this binary. Without `--bin` or `--example`: the package's
+    /// only binary (or its `default-run` one), as `cargo run` picks it.
     #[arg(long)]
     bin: Option<String>,
     /// Package containing the program.
@@ -148,6 +152,19 @@ impl Selection {
             v.extend(["--manifest-path".into(), m.clone()]);
         }
         v
+    }
+    /// This selection with the program named: as given, or else the
+    /// package's only binary ([`metadata::default_binary`]).
+    fn resolve(mut self, meta: &metadata::Metadata) -> Result<Selection> {
+        if self.example.is_none() && self.bin.is_none() {
+            let (package, bin) = metadata::default_binary(meta, self.package.as_deref())?;
+            self.bin = Some(bin);
+            // A virtual workspace: say which member the binary is in.
+            if meta.raw.root_package().is_none() && self.package.is_none() {
+                self.package = Some(package);
+            }
+        }
+        Ok(self)
     }
     fn name(&self) -> &str {
         self.example
@@ -194,7 +211,8 @@ fn main() {
 fn real_main(cmd: Cmd, tender_opts: Vec<String>, app_args: Vec<String>) -> Result<i32> {
     match cmd {
         Cmd::Build { target, sel } => {
-            let (image, _, _) = build(target, &sel)?;
+            let (sel, meta) = chosen(sel)?;
+            let (image, _, _) = build(target, &sel, &meta)?;
             println!("{}", image.display());
             Ok(0)
         }
@@ -203,7 +221,8 @@ fn real_main(cmd: Cmd, tender_opts: Vec<String>, app_args: Vec<String>) -> Resul
             sel,
             timeout,
         } => {
-            let (image, _, manifest) = build(Target::Virtio, &sel)?;
+            let (sel, meta) = chosen(sel)?;
+            let (image, _, manifest) = build(Target::Virtio, &sel, &meta)?;
             virtio::run(
                 &image,
                 &manifest,
@@ -216,21 +235,27 @@ fn real_main(cmd: Cmd, tender_opts: Vec<String>, app_args: Vec<String>) -> Resul
             timeout: Some(_), ..
         } => fail("--timeout is for --target virtio (the spt and hvt tenders run unbounded)"),
         Cmd::Run { target, sel, .. } => {
-            let (image, solo5, _) = build(target, &sel)?;
-            let status = Command::new(solo5.tender(target.name()))
+            let (sel, meta) = chosen(sel)?;
+            let (image, solo5, _) = build(target, &sel, &meta)?;
+            // The tender takes this process's place (pid, signals, exit
+            // status): a SIGTERM or SIGINT sent to `cargo mkernel run`
+            // stops the unikernel, and none is left behind.
+            let tender = solo5.tender(target.name());
+            let err = Command::new(&tender)
                 .args(&tender_opts)
                 .arg(&image)
                 .args(&app_args)
-                .status()
-                .map_err(|e| format!("cannot run the tender: {e}"))?;
-            Ok(status.code().unwrap_or(128 + 9))
+                .exec();
+            fail(format!("cannot run the tender {}: {err}", tender.display()))
         }
         Cmd::Manifest { sel } => {
+            let (sel, _) = chosen(sel)?;
             println!("{}", manifest(&sel)?);
             Ok(0)
         }
         Cmd::Symbols { sel } => {
-            for s in undefined_without_shim(&sel)? {
+            let (sel, meta) = chosen(sel)?;
+            for s in undefined_without_shim(&sel, &meta)? {
                 println!("{s}");
             }
             Ok(0)
@@ -244,11 +269,21 @@ fn real_main(cmd: Cmd, tender_opts: Vec<String>, app_args: Vec<String>) -> Resul
     }
 }
 
+/// The crate graph, and `sel` with its program named
+/// ([`Selection::resolve`]).
+fn chosen(sel: Selection) -> Result<(Selection, metadata::Metadata)> {
+    let meta = metadata::Metadata::load(sel.manifest_path.as_deref())?;
+    Ok((sel.resolve(&meta)?, meta))
+}
+
 /// Builds the image; returns its path, the Solo5 tree used and the
 /// manifest (JSON).
-fn build(target: Target, sel: &Selection) -> Result<(PathBuf, solo5::Solo5, String)> {
-    let meta = metadata::Metadata::load(sel.manifest_path.as_deref())?;
-    let solo5 = solo5::ensure(&meta)?;
+fn build(
+    target: Target,
+    sel: &Selection,
+    meta: &metadata::Metadata,
+) -> Result<(PathBuf, solo5::Solo5, String)> {
+    let solo5 = solo5::ensure(meta)?;
     let json = manifest(sel)?;
     let app = build_rust(sel, &meta.target_dir.join("solo5"), &[])?;
     let dir = app.parent().ok_or("artifact without a directory")?;
@@ -320,9 +355,8 @@ fn build_rust(sel: &Selection, target_dir: &Path, extra_flags: &[&str]) -> Resul
 /// Builds without the shim (`--cfg mkernel_solo5_no_shim`, own target
 /// directory), links the spt image letting undefined symbols through, and
 /// returns them sorted.
-fn undefined_without_shim(sel: &Selection) -> Result<Vec<String>> {
-    let meta = metadata::Metadata::load(sel.manifest_path.as_deref())?;
-    let solo5 = solo5::ensure(&meta)?;
+fn undefined_without_shim(sel: &Selection, meta: &metadata::Metadata) -> Result<Vec<String>> {
+    let solo5 = solo5::ensure(meta)?;
     let app = build_rust(
         sel,
         &meta.target_dir.join("solo5-noshim"),

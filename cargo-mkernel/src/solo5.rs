@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::tools::{CC, LD, MAKE, OBJCOPY, PKG_CONFIG};
 use crate::{Result, fail, metadata::Metadata};
 
 /// Paths of everything the tool uses from a built Solo5 tree.
@@ -98,7 +99,7 @@ pub fn ensure(meta: &Metadata) -> Result<Solo5> {
          `mkernel` crate (which brings `solo5-sys`, the source of the Solo5 tenders)"
             .to_string()
     })?;
-    let src = pkg.dir.join("solo5");
+    let src = crate::metadata::package_dir(pkg).join("solo5");
     if !src.join("configure.sh").is_file() {
         return fail(format!(
             "{} does not look like a Solo5 source tree (no configure.sh)",
@@ -143,9 +144,7 @@ pub fn ensure(meta: &Metadata) -> Result<Solo5> {
     let jobs = std::thread::available_parallelism().map_or(4, |n| n.get());
     run_logged(Command::new("./configure.sh").current_dir(&tmp), &log)?;
     run_logged(
-        Command::new("make")
-            .arg(format!("-j{jobs}"))
-            .current_dir(&tmp),
+        MAKE.command()?.arg(format!("-j{jobs}")).current_dir(&tmp),
         &log,
     )?;
     // Solo5's toolchain directory links to the build tree by absolute
@@ -182,21 +181,13 @@ fn solo5_version(tree: &Path) -> String {
 
 /// Fails with the Debian package to install when a build tool is missing.
 fn check_prerequisites() -> Result<()> {
-    for (tool, pkg) in [
-        ("cc", "gcc"),
-        ("make", "make"),
-        ("ld", "binutils"),
-        ("objcopy", "binutils"),
-        ("pkg-config", "pkg-config"),
-    ] {
-        if which(tool).is_none() {
-            return fail(format!(
-                "`{tool}` is needed to build Solo5 and was not found in PATH: \
-                 install it with `apt-get install {pkg}`"
-            ));
-        }
+    for program in [CC, MAKE, LD, OBJCOPY, PKG_CONFIG] {
+        program
+            .find()
+            .map_err(|e| format!("building Solo5 needs {}: {e}", program.name))?;
     }
-    let seccomp = Command::new("pkg-config")
+    let seccomp = PKG_CONFIG
+        .command()?
         .args(["--exists", "libseccomp"])
         .status()
         .map(|s| s.success())
@@ -208,14 +199,6 @@ fn check_prerequisites() -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Finds an executable in PATH.
-pub fn which(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
 }
 
 fn run_logged(cmd: &mut Command, log: &Path) -> Result<()> {

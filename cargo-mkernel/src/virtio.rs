@@ -27,19 +27,93 @@
 //!   line on the console (`solo5_exit(N) called`, `solo5_abort() called`)
 //!   when the unikernel was not run with `--solo5:quiet`, else reported as
 //!   255 (what Solo5 uses for an abort, the usual status above 125).
+//! - SIGTERM, SIGINT and SIGHUP received by `cargo mkernel run` while QEMU
+//!   runs are passed on to QEMU; once QEMU has stopped, the runner ends by
+//!   the same signal (QEMU's own status after a signal says nothing about
+//!   the unikernel). QEMU is also made to die with its runner
+//!   (`PR_SET_PDEATHSIG`), so that a runner killed by SIGKILL leaves no VM
+//!   behind.
 
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::{Result, fail};
+use libc::c_int;
+use signal_hook::SigId;
 
-/// The QEMU binary (Debian package `qemu-system-x86`).
-const QEMU: &str = "qemu-system-x86_64";
+use crate::tools::QEMU;
+use crate::{Result, fail};
 
 /// Exit status when the timeout kills QEMU (as `timeout(1)`).
 const TIMED_OUT: i32 = 124;
+
+/// How long QEMU has to stop after a passed-on signal before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// The signals that stop `cargo mkernel run`, passed on to QEMU.
+const FORWARDED: [c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
+/// Catches [`FORWARDED`] while installed (until dropped): the handler only
+/// records the signal, and [`run`]'s wait loop passes it on.
+struct Forward {
+    last: Arc<AtomicUsize>,
+    ids: Vec<SigId>,
+}
+
+impl Forward {
+    fn install() -> Result<Forward> {
+        let last = Arc::new(AtomicUsize::new(0));
+        let mut ids = Vec::new();
+        for sig in FORWARDED {
+            let id = signal_hook::flag::register_usize(sig, Arc::clone(&last), sig as usize)
+                .map_err(|e| format!("cannot handle signal {sig}: {e}"))?;
+            ids.push(id);
+        }
+        Ok(Forward { last, ids })
+    }
+
+    /// The signal received since the last call, if any.
+    fn take(&self) -> Option<c_int> {
+        match self.last.swap(0, Ordering::SeqCst) {
+            0 => None,
+            sig => c_int::try_from(sig).ok(),
+        }
+    }
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}
+
+/// Makes the child started by `cmd` receive SIGKILL when this process
+/// dies (even by SIGKILL, which cannot be caught and passed on).
+fn die_with_parent(cmd: &mut Command) {
+    let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
+    // SAFETY: the closure runs in the child between fork and exec, and
+    // calls only async-signal-safe functions (prctl, getppid), allocating
+    // nothing. PR_SET_PDEATHSIG applies to the thread that forks: this is
+    // the main thread, which lives as long as the process.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent died before prctl: nobody would kill the child.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
 
 /// Devices attached to the guest.
 #[derive(Default, Debug)]
@@ -178,7 +252,7 @@ fn qemu_command(image: &Path, a: &Attach, app_args: &[String]) -> Result<Command
              command line, so it must not contain blanks"
         ));
     }
-    let mut cmd = Command::new(QEMU);
+    let mut cmd = QEMU.command()?;
     cmd.args([
         "-accel",
         "tcg",
@@ -273,17 +347,15 @@ pub fn run(
     let attach = parse_opts(opts)?;
     check_against_manifest(&attach, manifest)?;
     let mut cmd = qemu_command(image, &attach, app_args)?;
+    // Before QEMU exists, so that no signal is missed.
+    let forward = Forward::install()?;
+    die_with_parent(&mut cmd);
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .map_err(|e| {
-            format!(
-                "cannot run {QEMU}: {e} (install it with `apt-get install \
-                 --no-install-recommends qemu-system-x86`)"
-            )
-        })?;
+        .map_err(|e| format!("cannot run {}: {e}", QEMU.name))?;
     // Copy the console to stdout as it comes (servers print while they
     // run), keeping its tail for the exit line.
     let mut pipe = child.stdout.take().ok_or("no stdout pipe")?;
@@ -314,9 +386,23 @@ pub fn run(
         tail
     });
     let start = Instant::now();
+    // The first signal passed on, and when.
+    let mut stopped_by: Option<(c_int, Instant)> = None;
     let status = loop {
         if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
             break Some(s);
+        }
+        if let Some(sig) = forward.take() {
+            if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+                // SAFETY: kill has no memory preconditions; `pid` is our
+                // child, not yet reaped (try_wait said it runs), so the pid
+                // cannot have been reused.
+                unsafe { libc::kill(pid, sig) };
+            }
+            stopped_by.get_or_insert((sig, Instant::now()));
+        }
+        if stopped_by.is_some_and(|(_, t)| t.elapsed() > STOP_GRACE) {
+            let _ = child.kill();
         }
         if start.elapsed() > timeout {
             let _ = child.kill();
@@ -326,6 +412,15 @@ pub fn run(
         std::thread::sleep(Duration::from_millis(10));
     };
     let tail = copier.join().unwrap_or_default();
+    drop(forward);
+    if let Some((sig, _)) = stopped_by {
+        let name = signal_hook::low_level::signal_name(sig).unwrap_or("a signal");
+        eprintln!("cargo mkernel: {name} received and passed on to QEMU, which stopped");
+        let _ = std::io::stdout().flush();
+        // End as the tender would have: killed by that signal.
+        let _ = signal_hook::low_level::emulate_default_handler(sig);
+        return Ok(128 + sig);
+    }
     let Some(status) = status else {
         eprintln!(
             "cargo mkernel: the unikernel was still running after {} s: QEMU killed \
