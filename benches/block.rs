@@ -68,9 +68,10 @@ fn deferred(path: &std::path::Path, write: bool) -> f64 {
 
 fn cpu_time() -> Duration {
     let mut ru = std::mem::MaybeUninit::<libc_rusage>::zeroed();
-    // SAFETY: getrusage fills the struct it is given.
+    // SAFETY: `ru` is a live, writable rusage that getrusage fills in.
     unsafe { getrusage(0, ru.as_mut_ptr()) };
-    // SAFETY: initialised by getrusage (or zeroed).
+    // SAFETY: the struct holds only integers and was zeroed when created,
+    // so it is initialised whether or not getrusage wrote it.
     let ru = unsafe { ru.assume_init() };
     let us = |t: [i64; 2]| Duration::from_secs(t[0] as u64) + Duration::from_micros(t[1] as u64);
     us(ru.utime) + us(ru.stime)

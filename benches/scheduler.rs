@@ -60,6 +60,9 @@ fn corosensei_yield(iters: u64) -> Duration {
         black_box(co.resume(()));
     }
     let t = start.elapsed();
+    // SAFETY: the coroutine is suspended in its endless loop, whose frame
+    // holds nothing with `Drop` code (the yielder is borrowed), so
+    // abandoning that frame without unwinding skips no destructor.
     unsafe { co.force_reset() };
     t
 }

@@ -141,7 +141,12 @@
 //! caps those, so only the first [`MAX_GUARDED`] live stacks of the process
 //! get one. A stack without a guard page (beyond that, and on Solo5) has a
 //! canary word at its bottom instead, checked each time its task gives the
-//! CPU back.
+//! CPU back. The canary detects an overflow after the fact (and misses one
+//! that skips over it); it does not prevent it: by then the task has
+//! written below its stack, into another task's stack or the heap. So on a
+//! stack without a guard page, overflowing is undefined behaviour rather
+//! than a reported error, and keeping tasks within their stack size
+//! ([`Builder::stack_size`]) is the program's duty.
 //!
 //! # Devices
 //!

@@ -337,21 +337,25 @@ fn a_stack_overflow_in_a_task_is_reported_naming_the_task() {
 /// Linux 6.13), which let every task stack have a guard page.
 fn kernel_has_guard_regions() -> bool {
     const MADV_GUARD_INSTALL: libc::c_int = 102;
-    // SAFETY: maps a fresh private page, advises it, unmaps it.
-    unsafe {
-        let p = libc::mmap(
+    // SAFETY: a fresh anonymous private mapping at an address of the
+    // kernel's choosing touches no existing memory.
+    let p = unsafe {
+        libc::mmap(
             std::ptr::null_mut(),
             4096,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
             -1,
             0,
-        );
-        assert_ne!(p, libc::MAP_FAILED);
-        let ok = libc::madvise(p, 4096, MADV_GUARD_INSTALL) == 0;
-        libc::munmap(p, 4096);
-        ok
-    }
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    // SAFETY: `p` is the page just mapped, which nothing else uses; a guard
+    // region only makes it inaccessible.
+    let ok = unsafe { libc::madvise(p, 4096, MADV_GUARD_INSTALL) } == 0;
+    // SAFETY: unmaps exactly that page, which nothing refers to any more.
+    unsafe { libc::munmap(p, 4096) };
+    ok
 }
 
 /// With lightweight guard regions, the stacks beyond `MAX_GUARDED` have a

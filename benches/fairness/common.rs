@@ -171,9 +171,10 @@ impl Progress {
 /// with many of them has noisy maxima.
 pub fn preemptions() -> u64 {
     let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct it is given.
+    // SAFETY: `ru` is a live, writable rusage that getrusage fills in.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) };
-    // SAFETY: initialised by getrusage (or zeroed).
+    // SAFETY: the struct holds only integers and was zeroed when created,
+    // so it is initialised whether or not getrusage wrote it.
     unsafe { ru.assume_init() }.ru_nivcsw as u64
 }
 

@@ -53,16 +53,22 @@ impl Lent {
     /// queued), and `at + len` must not exceed the buffer's length.
     unsafe fn with_range<R>(&self, at: usize, len: usize, f: impl FnOnce(Buf<'_>) -> R) -> R {
         debug_assert!(at + len <= self.len);
-        // SAFETY: the caller's contract: the memory is live, in bounds, and
-        // nothing else uses it meanwhile; a buffer lent for writing came
-        // from a shared borrow and is only read here.
-        unsafe {
-            let p = self.ptr.add(at);
-            if self.write {
-                f(Buf::Write(core::slice::from_raw_parts(p, len)))
-            } else {
-                f(Buf::Read(core::slice::from_raw_parts_mut(p, len)))
-            }
+        // SAFETY: `at <= at + len <= self.len` (the caller's contract), so
+        // the offset stays inside the lent buffer.
+        let p = unsafe { self.ptr.add(at) };
+        if self.write {
+            // SAFETY: `[p, p + len)` lies inside the buffer, whose borrow is
+            // live (the caller's contract); it came from a shared borrow
+            // (`Buf::Write`), and this only reads it.
+            let b = unsafe { core::slice::from_raw_parts(p, len) };
+            f(Buf::Write(b))
+        } else {
+            // SAFETY: `[p, p + len)` lies inside the buffer, which came from
+            // an exclusive borrow (`Buf::Read`) that is live and used by
+            // nothing else while its task is suspended (the caller's
+            // contract), so one mutable slice of it is unique.
+            let b = unsafe { core::slice::from_raw_parts_mut(p, len) };
+            f(Buf::Read(b))
         }
     }
 }

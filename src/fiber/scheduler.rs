@@ -104,13 +104,16 @@ pub(crate) fn running_for_signal() -> Option<crate::sys::Running> {
     if cell.is_null() {
         return None;
     }
-    // SAFETY: a non-null `CURRENT` points to this thread's live scheduler
-    // (see `with_inlined`), and the fault interrupted this very thread, so
-    // nothing changes the scheduler while we read it. We only read, through
+    // SAFETY: a non-null `CURRENT` points to this thread's live
+    // `RefCell<Scheduler>` (see `with_inlined`).
+    let cell = unsafe { &*cell };
+    // SAFETY: the cell is live (above), and the fault interrupted this very
+    // thread, so nothing changes the scheduler while we read it, even if
+    // the interrupted code holds a borrow of the cell. We only read, through
     // the cell's raw pointer, plain fields that a switch sets before the
     // task runs (`current`, its slot's guard, uid and site); the process
     // aborts right after, so no borrow outlives the read.
-    let s = unsafe { &*(*cell).as_ptr() };
+    let s = unsafe { &*cell.as_ptr() };
     let slot = s.tasks.get(s.current? as usize)?;
     (slot.guard.0 != 0).then(|| crate::sys::Running {
         guard: slot.guard,
@@ -415,7 +418,10 @@ pub(crate) fn park(wait: Wait) {
 /// `y` must be the yielder of the coroutine running now.
 #[inline(always)]
 unsafe fn suspend_on(y: *const super::task::TaskYielder) {
-    // SAFETY: the caller's contract.
+    // SAFETY: `y` is the yielder of the coroutine running now (the
+    // caller's contract), so it points to a live `Yielder` (it lives as
+    // long as that coroutine), and suspending through it from inside that
+    // coroutine is the use corosensei allows.
     let next = unsafe { (*y).suspend(None) };
     // A suspended task is resumed with no new function to run.
     debug_assert!(next.is_none());

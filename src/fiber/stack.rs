@@ -14,7 +14,8 @@
 //! A stack without a guard page (beyond that limit, and on Solo5) gets a
 //! *canary*, a known word at its lowest usable address, checked each time
 //! its task is switched out: an overflow that went past it stops the run
-//! with a message naming the task.
+//! with a message naming the task. That is detection after the fact, not
+//! protection: see the `SAFETY` comment on `impl Stack for PooledStack`.
 //!
 //! Memory is reserved lazily (`MAP_NORESERVE`): a parked task costs only the
 //! pages its stack really touched (one page for a shallow task with a guard
@@ -59,10 +60,44 @@ pub(crate) struct PooledStack {
     guarded: bool,
 }
 
-// SAFETY: `base` and `bottom - guard` delimit memory that the pool mapped (or
-// allocated) for this stack alone, aligned to 16 bytes, and that stays valid
-// until the pool is dropped, which happens only after every coroutine using
-// one of its stacks has been dropped.
+// SAFETY: corosensei 0.3's `Stack` contract asks for three things; this is
+// what holds for each.
+//
+// 1. `base()` and `limit()` aligned to `STACK_ALIGNMENT` (16), with
+//    `limit()` including any guard page: both are page-aligned (a region
+//    from `map_region` is page-aligned, and the pool's stack size and
+//    slots are whole pages), and `limit()` is the guard page's start when
+//    there is one. The memory between them was mapped (or allocated) for
+//    this stack alone and stays valid until the pool is dropped, which
+//    happens only after every coroutine using one of its stacks has been
+//    dropped (`stop_idle_workers`, and each task's worker returns its
+//    stack with `put`).
+// 2. At least `MIN_STACK_SIZE` (4 KiB) usable bytes: the pool rounds every
+//    size up to at least 16 KiB.
+// 3. "To preserve memory safety, a stack must have a guard page which
+//    catches stack overflows." A guarded stack (hosted, while the process
+//    may have one) meets this: an overflow faults in the guard page before
+//    it writes outside the stack, and the handler in `sys` reports it and
+//    aborts. A stack WITHOUT a guard page (every stack on Solo5, which has
+//    no page protection; hosted stacks beyond `MAX_GUARDED` on kernels
+//    before 6.13) does NOT meet this clause. There an overflow of the
+//    task's own (safe) code writes below `limit()` into whatever lies
+//    there: on hosted, the top of the next stack down in the same region
+//    (another task's live frames) or, for the lowest one, whatever is
+//    mapped below the region; on Solo5, the heap block below. That is
+//    undefined behaviour, which the guard page is how corosensei rules
+//    out. The canary does not prevent it; it detects it after the fact,
+//    most of the time: the run loop checks the lowest word each time the
+//    task gives the CPU back (`run_loop::check_canary`) and aborts the
+//    process naming the task, so no other task runs on the damaged memory.
+//    Until that check the overflowing task itself runs on with the damage,
+//    and an overflow that leaves the canary word as it was (a large frame
+//    whose writes skip over it; stack probes rewrite it unchanged) is not
+//    detected at all. So on unguarded stacks memory safety holds only
+//    while tasks stay within their stack size. The crate makes that the
+//    user's duty and says so with the stacks (lib.rs, "Stacks"), gives
+//    room with `Builder::stack_size` (64 KiB by default on Solo5, 256 KiB
+//    hosted), and reports the overflows the canary catches.
 unsafe impl Stack for PooledStack {
     fn base(&self) -> StackPointer {
         NonZeroUsize::new(self.base).expect("stack base is never null")

@@ -456,12 +456,12 @@ mod tests {
         std::fs::set_permissions(&t.path, std::fs::Permissions::from_mode(0o444)).unwrap();
         let path = t.path.clone();
         let opened = std::thread::spawn(move || {
-            // SAFETY: getuid/setfsuid only read or change this thread's
-            // credentials; they touch no memory.
-            unsafe {
-                if libc::getuid() == 0 {
-                    libc::setfsuid(65534);
-                }
+            // SAFETY: getuid only reads this thread's credentials.
+            if unsafe { libc::getuid() } == 0 {
+                // SAFETY: setfsuid changes only this thread's file-system
+                // credentials (this short-lived test thread); it touches no
+                // memory.
+                unsafe { libc::setfsuid(65534) };
             }
             FileBlock::open(&path, 512)
         })

@@ -35,20 +35,25 @@ thread_local! {
 /// thread; it runs inside a signal handler, so it must only read.
 pub(crate) fn install(running: fn() -> Option<Running>) {
     PREVIOUS.get_or_init(|| {
-        // SAFETY: sigaction with a valid, fully initialised struct; the
-        // previous actions are saved so that other faults keep their
-        // handling.
-        unsafe {
-            let mut act: libc::sigaction = core::mem::zeroed();
-            act.sa_sigaction = handler as *const () as usize;
-            act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-            libc::sigemptyset(&mut act.sa_mask);
-            let mut segv: libc::sigaction = core::mem::zeroed();
-            let mut bus: libc::sigaction = core::mem::zeroed();
-            libc::sigaction(libc::SIGSEGV, &act, &mut segv);
-            libc::sigaction(libc::SIGBUS, &act, &mut bus);
-            Previous { segv, bus, running }
-        }
+        // SAFETY: an all-zero `sigaction` is a valid value (integers, a
+        // signal set, and an `Option` of a function pointer: `None`).
+        let mut act: libc::sigaction = unsafe { core::mem::zeroed() };
+        act.sa_sigaction = handler as *const () as usize;
+        act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+        // SAFETY: `act.sa_mask` is a valid, writable signal set.
+        unsafe { libc::sigemptyset(&mut act.sa_mask) };
+        // SAFETY: as for `act`.
+        let mut segv: libc::sigaction = unsafe { core::mem::zeroed() };
+        // SAFETY: as for `act`.
+        let mut bus: libc::sigaction = unsafe { core::mem::zeroed() };
+        // SAFETY: `act` is fully initialised, and its handler has the
+        // three-argument signature that SA_SIGINFO calls with; `segv` is
+        // writable. The previous action is saved so that other faults keep
+        // their handling.
+        unsafe { libc::sigaction(libc::SIGSEGV, &act, &mut segv) };
+        // SAFETY: as for SIGSEGV.
+        unsafe { libc::sigaction(libc::SIGBUS, &act, &mut bus) };
+        Previous { segv, bus, running }
     });
     if !ALTSTACK_CHECKED.with(|c| c.replace(true)) {
         ensure_altstack();
@@ -76,8 +81,11 @@ fn ensure_altstack() {
 }
 
 extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
-    // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
-    let addr = unsafe { (*info).si_addr() } as usize;
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    let info = unsafe { &*info };
+    // SAFETY: this handler is installed for SIGSEGV and SIGBUS only, for
+    // which the kernel fills in `si_addr`, the union member this reads.
+    let addr = unsafe { info.si_addr() } as usize;
     let prev = PREVIOUS.get();
     if let Some(cur) = prev.and_then(|p| (p.running)())
         && addr >= cur.guard.0

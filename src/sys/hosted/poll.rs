@@ -41,13 +41,10 @@ impl Poller {
     ///
     /// The error of `epoll_create1` or `eventfd` (e.g. too many open files).
     pub(crate) fn new() -> io::Result<Poller> {
-        // SAFETY: plain system calls without pointer arguments.
-        let (epoll, wake) = unsafe {
-            (
-                owned_fd(libc::epoll_create1(libc::EPOLL_CLOEXEC))?,
-                owned_fd(libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))?,
-            )
-        };
+        // SAFETY: a plain system call without pointer arguments.
+        let epoll = owned_fd(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        // SAFETY: a plain system call without pointer arguments.
+        let wake = owned_fd(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
         let poller = Poller {
             epoll,
             wake: File::from(wake),
@@ -355,14 +352,14 @@ mod tests {
         // A handler without SA_RESTART makes epoll_wait fail with EINTR.
         extern "C" fn on_signal(_: libc::c_int) {}
         let p = std::sync::Arc::new(Poller::new().unwrap());
+        // SAFETY: an all-zero `sigaction` is a valid value (integers, a
+        // signal set, and an `Option` of a function pointer: `None`).
+        let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+        sa.sa_sigaction = on_signal as *const () as usize;
         // SAFETY: installs a handler that does nothing (async-signal-safe)
         // for SIGUSR2, which nothing else in the tests uses; `sa` is fully
         // initialised (zeroed, then the handler set).
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as *const () as usize;
-            libc::sigaction(libc::SIGUSR2, &sa, std::ptr::null_mut());
-        }
+        unsafe { libc::sigaction(libc::SIGUSR2, &sa, std::ptr::null_mut()) };
         let (tx, rx) = std::sync::mpsc::channel();
         let q = p.clone();
         let waiter = std::thread::spawn(move || {

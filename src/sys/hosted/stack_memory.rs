@@ -61,14 +61,13 @@ pub(crate) fn light_guards() -> bool {
 /// `low` must be the first page of a stack slot inside a region that
 /// [`map_region`] returned and that no stack uses yet.
 pub(crate) fn install_guard(low: usize, light: bool) -> io::Result<()> {
-    // SAFETY: per the contract above, nothing uses that page; a guard only
-    // makes it inaccessible.
-    let r = unsafe {
-        if light {
-            libc::madvise(low as *mut libc::c_void, PAGE, MADV_GUARD_INSTALL)
-        } else {
-            libc::mprotect(low as *mut libc::c_void, PAGE, libc::PROT_NONE)
-        }
+    let r = if light {
+        // SAFETY: per the contract above, the page is part of a mapping of
+        // ours that nothing uses; a guard region only makes it inaccessible.
+        unsafe { libc::madvise(low as *mut libc::c_void, PAGE, MADV_GUARD_INSTALL) }
+    } else {
+        // SAFETY: as above; PROT_NONE only makes the page inaccessible.
+        unsafe { libc::mprotect(low as *mut libc::c_void, PAGE, libc::PROT_NONE) }
     };
     if r != 0 {
         return Err(io::Error::last_os_error());

@@ -48,8 +48,10 @@ pub extern "C" fn __errno_location() -> *mut c_int {
 /// C contract: both regions valid for `n` bytes, not overlapping.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    // SAFETY: the caller gives valid regions; rep movsb copies exactly n
-    // bytes forward (the direction flag is clear per the ABI).
+    // SAFETY: `dst` is valid for writes and `src` for reads of `n` bytes,
+    // not overlapping (the caller's contract); rep movsb copies exactly
+    // those `n` bytes forward (the direction flag is clear per the ABI) and
+    // touches nothing else (not the stack: `nostack`).
     unsafe {
         core::arch::asm!("rep movsb", inout("rcx") n => _, inout("rdi") dst => _,
                          inout("rsi") src => _, options(nostack, preserves_flags));
@@ -65,15 +67,26 @@ pub unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut 
 pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
     if (dst as usize).wrapping_sub(src as usize) >= n {
         // Forward copy is safe: dst is before src or past its end.
-        // SAFETY: as for memcpy.
+        // SAFETY: both regions are valid for `n` bytes (the caller's
+        // contract), and a forward byte copy reads each byte of `src`
+        // before writing over it, since `dst` starts before `src` or at or
+        // past its end: memcpy's bytewise forward loop is exact here.
         return unsafe { memcpy(dst, src, n) };
     }
-    // SAFETY: dst overlaps the end of src: copy backwards (direction flag
-    // set for the copy only, cleared again as the ABI requires).
+    // Here `n >= 1` (with `n == 0` the test above always holds).
+    // SAFETY: `dst` is valid for `n` bytes (the caller's contract), so
+    // `dst + n` is at most one past its end.
+    let dst_end = unsafe { dst.add(n) };
+    // SAFETY: as for `dst`.
+    let src_end = unsafe { src.add(n) };
+    // SAFETY: both regions are valid for `n` bytes and `dst` overlaps the
+    // end of `src`: copy backwards from the last byte of each, so every
+    // byte of `src` is read before it is overwritten; the direction flag is
+    // set for the copy only and cleared again, as the ABI requires.
     unsafe {
         core::arch::asm!("std", "rep movsb", "cld",
-                         inout("rcx") n => _, inout("rdi") dst.add(n).wrapping_sub(1) => _,
-                         inout("rsi") src.add(n).wrapping_sub(1) => _, options(nostack));
+                         inout("rcx") n => _, inout("rdi") dst_end.wrapping_sub(1) => _,
+                         inout("rsi") src_end.wrapping_sub(1) => _, options(nostack));
     }
     dst
 }
@@ -84,7 +97,8 @@ pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut
 /// C contract: `dst` valid for `n` bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memset(dst: *mut u8, c: c_int, n: usize) -> *mut u8 {
-    // SAFETY: the caller gives a valid region; rep stosb stores n bytes.
+    // SAFETY: `dst` is valid for writes of `n` bytes (the caller's
+    // contract); rep stosb stores exactly those `n` bytes.
     unsafe {
         core::arch::asm!("rep stosb", inout("rcx") n => _, inout("rdi") dst => _,
                          in("al") c as u8, options(nostack, preserves_flags));
@@ -99,9 +113,14 @@ pub unsafe extern "C" fn memset(dst: *mut u8, c: c_int, n: usize) -> *mut u8 {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> c_int {
     for i in 0..n {
-        // SAFETY: i < n, inside both regions. Volatile keeps LLVM from
-        // turning the loop back into a call to memcmp.
-        let (x, y) = unsafe { (a.add(i).read_volatile(), b.add(i).read_volatile()) };
+        // SAFETY: i < n and both regions are valid for `n` bytes (the
+        // caller's contract), so `a + i` and `b + i` are inside them.
+        let (pa, pb) = (unsafe { a.add(i) }, unsafe { b.add(i) });
+        // SAFETY: `pa` points to a readable byte (above). Volatile keeps
+        // LLVM from turning the loop back into a call to memcmp.
+        let x = unsafe { pa.read_volatile() };
+        // SAFETY: as for `pa`.
+        let y = unsafe { pb.read_volatile() };
         if x != y {
             return c_int::from(x) - c_int::from(y);
         }
@@ -115,7 +134,8 @@ pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> c_int {
 /// C contract: both regions valid for `n` bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> c_int {
-    // SAFETY: same contract.
+    // SAFETY: memcmp's contract, the same as bcmp's: both regions valid
+    // for reads of `n` bytes.
     unsafe { memcmp(a, b, n) }
 }
 
@@ -126,8 +146,14 @@ pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> c_int {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn strlen(s: *const c_char) -> usize {
     let mut n = 0;
-    // SAFETY: reads stop at the terminating NUL the caller guarantees.
-    while unsafe { s.add(n).read_volatile() } != 0 {
+    loop {
+        // SAFETY: the caller guarantees a NUL at or after `s + n` (the loop
+        // stops at the first one), so `s + n` is inside the string.
+        let p = unsafe { s.add(n) };
+        // SAFETY: `p` points to a byte of the string (above).
+        if unsafe { p.read_volatile() } == 0 {
+            break;
+        }
         n += 1;
     }
     n
@@ -154,14 +180,18 @@ fn c_alloc(size: usize, align: usize) -> *mut c_void {
         ERRNO.store(ENOMEM, Ordering::Relaxed);
         return p.cast();
     }
-    // SAFETY: `align >= 16` bytes are reserved before the user pointer; the
-    // header's two words fit there and are 8-aligned.
-    unsafe {
-        let user = p.add(align);
-        user.cast::<usize>().sub(1).write(size);
-        user.cast::<usize>().sub(2).write(align);
-        user.cast()
-    }
+    // SAFETY: the block is `size + align` bytes long, so `p + align` is
+    // inside it (or one past its end when `size == 0`).
+    let user = unsafe { p.add(align) }.cast::<usize>();
+    // SAFETY: `align >= 16` bytes are reserved before `user`, so the two
+    // words before it are inside the block.
+    let (size_at, align_at) = (unsafe { user.sub(1) }, unsafe { user.sub(2) });
+    // SAFETY: `size_at` is inside the block (above), writable, and 8-aligned
+    // (`user` is `align`-aligned, a multiple of 16).
+    unsafe { size_at.write(size) };
+    // SAFETY: as for `size_at`.
+    unsafe { align_at.write(align) };
+    user.cast()
 }
 
 /// Size and alignment recorded by `c_alloc`, and the block's start.
@@ -169,12 +199,18 @@ fn c_alloc(size: usize, align: usize) -> *mut c_void {
 /// # Safety
 /// `p` comes from `c_alloc`.
 unsafe fn c_layout(p: *mut c_void) -> (usize, usize, *mut u8) {
-    // SAFETY: the header written by c_alloc precedes `p`.
-    unsafe {
-        let size = p.cast::<usize>().sub(1).read();
-        let align = p.cast::<usize>().sub(2).read();
-        (size, align, p.cast::<u8>().sub(align))
-    }
+    let words = p.cast::<usize>();
+    // SAFETY: `p` comes from `c_alloc` (the caller's contract), which put
+    // its two header words just before `p`, inside the block.
+    let (size_at, align_at) = (unsafe { words.sub(1) }, unsafe { words.sub(2) });
+    // SAFETY: `size_at` is the header word c_alloc wrote (above).
+    let size = unsafe { size_at.read() };
+    // SAFETY: as for `size_at`.
+    let align = unsafe { align_at.read() };
+    // SAFETY: c_alloc placed `p` exactly `align` bytes after the block's
+    // start, so this is the start of the block.
+    let block = unsafe { p.cast::<u8>().sub(align) };
+    (size, align, block)
 }
 
 /// `malloc`.
@@ -211,7 +247,7 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
     if p.is_null() {
         return ENOMEM;
     }
-    // SAFETY: the caller's out pointer.
+    // SAFETY: `out` is valid for a write (the caller's contract).
     unsafe { out.write(p) };
     0
 }
@@ -225,14 +261,15 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
     if p.is_null() {
         return;
     }
-    // SAFETY: p came from c_alloc, which used exactly this layout.
-    unsafe {
-        let (size, align, block) = c_layout(p);
-        std::alloc::dealloc(
-            block,
-            std::alloc::Layout::from_size_align_unchecked(size + align, align),
-        );
-    }
+    // SAFETY: a non-null `p` came from malloc/calloc/realloc/
+    // posix_memalign (the caller's contract), i.e. from `c_alloc`.
+    let (size, align, block) = unsafe { c_layout(p) };
+    // SAFETY: c_alloc built this layout from these same numbers with
+    // `Layout::from_size_align`, which accepted them.
+    let layout = unsafe { std::alloc::Layout::from_size_align_unchecked(size + align, align) };
+    // SAFETY: `block` was allocated with the global allocator with exactly
+    // `layout` (c_alloc), and the caller frees it only once.
+    unsafe { std::alloc::dealloc(block, layout) };
 }
 
 /// `realloc`.
@@ -244,16 +281,20 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     if p.is_null() {
         return malloc(size);
     }
-    // SAFETY: p came from c_alloc; the copy covers the smaller of both sizes.
-    unsafe {
-        let (old, align, _) = c_layout(p);
-        let q = c_alloc(size, align);
-        if !q.is_null() {
-            memcpy(q.cast(), p.cast(), old.min(size));
-            free(p);
-        }
-        q
+    // SAFETY: a non-null `p` came from one of the C allocation functions
+    // (the caller's contract), i.e. from `c_alloc`.
+    let (old, align, _) = unsafe { c_layout(p) };
+    let q = c_alloc(size, align);
+    if !q.is_null() {
+        // SAFETY: `p` is valid for `old` bytes and `q`, a new block, for
+        // `size` bytes: both for the smaller of the two, and they do not
+        // overlap.
+        unsafe { memcpy(q.cast(), p.cast(), old.min(size)) };
+        // SAFETY: `p` came from c_alloc (above), and is freed once, here
+        // (C's realloc frees it on success).
+        unsafe { free(p) };
     }
+    q
 }
 
 // ------------------------------------------------------- console and files
@@ -267,7 +308,8 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const u8, n: usize) -> isize {
     if fd != 1 && fd != 2 {
         return fail(EBADF);
     }
-    // SAFETY: the caller's buffer.
+    // SAFETY: `buf` is valid for reads of `n` bytes (the caller's
+    // contract), and the slice lives only during the call.
     super::console_write(unsafe { std::slice::from_raw_parts(buf, n) });
     n as isize
 }
@@ -290,11 +332,14 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const IoVec, cnt: c_int) -> isi
     }
     let mut total = 0;
     for i in 0..cnt.max(0) as usize {
-        // SAFETY: the caller's iovec array and buffers.
-        unsafe {
-            let v = &*iov.add(i);
-            total += write(fd, v.base, v.len);
-        }
+        // SAFETY: `iov` is valid for `cnt` entries (the caller's contract)
+        // and `i < cnt`, so `iov + i` is one of them.
+        let entry = unsafe { iov.add(i) };
+        // SAFETY: `entry` points to a valid, initialised iovec (above).
+        let v = unsafe { &*entry };
+        // SAFETY: each entry's buffer is valid for its length (the caller's
+        // contract), which is write's contract.
+        total += unsafe { write(fd, v.base, v.len) };
     }
     total
 }
@@ -411,8 +456,9 @@ pub unsafe extern "C" fn munmap(addr: *mut c_void, len: usize) -> c_int {
     let Some(layout) = map_layout(len) else {
         return fail(EINVAL);
     };
-    // SAFETY: per the contract above, `addr` was returned by `mmap` for a
-    // `len` giving this same layout.
+    // SAFETY: per the contract above, `addr` was returned by `mmap` (the
+    // global allocator, with `alloc_zeroed`) for a `len` giving this same
+    // layout, and is unmapped once.
     unsafe { std::alloc::dealloc(addr.cast(), layout) };
     0
 }
@@ -465,8 +511,11 @@ pub struct PollFd {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn poll(fds: *mut PollFd, n: u64, _timeout: c_int) -> c_int {
     for i in 0..n as usize {
-        // SAFETY: the caller's array.
-        unsafe { (*fds.add(i)).revents = 0 };
+        // SAFETY: `fds` is valid for `n` entries (the caller's contract)
+        // and `i < n`, so `fds + i` is one of them.
+        let entry = unsafe { fds.add(i) };
+        // SAFETY: `entry` points to a pollfd valid for a write (above).
+        unsafe { (*entry).revents = 0 };
     }
     0
 }
@@ -494,11 +543,11 @@ pub unsafe extern "C" fn sigaction(
     old: *mut SigAction,
 ) -> c_int {
     if !old.is_null() {
-        // SAFETY: the caller's struct sigaction (152 bytes in glibc).
-        unsafe {
-            std::ptr::write_bytes(old.cast::<u8>(), 0, 152);
-            (*old).handler = SIG_IGN;
-        }
+        // SAFETY: a non-null `old` is a writable glibc struct sigaction
+        // (the caller's contract), 152 bytes long.
+        unsafe { std::ptr::write_bytes(old.cast::<u8>(), 0, 152) };
+        // SAFETY: as above; the handler is its first field.
+        unsafe { (*old).handler = SIG_IGN };
     }
     0
 }
@@ -583,7 +632,8 @@ pub unsafe extern "C" fn __xpg_strerror_r(errnum: c_int, buf: *mut u8, n: usize)
     if msg.len() > n {
         return ERANGE;
     }
-    // SAFETY: the caller's buffer holds at least msg.len() bytes.
+    // SAFETY: `buf` is valid for `n` bytes (the caller's contract) and
+    // `msg.len() <= n`; a fresh String does not overlap it.
     unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), buf, msg.len()) };
     0
 }
@@ -611,7 +661,7 @@ pub unsafe extern "C" fn clock_gettime(clock: c_int, ts: *mut TimeSpec) -> c_int
     } else {
         super::clock_monotonic()
     };
-    // SAFETY: the caller's timespec.
+    // SAFETY: `ts` is valid for a write (the caller's contract).
     unsafe {
         ts.write(TimeSpec {
             sec: (ns / 1_000_000_000) as i64,
@@ -632,10 +682,10 @@ fn sleep_ns(ns: u64) {
 /// `nanosleep` (std's `thread::sleep`).
 ///
 /// # Safety
-/// C contract: `req` valid.
+/// C contract: `req` valid for a read.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nanosleep(req: *const TimeSpec, _rem: *mut TimeSpec) -> c_int {
-    // SAFETY: the caller's timespec.
+    // SAFETY: `req` is valid for a read (the caller's contract).
     let r = unsafe { &*req };
     sleep_ns((r.sec.max(0) as u64) * 1_000_000_000 + r.nsec.max(0) as u64);
     0
@@ -644,7 +694,7 @@ pub unsafe extern "C" fn nanosleep(req: *const TimeSpec, _rem: *mut TimeSpec) ->
 /// `clock_nanosleep` (relative, or absolute on the monotonic clock).
 ///
 /// # Safety
-/// C contract: `req` valid.
+/// C contract: `req` valid for a read.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn clock_nanosleep(
     clock: c_int,
@@ -653,7 +703,7 @@ pub unsafe extern "C" fn clock_nanosleep(
     rem: *mut TimeSpec,
 ) -> c_int {
     const TIMER_ABSTIME: c_int = 1;
-    // SAFETY: the caller's timespec.
+    // SAFETY: `req` is valid for a read (the caller's contract).
     let r = unsafe { &*req };
     let ns = (r.sec.max(0) as u64) * 1_000_000_000 + r.nsec.max(0) as u64;
     if flags & TIMER_ABSTIME != 0 {
@@ -665,7 +715,8 @@ pub unsafe extern "C" fn clock_nanosleep(
         sleep_ns(ns.saturating_sub(now));
         0
     } else {
-        // SAFETY: same contract as nanosleep.
+        // SAFETY: `req` is valid for a read (our own contract), all that
+        // nanosleep needs; it does not use `rem`.
         unsafe { nanosleep(req, rem) }
     }
 }
@@ -682,13 +733,16 @@ const SYS_GETTID: c_long = 186;
 /// would block forever, so WAIT returns EAGAIN and std re-checks), `gettid`.
 ///
 /// # Safety
-/// C contract of each system call.
+/// C contract of each system call; for `getrandom` (the only one that
+/// uses a pointer), `a1` is valid for writes of `a2` bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn syscall(n: c_long, a1: usize, a2: usize, a3: usize) -> c_long {
     match n {
         SYS_GETRANDOM => {
             let _ = a3;
-            // SAFETY: getrandom(buf, len, flags): the caller's buffer.
+            // SAFETY: getrandom(buf, len, flags): `buf` is valid for writes
+            // of `len` bytes (the caller's contract), and nothing else uses
+            // it during the call.
             let buf = unsafe { std::slice::from_raw_parts_mut(a1 as *mut u8, a2) };
             fill_random(buf);
             a2 as c_long
@@ -725,39 +779,58 @@ fn fill_random(buf: &mut [u8]) {
         abort();
     }
     for chunk in buf.chunks_mut(8) {
-        // SAFETY: the feature was checked just above.
-        let v = unsafe {
-            if rdseed {
-                hw_random::<true>()
-            } else {
-                hw_random::<false>()
-            }
+        let v = if rdseed {
+            // SAFETY: CPUID said just above that this CPU has RDSEED.
+            unsafe { hw_rdseed() }
+        } else {
+            // SAFETY: CPUID said just above that this CPU has RDRAND (it
+            // has one of the two, and not RDSEED).
+            unsafe { hw_rdrand() }
         };
         chunk.copy_from_slice(&v.to_ne_bytes()[..chunk.len()]);
     }
 }
 
-/// One 64-bit value from RDSEED (`SEED`) or RDRAND, retrying while the
-/// generator reports underflow (the carry flag clear), as Intel advises.
+/// One 64-bit value from RDSEED, retrying while the generator reports
+/// underflow (the carry flag clear), as Intel advises.
+///
+/// (One function per instruction: a function compiled with a target
+/// feature may only run on a CPU that has that feature, and a CPU may have
+/// RDRAND without RDSEED.)
 ///
 /// # Safety
-/// The CPU supports the chosen instruction.
-#[target_feature(enable = "rdrand,rdseed")]
-unsafe fn hw_random<const SEED: bool>() -> u64 {
-    use core::arch::x86_64::{_rdrand64_step, _rdseed64_step};
+/// The CPU has RDSEED.
+#[target_feature(enable = "rdseed")]
+unsafe fn hw_rdseed() -> u64 {
     let mut v = 0;
     for _ in 0..1000 {
-        // Safe inside this function, which enables the features.
-        let ok = if SEED {
-            _rdseed64_step(&mut v)
-        } else {
-            _rdrand64_step(&mut v)
-        };
-        if ok == 1 {
+        // Safe inside this function, which enables the feature.
+        if core::arch::x86_64::_rdseed64_step(&mut v) == 1 {
             return v;
         }
         std::hint::spin_loop();
     }
+    generator_failed()
+}
+
+/// [`hw_rdseed`] with RDRAND.
+///
+/// # Safety
+/// The CPU has RDRAND.
+#[target_feature(enable = "rdrand")]
+unsafe fn hw_rdrand() -> u64 {
+    let mut v = 0;
+    for _ in 0..1000 {
+        // Safe inside this function, which enables the feature.
+        if core::arch::x86_64::_rdrand64_step(&mut v) == 1 {
+            return v;
+        }
+        std::hint::spin_loop();
+    }
+    generator_failed()
+}
+
+fn generator_failed() -> ! {
     super::console_write(b"mkernel: FATAL: the CPU's random generator keeps failing\n");
     abort()
 }
@@ -794,7 +867,7 @@ pub unsafe extern "C" fn pthread_key_create(key: *mut c_uint, _dtor: usize) -> c
     };
     t.used[k] = true;
     t.values[k] = 0;
-    // SAFETY: the caller's key.
+    // SAFETY: `key` is valid for a write (the caller's contract).
     unsafe { key.write(k as c_uint) };
     0
 }
@@ -921,7 +994,9 @@ pub unsafe extern "C" fn dl_iterate_phdr(
         tls_data: std::ptr::null_mut(),
     };
     match cb {
-        // SAFETY: the caller's callback, given a valid info for the call.
+        // SAFETY: `cb` is a valid callback (the caller's contract); `info`
+        // and the headers it points to live on this frame for the whole
+        // call, and `data` is passed through as C does.
         Some(cb) => unsafe { cb(&mut info, size_of::<DlPhdrInfo>(), data) },
         None => 0,
     }

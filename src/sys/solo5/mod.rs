@@ -413,7 +413,8 @@ pub(crate) fn console_write(bytes: &[u8]) {
 /// Ends the unikernel with `code` (codes >= 255 are Solo5's own). Does not
 /// run destructors nor flush std's buffers: flush stdout first if needed.
 pub(crate) fn exit(code: i32) -> ! {
-    // SAFETY: solo5_exit does not return.
+    // SAFETY: solo5_exit takes a plain integer and has no preconditions; it
+    // ends the unikernel (it does not return).
     unsafe { sys::solo5_exit(code) };
     // solo5.h marks solo5_exit noreturn; bindgen's declaration does not say so.
     loop {

@@ -75,18 +75,31 @@ pub unsafe extern "C" fn solo5_app_main(info: *const sys::solo5_start_info) -> c
     let tls_align = (&raw const __tls_align as usize).max(1);
     let off = round_up(memsz, tls_align);
     let tp = round_up(heap_start + off, tls_align.max(16));
-    // SAFETY: [tp - off, tp + TCB_SIZE) lies in the heap region, which is
-    // ours and not yet used by anything; the template [tls_start,
-    // tls_start + filesz) is the linker's .tdata.
-    unsafe {
-        let block = (tp - off) as *mut u8;
-        std::ptr::copy_nonoverlapping(tls_start as *const u8, block, filesz);
-        std::ptr::write_bytes(block.add(filesz), 0, off - filesz + TCB_SIZE);
-        *(tp as *mut usize) = tp;
-        if sys::solo5_set_tls_base(tp as _) != sys::solo5_result_t_SOLO5_R_OK {
-            super::console_write(b"mkernel: solo5_set_tls_base failed\n");
-            return 255;
-        }
+    //
+    // The TLS block and TCB, [tp - off, tp + TCB_SIZE), lie at the start of
+    // the heap region, which is ours and not yet used by anything (the
+    // allocator gets what follows them, below).
+    let block = (tp - off) as *mut u8;
+    // SAFETY: the template [tls_start, tls_start + filesz) is the linker's
+    // .tdata, readable, in the image; [block, block + filesz) lies in the
+    // TLS block (filesz <= memsz <= off), in the heap region, which does
+    // not overlap the image.
+    unsafe { std::ptr::copy_nonoverlapping(tls_start as *const u8, block, filesz) };
+    // SAFETY: filesz <= off, so `block + filesz` is inside the TLS block.
+    let bss = unsafe { block.add(filesz) };
+    // SAFETY: [bss, tp + TCB_SIZE) is the rest of the TLS block (.tbss)
+    // and the TCB, unused heap memory (above).
+    unsafe { std::ptr::write_bytes(bss, 0, off - filesz + TCB_SIZE) };
+    // SAFETY: `tp` is 16-aligned and its first word is in the TCB, just
+    // zeroed (above).
+    unsafe { *(tp as *mut usize) = tp };
+    // SAFETY: the hypercall only sets the %fs base; `tp` now points to a
+    // TCB whose first word is its own address (what `%fs:0` must hold), and
+    // the TLS block below it is initialised, so every thread-local access
+    // from here on reads that block.
+    if unsafe { sys::solo5_set_tls_base(tp as _) } != sys::solo5_result_t_SOLO5_R_OK {
+        super::console_write(b"mkernel: solo5_set_tls_base failed\n");
+        return 255;
     }
 
     // --- Heap ---
@@ -101,11 +114,12 @@ pub unsafe extern "C" fn solo5_app_main(info: *const sys::solo5_start_info) -> c
     }
 
     // --- argv from the Solo5 command line ---
-    // SAFETY: Solo5's cmdline is a NUL-terminated string valid for the
-    // whole run (it may be null when empty on some targets).
+    // (Solo5's cmdline may be null when empty on some targets.)
     let cmdline = if info.cmdline.is_null() {
         String::new()
     } else {
+        // SAFETY: a non-null cmdline is a NUL-terminated string that Solo5
+        // keeps valid, unchanged, for the whole run.
         unsafe { std::ffi::CStr::from_ptr(info.cmdline) }
             .to_string_lossy()
             .into_owned()
@@ -128,12 +142,16 @@ pub unsafe extern "C" fn solo5_app_main(info: *const sys::solo5_start_info) -> c
     // --- .init_array (std's argv capture among others) ---
     let mut f = &raw const __init_array_start;
     while f < &raw const __init_array_end {
-        // SAFETY: every entry between the linker's bounds is an init
-        // function with the (argc, argv, envp) signature glibc uses.
-        unsafe {
-            (*f)(argc, argv.as_ptr(), envp);
-            f = f.add(1);
-        }
+        // SAFETY: `f` is below the linker's end bound, so it points to an
+        // entry of the image's .init_array.
+        let init = unsafe { *f };
+        // SAFETY: every .init_array entry is an init function with the
+        // (argc, argv, envp) signature glibc uses; argv and envp are
+        // NUL-terminated arrays that live for the whole run.
+        unsafe { init(argc, argv.as_ptr(), envp) };
+        // SAFETY: `f` is below the end bound, so `f + 1` is at most the
+        // end of the same array.
+        f = unsafe { f.add(1) };
     }
 
     // SAFETY: `main` is rustc's C entry for the bin; argv is NUL-terminated
