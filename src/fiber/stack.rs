@@ -233,7 +233,9 @@ impl StackPool {
         self.in_use -= 1;
         self.guarded_in_use -= s.guarded as usize;
         if self.free.len() >= KEEP_WARM {
-            mem::release_pages(s.bottom, self.size);
+            // SAFETY: `s` is a stack of this pool's regions, and it is back
+            // in the pool: no coroutine runs on it.
+            unsafe { mem::release_pages(s.bottom, self.size) };
         }
         s.write_canary();
         self.free.push(s);
@@ -255,7 +257,9 @@ impl StackPool {
         for i in (0..CHUNK).rev() {
             let low = start + i * per;
             if guard {
-                if let Err(e) = mem::install_guard(low, light) {
+                // SAFETY: `low` is the first page of slot `i` of the region
+                // just mapped, which no stack uses yet.
+                if let Err(e) = unsafe { mem::install_guard(low, light) } {
                     crate::fiber::fatal(&format!(
                         "mkernel: cannot install a stack guard page: {e}"
                     ));
@@ -282,7 +286,9 @@ impl Drop for StackPool {
     fn drop(&mut self) {
         GUARDED.fetch_sub(self.guarded_owned, Ordering::Relaxed);
         for &(start, len) in &self.regions {
-            mem::unmap_region(start, len);
+            // SAFETY: a region this pool mapped, whole; the pool is dropped
+            // after every coroutine that used its stacks.
+            unsafe { mem::unmap_region(start, len) };
         }
     }
 }

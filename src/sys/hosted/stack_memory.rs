@@ -50,7 +50,8 @@ pub(crate) fn light_guards() -> bool {
     // SAFETY: `page` is a private anonymous page this function just mapped
     // and nothing else uses; a guard region only makes it inaccessible.
     let ok = unsafe { libc::madvise(page as *mut libc::c_void, PAGE, MADV_GUARD_INSTALL) } == 0;
-    unmap_region(page, PAGE);
+    // SAFETY: the page was mapped just above, whole, and nothing uses it.
+    unsafe { unmap_region(page, PAGE) };
     PROBED.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
     ok
 }
@@ -58,12 +59,14 @@ pub(crate) fn light_guards() -> bool {
 /// Makes the page at `low` the guard page of the stack above it: a guard
 /// region when `light`, else `PROT_NONE` (one more mapping).
 ///
+/// # Safety
 /// `low` must be the first page of a stack slot inside a region that
 /// [`map_region`] returned and that no stack uses yet.
-pub(crate) fn install_guard(low: usize, light: bool) -> io::Result<()> {
+pub(crate) unsafe fn install_guard(low: usize, light: bool) -> io::Result<()> {
     let r = if light {
-        // SAFETY: per the contract above, the page is part of a mapping of
-        // ours that nothing uses; a guard region only makes it inaccessible.
+        // SAFETY: per the caller's contract, the page is part of a mapping
+        // of ours that nothing uses; a guard region only makes it
+        // inaccessible.
         unsafe { libc::madvise(low as *mut libc::c_void, PAGE, MADV_GUARD_INSTALL) }
     } else {
         // SAFETY: as above; PROT_NONE only makes the page inaccessible.
@@ -77,19 +80,27 @@ pub(crate) fn install_guard(low: usize, light: bool) -> io::Result<()> {
 
 /// Gives the pages of a free stack (`size` bytes from `bottom`) back to the
 /// system; they read as zeroes when touched again.
-pub(crate) fn release_pages(bottom: usize, size: usize) {
-    // SAFETY: the caller's stack is back in its pool and no coroutine runs
-    // on it; MADV_DONTNEED on a private anonymous mapping only zeroes pages.
+///
+/// # Safety
+/// The range must be a stack from a region that [`map_region`] returned,
+/// and nothing may use it (its stack is back in its pool, no coroutine
+/// runs on it).
+pub(crate) unsafe fn release_pages(bottom: usize, size: usize) {
+    // SAFETY: per the caller's contract nothing uses the range, and
+    // MADV_DONTNEED on a private anonymous mapping only zeroes its pages.
     unsafe {
         libc::madvise(bottom as *mut libc::c_void, size, libc::MADV_DONTNEED);
     }
 }
 
-/// Unmaps a region that [`map_region`] returned, once no stack of it is
-/// used any more.
-pub(crate) fn unmap_region(start: usize, len: usize) {
-    // SAFETY: the region was mapped by `map_region` with this length, and
-    // the pool calls this only when it is dropped, after its stacks.
+/// Unmaps a region that [`map_region`] returned.
+///
+/// # Safety
+/// `start` and `len` must be a region [`map_region`] returned, and no stack
+/// of it may be used any more.
+pub(crate) unsafe fn unmap_region(start: usize, len: usize) {
+    // SAFETY: per the caller's contract, the region is ours, whole, and
+    // unused.
     unsafe {
         libc::munmap(start as *mut libc::c_void, len);
     }

@@ -30,17 +30,27 @@ pub(crate) fn light_guards() -> bool {
 }
 
 /// No guard pages on Solo5: never called with `HAS_GUARDS` false.
-pub(crate) fn install_guard(_low: usize, _light: bool) -> io::Result<()> {
+///
+/// # Safety
+/// None needed here (it does nothing); the contract is the hosted one.
+pub(crate) unsafe fn install_guard(_low: usize, _light: bool) -> io::Result<()> {
     Ok(())
 }
 
 /// Nothing to give back: the heap has no demand paging.
-pub(crate) fn release_pages(_bottom: usize, _size: usize) {}
+///
+/// # Safety
+/// None needed here (it does nothing); the contract is the hosted one.
+pub(crate) unsafe fn release_pages(_bottom: usize, _size: usize) {}
 
-/// Frees a region that [`map_region`] returned, once no stack of it is used.
-pub(crate) fn unmap_region(start: usize, len: usize) {
+/// Frees a region that [`map_region`] returned.
+///
+/// # Safety
+/// `start` and `len` must be a region [`map_region`] returned, and no stack
+/// of it may be used any more.
+pub(crate) unsafe fn unmap_region(start: usize, len: usize) {
     let layout = std::alloc::Layout::from_size_align(len, PAGE).expect("valid stack layout");
-    // SAFETY: allocated by `map_region` with the same layout, and the pool
-    // frees it only when it is dropped, after its stacks.
+    // SAFETY: per the caller's contract, allocated by `map_region` with the
+    // same layout, and unused.
     unsafe { std::alloc::dealloc(start as *mut u8, layout) }
 }
