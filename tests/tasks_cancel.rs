@@ -473,3 +473,61 @@ fn cancelling_a_parent_preempted_inside_spawn_frees_the_child() {
         assert_eq!(mkernel::stats().stacks.in_use, 1);
     });
 }
+
+#[test]
+fn join_unwrap_resumes_the_childs_own_panic_payload() {
+    #[derive(Debug, PartialEq)]
+    struct Payload(u32);
+    let r = std::panic::catch_unwind(|| {
+        mkernel::run((), |()| {
+            mkernel::spawn(|| -> u8 { std::panic::panic_any(Payload(9)) }).join_unwrap()
+        })
+    });
+    let p = r.unwrap_err();
+    assert_eq!(
+        p.downcast_ref::<Payload>(),
+        Some(&Payload(9)),
+        "not wrapped in Error"
+    );
+    let v = mkernel::run((), |()| mkernel::spawn(|| 3u8).join_unwrap());
+    assert_eq!(v, 3);
+}
+
+#[test]
+fn join_unwrap_of_a_cancelled_task_panics_saying_so() {
+    let r = std::panic::catch_unwind(|| {
+        mkernel::run((), |()| {
+            let p = mkernel::spawn(|| {
+                loop {
+                    mkernel::yield_now()
+                }
+            });
+            p.cancel();
+            p.join_unwrap()
+        })
+    });
+    let p = r.unwrap_err();
+    let msg = p
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or(p.downcast_ref::<&str>().copied());
+    assert!(msg.unwrap().contains("cancelled"), "{msg:?}");
+}
+
+#[test]
+fn error_into_panic_gives_the_payload_back() {
+    let e = mkernel::run((), |()| {
+        mkernel::spawn(|| -> () { std::panic::panic_any(5i64) })
+            .join()
+            .unwrap_err()
+    });
+    assert!(e.is_panic() && !e.is_cancelled());
+    assert_eq!(e.into_panic().downcast_ref::<i64>(), Some(&5));
+    let c = mkernel::run((), |()| {
+        let p = mkernel::spawn(|| ());
+        p.cancel();
+        p.join().unwrap_err()
+    });
+    assert!(c.is_cancelled());
+    assert!(c.try_into_panic().is_err());
+}

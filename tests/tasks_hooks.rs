@@ -69,3 +69,30 @@ fn a_hook_can_wake_a_waiting_task_through_a_condition() {
     });
     assert_eq!(v, 5);
 }
+
+#[test]
+fn a_hook_that_panics_is_removed_and_the_run_goes_on() {
+    let calls = Rc::new(Cell::new(0u32));
+    let c = calls.clone();
+    let v = run((), move |()| {
+        let other = Rc::new(Cell::new(0u32));
+        let o = other.clone();
+        let _bad = Hook::add(move || {
+            c.set(c.get() + 1);
+            panic!("hook failed");
+        });
+        let good = Hook::add(move || o.set(o.get() + 1));
+        for _ in 0..10 {
+            yield_now();
+        }
+        good.remove();
+        assert!(other.get() >= 10, "the other hook keeps running");
+        7
+    });
+    assert_eq!(v, 7, "the run went on");
+    assert_eq!(
+        calls.get(),
+        1,
+        "the panicking hook ran once, then was removed"
+    );
+}

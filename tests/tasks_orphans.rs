@@ -63,7 +63,41 @@ fn care_returns_finished_ones_among_running_ones() {
 }
 
 #[test]
-fn take_waits_for_one_to_finish() {
+fn take_does_not_wait_and_prefers_a_finished_task() {
+    run((), |()| {
+        let o = Orphans::new();
+        spawn_orphan(&o, || {
+            for _ in 0..50 {
+                yield_now();
+            }
+            "slow"
+        });
+        // Nothing ran yet: take returns the oldest task's promise, at once,
+        // though it has not finished (Miou's `take`).
+        let p = o.take().expect("one task");
+        assert!(!p.is_finished(), "take does not wait");
+        assert!(o.is_empty());
+        spawn_orphan(&o, || "fast");
+        spawn_orphan(&o, || {
+            for _ in 0..50 {
+                yield_now();
+            }
+            "slower"
+        });
+        yield_now(); // "fast" finishes
+        let q = o.take().expect("two tasks left");
+        assert!(q.is_finished(), "a finished task is preferred");
+        assert_eq!(q.join().unwrap(), "fast");
+        // The taken running task is the caller's to cancel (a shutdown).
+        p.cancel();
+        assert!(p.join().unwrap_err().is_cancelled());
+        assert_eq!(o.get().unwrap().unwrap(), "slower");
+        assert!(o.take().is_none());
+    });
+}
+
+#[test]
+fn get_waits_for_one_to_finish() {
     run((), |()| {
         let o = Orphans::new();
         spawn_orphan(&o, || {
@@ -78,14 +112,45 @@ fn take_waits_for_one_to_finish() {
             }
             "fast"
         });
-        let p = o.take().expect("two tasks left");
-        assert!(p.is_finished(), "take returns a finished task");
-        assert_eq!(p.join().unwrap(), "fast");
+        assert_eq!(o.get().unwrap().unwrap(), "fast");
         assert_eq!(o.len(), 1);
-        let p = o.take().unwrap();
-        assert_eq!(p.join().unwrap(), "slow");
-        assert!(o.take().is_none());
+        assert_eq!(o.get().unwrap().unwrap(), "slow");
+        assert!(o.get().is_none());
     });
+}
+
+#[test]
+fn spawning_into_another_tasks_orphans_is_refused_at_the_call() {
+    let msg = run((), |()| {
+        let o: Orphans<()> = Orphans::new();
+        let o2 = o.clone();
+        let intruder = mkernel::spawn(move || {
+            // site-of: intruder
+            spawn_orphan(&o2, || ());
+        });
+        let err = intruder.join().unwrap_err();
+        assert!(o.is_empty(), "nothing was spawned");
+        err.panic_message().unwrap().to_string()
+    });
+    assert!(msg.contains("these orphans belong to task 1"), "{msg}");
+    assert!(msg.contains("spawn_orphan from task 2"), "{msg}");
+    assert!(
+        msg.contains("tasks_orphans.rs"),
+        "names the intruder's spawn site: {msg}"
+    );
+}
+
+#[test]
+fn orphans_made_outside_a_run_belong_to_the_first_task_that_spawns_into_them() {
+    let o: Orphans<u32> = Orphans::new();
+    let got = run((), move |()| {
+        spawn_orphan(&o, || 1);
+        let o2 = o.clone();
+        let other = mkernel::spawn(move || spawn_orphan(&o2, || 2));
+        assert!(other.join().is_err(), "task 2 is not the owner");
+        o.get().unwrap().unwrap()
+    });
+    assert_eq!(got, 1);
 }
 
 #[test]

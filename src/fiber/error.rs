@@ -21,6 +21,49 @@ pub enum Error {
 }
 
 impl Error {
+    /// The panic payload, to resume the child's panic in the parent
+    /// (`std::panic::resume_unwind(e.into_panic())`), as Miou's `await_exn`
+    /// re-raises the child's exception.
+    ///
+    /// # Panics
+    /// If the task was cancelled rather than panicking (see
+    /// [`try_into_panic`](Error::try_into_panic)).
+    ///
+    /// ```
+    /// let payload = mkernel::run((), |()| {
+    ///     mkernel::spawn(|| -> () { std::panic::panic_any(7u32) }).join().unwrap_err().into_panic()
+    /// });
+    /// assert_eq!(payload.downcast_ref::<u32>(), Some(&7));
+    /// ```
+    #[track_caller]
+    pub fn into_panic(self) -> Box<dyn Any + Send> {
+        match self {
+            Error::Panicked(p) => p,
+            Error::Cancelled => panic!("mkernel: Error::into_panic on a cancelled task"),
+        }
+    }
+
+    /// The panic payload, or the error itself when the task was cancelled.
+    ///
+    /// # Errors
+    /// `Err(Error::Cancelled)` when the task did not panic.
+    pub fn try_into_panic(self) -> Result<Box<dyn Any + Send>, Error> {
+        match self {
+            Error::Panicked(p) => Ok(p),
+            e => Err(e),
+        }
+    }
+
+    /// Whether the task was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Error::Cancelled)
+    }
+
+    /// Whether the task panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self, Error::Panicked(_))
+    }
+
     /// The panic message, when the payload is a string (as `panic!("...")` makes).
     pub fn panic_message(&self) -> Option<&str> {
         match self {

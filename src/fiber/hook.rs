@@ -13,7 +13,8 @@ pub(crate) struct HookInner {
 /// picking the next task), until [`Hook::remove`].
 ///
 /// A hook runs on the scheduler's stack, not in a task: it must not spawn,
-/// join, yield or wait.
+/// join, yield or wait. A hook that panics is removed and the run goes on
+/// (as in Miou); the panic's message is printed by the panic hook as usual.
 ///
 /// ```
 /// use std::{cell::Cell, rc::Rc};
@@ -61,7 +62,14 @@ pub(crate) fn run_hooks() {
         for h in hooks {
             if !h.removed.get() {
                 if let Ok(mut f) = h.f.try_borrow_mut() {
-                    f()
+                    // A panicking hook is removed (Miou's rule); the payload
+                    // is dropped here, its message was already printed.
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f()));
+                    drop(f);
+                    if r.is_err() {
+                        h.removed.set(true);
+                        scheduler::with(|s| s.hooks.retain(|x| !Rc::ptr_eq(x, &h)));
+                    }
                 }
             }
         }

@@ -3,8 +3,8 @@
 use super::Error;
 use super::promise::{Promise, spawn};
 use super::scheduler;
-use super::task::Wait;
-use core::cell::RefCell;
+use super::task::{TaskRef, Wait};
+use core::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 /// A collector of background children, for servers that spawn a task per
@@ -13,6 +13,11 @@ use std::rc::Rc;
 /// The tasks are still children of the task that spawned them (rule 1: it
 /// must join or cancel each before it returns); `Orphans` only remembers
 /// their promises so that finished ones can be found without blocking.
+///
+/// Orphans belong to one task, as in Miou: the task that made them with
+/// [`Orphans::new`] (or, for orphans made outside a run, the first task that
+/// spawns into them). [`spawn_orphan`] from any other task panics at once,
+/// naming both tasks, since the children would not be its own.
 ///
 /// ```
 /// let served = mkernel::run((), |()| {
@@ -31,12 +36,15 @@ use std::rc::Rc;
 /// ```
 pub struct Orphans<T> {
     promises: Rc<RefCell<Vec<Promise<T>>>>,
+    /// The task whose children these are (see the type's docs).
+    owner: Rc<Cell<Option<TaskRef>>>,
 }
 
 impl<T> Clone for Orphans<T> {
     fn clone(&self) -> Self {
         Orphans {
             promises: self.promises.clone(),
+            owner: self.owner.clone(),
         }
     }
 }
@@ -49,17 +57,54 @@ impl<T: 'static> Default for Orphans<T> {
 
 /// Spawns `f` as a child of the current task and keeps its promise in
 /// `orphans`.
+///
+/// # Panics
+/// When the current task is not the orphans' owner (see [`Orphans`]).
 #[track_caller]
 pub fn spawn_orphan<T: 'static>(orphans: &Orphans<T>, f: impl FnOnce() -> T + 'static) {
+    let me = scheduler::current();
+    match orphans.owner.get() {
+        None => orphans.owner.set(Some(me)),
+        Some(owner) if owner != me => not_the_owner(me, owner),
+        Some(_) => {}
+    }
     let p = spawn(f);
     orphans.promises.borrow_mut().push(p);
 }
 
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn not_the_owner(me: TaskRef, owner: TaskRef) -> ! {
+    let site = |t: TaskRef| {
+        scheduler::with(|s| {
+            s.slot(t).map_or("a task that has ended".to_string(), |sl| {
+                format!("spawned at {}", sl.site)
+            })
+        })
+    };
+    panic!(
+        "mkernel: spawn_orphan from task {} ({}): these orphans belong to task {} ({}); \
+         only their owner may spawn into them, since the tasks become its children",
+        me.uid,
+        site(me),
+        owner.uid,
+        site(owner)
+    )
+}
+
 impl<T: 'static> Orphans<T> {
-    /// An empty collector.
+    /// An empty collector, owned by the current task (or, made outside a
+    /// run, by the first task that spawns into it).
     pub fn new() -> Orphans<T> {
+        let owner = if scheduler::in_run() {
+            scheduler::with(|s| s.current_ref())
+        } else {
+            None
+        };
         Orphans {
             promises: Rc::new(RefCell::new(Vec::new())),
+            owner: Rc::new(Cell::new(owner)),
         }
     }
 
@@ -75,9 +120,33 @@ impl<T: 'static> Orphans<T> {
         Some(i.map(|i| ps.swap_remove(i)))
     }
 
+    /// Takes one promise out of the collector without waiting, as Miou's
+    /// `take`: a finished task's if there is one, else the oldest task's,
+    /// which may still run and is now the caller's to join or cancel (how
+    /// a server cancels its in-flight handlers at shutdown); `None` if no
+    /// task is left.
+    ///
+    /// ```
+    /// mkernel::run((), |()| {
+    ///     let orphans = mkernel::Orphans::new();
+    ///     mkernel::spawn_orphan(&orphans, || loop { mkernel::yield_now() });
+    ///     while let Some(p) = orphans.take() {
+    ///         p.cancel(); // shutdown: stop every handler
+    ///     }
+    /// });
+    /// ```
+    pub fn take(&self) -> Option<Promise<T>> {
+        let mut ps = self.promises.borrow_mut();
+        if ps.is_empty() {
+            return None;
+        }
+        let i = finished_index(&ps).unwrap_or(0);
+        Some(ps.remove(i))
+    }
+
     /// Waits until one task has finished and returns its promise; `None` if
     /// no task is left.
-    pub fn take(&self) -> Option<Promise<T>> {
+    fn take_finished(&self) -> Option<Promise<T>> {
         loop {
             let ps = self.promises.borrow();
             if ps.is_empty() {
@@ -102,7 +171,7 @@ impl<T: 'static> Orphans<T> {
     /// Waits until one task has finished and joins it; `None` if no task is
     /// left.
     pub fn get(&self) -> Option<Result<T, Error>> {
-        self.take().map(Promise::join)
+        self.take_finished().map(Promise::join)
     }
 
     /// How many tasks are left (finished or not).

@@ -176,6 +176,34 @@ impl<T: 'static> Promise<T> {
     }
 }
 
+impl<T: 'static> Promise<T> {
+    /// Joins the task and returns its value; if the task panicked, the
+    /// panic goes on in the caller with the child's own payload (Miou's
+    /// `await_exn`: the exception is re-raised, not wrapped).
+    ///
+    /// # Panics
+    /// With the child's payload if it panicked; with a message if it was
+    /// cancelled.
+    ///
+    /// ```
+    /// let r = std::panic::catch_unwind(|| {
+    ///     mkernel::run((), |()| {
+    ///         mkernel::spawn(|| -> u32 { std::panic::panic_any(42u8) }).join_unwrap()
+    ///     })
+    /// });
+    /// assert_eq!(r.unwrap_err().downcast_ref::<u8>(), Some(&42));
+    /// assert_eq!(mkernel::run((), |()| mkernel::spawn(|| 5).join_unwrap()), 5);
+    /// ```
+    #[track_caller]
+    pub fn join_unwrap(self) -> T {
+        match self.join() {
+            Ok(v) => v,
+            Err(Error::Panicked(p)) => std::panic::resume_unwind(p),
+            Err(Error::Cancelled) => panic!("mkernel: join_unwrap on a cancelled task"),
+        }
+    }
+}
+
 #[cold]
 #[inline(never)]
 fn not_a_child(me: u64, site: &Location<'_>, t: TaskRef) -> ! {
