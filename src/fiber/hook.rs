@@ -64,7 +64,7 @@ pub(crate) fn run_hooks() {
                 if let Ok(mut f) = h.f.try_borrow_mut() {
                     // A panicking hook is removed (Miou's rule); the payload
                     // is dropped here, its message was already printed.
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f()));
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut *f));
                     drop(f);
                     if r.is_err() {
                         h.removed.set(true);
