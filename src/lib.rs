@@ -57,6 +57,8 @@
 //! | `Miou.Ownership` | [`Resource`], [`spawn_giving`] |
 //! | `Miou.Hook` | [`Hook`] |
 //! | `Miou.Mutex`, `Condition`, `Lazy` | [`sync`] |
+//! | `Miou.Computation` (an ivar), a bounded channel | [`sync::Ivar`], [`sync::channel`] |
+//! | `Miou.await_exn` | [`Promise::join_unwrap`], [`Error::into_panic`] |
 //! | `Miou.protect` | [`protect`] |
 //! | `Miou.syscall`, `suspend`, `signal`, `events` | [`Syscall`], [`suspend`], [`Signal`], [`Events`] |
 //!

@@ -253,3 +253,139 @@ fn lazy_whose_forcer_is_cancelled_is_computed_by_a_waiter() {
         );
     });
 }
+
+#[test]
+fn an_ivar_wakes_every_waiter_with_the_value_once_set() {
+    use mkernel::sync::Ivar;
+    let got = mkernel::run((), |()| {
+        let v: Ivar<String> = Ivar::new();
+        let waiters: Vec<_> = (0..5)
+            .map(|_| {
+                let v = v.clone();
+                mkernel::spawn(move || v.wait())
+            })
+            .collect();
+        for _ in 0..3 {
+            mkernel::yield_now();
+        }
+        assert!(waiters.iter().all(|p| !p.is_finished()), "they wait");
+        assert!(v.try_get().is_none());
+        assert!(v.resolve("done".to_string()));
+        assert!(!v.cancel(), "only the first outcome counts");
+        mkernel::join_all(waiters)
+            .into_iter()
+            .map(|r| r.unwrap().unwrap())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(got, vec!["done"; 5]);
+}
+
+#[test]
+fn an_ivar_can_fail_or_be_cancelled() {
+    use mkernel::sync::Ivar;
+    mkernel::run((), |()| {
+        let f: Ivar<u8> = Ivar::new();
+        let w = {
+            let f = f.clone();
+            mkernel::spawn(move || f.wait())
+        };
+        mkernel::yield_now();
+        f.fail(|| Box::new("resolver gave up"));
+        let e = w.join().unwrap().unwrap_err();
+        assert_eq!(e.panic_message(), Some("resolver gave up"));
+        let c: Ivar<u8> = Ivar::new();
+        c.cancel();
+        assert!(c.wait().unwrap_err().is_cancelled());
+        assert!(c.is_set());
+    });
+}
+
+#[test]
+fn a_full_channel_suspends_the_sender_until_the_receiver_takes_one() {
+    use std::cell::RefCell;
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let l = log.clone();
+    mkernel::run((), move |()| {
+        let (tx, rx) = mkernel::sync::channel::<u32>(2);
+        let l2 = l.clone();
+        let producer = mkernel::spawn(move || {
+            for i in 0..4 {
+                tx.send(i).unwrap();
+                l2.borrow_mut().push(format!("sent {i}"));
+            }
+        });
+        for _ in 0..5 {
+            mkernel::yield_now();
+        }
+        // Two fit; the third send waits.
+        assert_eq!(*l.borrow(), ["sent 0", "sent 1"]);
+        assert_eq!(rx.len(), 2);
+        assert_eq!(rx.recv().unwrap(), 0);
+        l.borrow_mut().push("received 0".into());
+        for _ in 0..5 {
+            mkernel::yield_now();
+        }
+        assert_eq!(l.borrow()[2..], ["received 0", "sent 2"]);
+        let rest: Vec<u32> = (0..3).map(|_| rx.recv().unwrap()).collect();
+        assert_eq!(rest, [1, 2, 3]);
+        producer.join().unwrap();
+        assert_eq!(
+            rx.recv(),
+            Err(mkernel::sync::RecvError::Closed),
+            "every sender gone"
+        );
+    });
+}
+
+#[test]
+fn a_channel_closes_both_ways() {
+    use mkernel::sync::{SendError, channel};
+    mkernel::run((), |()| {
+        let (tx, rx) = channel::<&str>(1);
+        tx.send("a").unwrap();
+        let blocked = {
+            let tx = tx.clone();
+            mkernel::spawn(move || tx.send("b"))
+        };
+        mkernel::yield_now();
+        assert!(!blocked.is_finished(), "full: the send waits");
+        drop(rx);
+        // The waiting sender is woken and gets its value back.
+        assert_eq!(blocked.join().unwrap(), Err(SendError::Closed("b")));
+        assert!(tx.is_closed());
+        assert_eq!(tx.try_send("c"), Err(SendError::Closed("c")));
+    });
+}
+
+#[test]
+fn cancelling_a_task_blocked_in_recv_or_send_unwinds_it() {
+    let dropped = Rc::new(Cell::new(0));
+    let d = dropped.clone();
+    mkernel::run((), move |()| {
+        struct Noisy(Rc<Cell<u32>>);
+        impl Drop for Noisy {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() + 1);
+            }
+        }
+        let (tx, rx) = mkernel::sync::channel::<u32>(1);
+        let (d1, d2) = (d.clone(), d.clone());
+        let receiver = mkernel::spawn(move || {
+            let _n = Noisy(d1);
+            let (_tx2, rx2) = mkernel::sync::channel::<u32>(1);
+            rx2.recv()
+        });
+        tx.send(1).unwrap();
+        let sender = mkernel::spawn(move || {
+            let _n = Noisy(d2);
+            tx.send(2)
+        });
+        mkernel::yield_now();
+        receiver.cancel();
+        sender.cancel();
+        assert_eq!(d.get(), 2, "both unwound, destructors ran");
+        assert_eq!(rx.recv(), Ok(1));
+        assert_eq!(rx.try_recv(), Err(mkernel::sync::RecvError::Closed));
+    });
+    assert_eq!(dropped.get(), 2);
+}

@@ -1,5 +1,7 @@
 //! Cooperative synchronisation between tasks of one run: waiting suspends
-//! the task, never the thread.
+//! the task, never the thread: [`Mutex`], [`Condition`], [`Lazy`] (Miou's),
+//! [`Ivar`] (a one-shot value, Miou's `Computation`) and a bounded
+//! [`channel`].
 //!
 //! A bounded queue shared by producers and consumers:
 //!
@@ -35,10 +37,14 @@
 //! assert_eq!(total, 5050);
 //! ```
 
+mod channel;
 mod condition;
+mod ivar;
 mod lazy;
 mod mutex;
 
+pub use channel::{Receiver, RecvError, SendError, Sender, channel};
 pub use condition::Condition;
+pub use ivar::Ivar;
 pub use lazy::Lazy;
 pub use mutex::{Mutex, MutexGuard};
