@@ -55,7 +55,8 @@
 //! | `Miou.yield` | [`yield_now`] |
 //! | `Miou.orphans`, `care` | [`Orphans`], [`spawn_orphan`] |
 //! | `Miou.Ownership` | [`Resource`], [`spawn_giving`] |
-//! | `Miou.Hook` | [`Hook`] |
+//! | `Miou.Hook` (every scheduling point) | [`Hook`] |
+//! | mkernel's `Hook` (before waiting for events) | [`WaitHook`] |
 //! | `Miou.Mutex`, `Condition`, `Lazy` | [`sync`] |
 //! | `Miou.Computation` (an ivar), a bounded channel | [`sync::Ivar`], [`sync::channel`] |
 //! | `Miou.await_exn` | [`Promise::join_unwrap`], [`Error::into_panic`] |

@@ -96,3 +96,32 @@ fn a_hook_that_panics_is_removed_and_the_run_goes_on() {
         "the panicking hook ran once, then was removed"
     );
 }
+
+#[test]
+fn a_wait_hook_runs_only_when_the_run_waits_for_the_outside_world() {
+    let calls = Rc::new(Cell::new(0u32));
+    let c = calls.clone();
+    run((), move |()| {
+        let c2 = c.clone();
+        let hook = mkernel::WaitHook::add(move || c2.set(c2.get() + 1));
+        // Busy tasks: many scheduling points, no wait.
+        let p = spawn(|| {
+            for _ in 0..100 {
+                yield_now();
+            }
+        });
+        for _ in 0..100 {
+            yield_now();
+        }
+        p.join().unwrap();
+        assert_eq!(c.get(), 0, "not called while tasks can run");
+        for _ in 0..3 {
+            mkernel::sleep(std::time::Duration::from_millis(1));
+        }
+        let n = c.get();
+        assert!(n >= 3, "called before each wait: {n}");
+        hook.remove();
+        mkernel::sleep(std::time::Duration::from_millis(1));
+        assert_eq!(c.get(), n, "not after removal");
+    });
+}

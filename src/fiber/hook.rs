@@ -1,4 +1,6 @@
-//! Functions run at every scheduling point.
+//! Functions the scheduler calls: at every scheduling point (Miou's
+//! `Hook`), or each time the run is about to wait for the outside world
+//! (mkernel's `Hook`).
 
 use super::scheduler;
 use core::cell::{Cell, RefCell};
@@ -34,43 +36,107 @@ pub struct Hook {
 impl Hook {
     /// Adds `f` to the hooks of the current run.
     pub fn add(f: impl FnMut() + 'static) -> Hook {
-        let inner = Rc::new(HookInner {
-            f: RefCell::new(Box::new(f)),
-            removed: Cell::new(false),
-        });
-        scheduler::with(|s| s.hooks.push(inner.clone()));
-        Hook { inner }
+        Hook {
+            inner: add(Kind::Tick, Box::new(f)),
+        }
     }
 
     /// Stops calling the hook.
     pub fn remove(self) {
-        self.inner.removed.set(true);
-        let inner = self.inner;
-        scheduler::with(|s| s.hooks.retain(|h| !Rc::ptr_eq(h, &inner)));
+        remove(Kind::Tick, self.inner);
     }
 }
 
-pub(crate) fn run_hooks() {
+/// A function the scheduler calls each time the run is about to wait for
+/// the outside world — no task can run, and the scheduler asks the
+/// platform for device events and timers (where it may sleep: `epoll` or
+/// Solo5's `solo5_yield`) — until [`WaitHook::remove`]. This is mkernel's
+/// `Hook` (robur's `Mkernel.Hook`), which entropy feeders and the like rely
+/// on; it is not Miou's [`Hook`], which runs at every scheduling point.
+///
+/// It runs on the scheduler's stack, not in a task: it must not spawn,
+/// join, yield or wait. One that panics is removed and the run goes on.
+///
+/// ```
+/// use std::{cell::Cell, rc::Rc};
+/// let waits = Rc::new(Cell::new(0));
+/// let w = waits.clone();
+/// mkernel::run((), move |()| {
+///     let w2 = w.clone();
+///     let hook = mkernel::WaitHook::add(move || w2.set(w2.get() + 1));
+///     for _ in 0..100 { mkernel::yield_now(); } // never waits: no call
+///     assert_eq!(w.get(), 0);
+///     mkernel::sleep(std::time::Duration::from_millis(2)); // waits: called
+///     hook.remove();
+/// });
+/// assert!(waits.get() >= 1);
+/// ```
+pub struct WaitHook {
+    inner: Rc<HookInner>,
+}
+
+impl WaitHook {
+    /// Adds `f` to the wait hooks of the current run.
+    pub fn add(f: impl FnMut() + 'static) -> WaitHook {
+        WaitHook {
+            inner: add(Kind::Wait, Box::new(f)),
+        }
+    }
+
+    /// Stops calling the hook.
+    pub fn remove(self) {
+        remove(Kind::Wait, self.inner);
+    }
+}
+
+/// Which list a hook is on.
+#[derive(Clone, Copy)]
+pub(crate) enum Kind {
+    /// Every scheduling point ([`Hook`]).
+    Tick,
+    /// Before waiting for the outside world ([`WaitHook`]).
+    Wait,
+}
+
+fn add(kind: Kind, f: Box<dyn FnMut()>) -> Rc<HookInner> {
+    let inner = Rc::new(HookInner {
+        f: RefCell::new(f),
+        removed: Cell::new(false),
+    });
+    scheduler::with(|s| s.hooks_mut(kind).push(inner.clone()));
+    inner
+}
+
+fn remove(kind: Kind, inner: Rc<HookInner>) {
+    inner.removed.set(true);
+    scheduler::with(|s| s.hooks_mut(kind).retain(|h| !Rc::ptr_eq(h, &inner)));
+}
+
+/// Runs the hooks of `kind` (outside any scheduler borrow).
+pub(crate) fn run_hooks(kind: Kind) {
     let hooks = scheduler::with(|s| {
-        if s.hooks.is_empty() {
+        let list = s.hooks_mut(kind);
+        if list.is_empty() {
             None
         } else {
-            Some(s.hooks.clone())
+            Some(list.clone())
         }
     });
     if let Some(hooks) = hooks {
         for h in hooks {
-            if !h.removed.get() {
-                if let Ok(mut f) = h.f.try_borrow_mut() {
-                    // A panicking hook is removed (Miou's rule); the payload
-                    // is dropped here, its message was already printed.
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut *f));
-                    drop(f);
-                    if r.is_err() {
-                        h.removed.set(true);
-                        scheduler::with(|s| s.hooks.retain(|x| !Rc::ptr_eq(x, &h)));
-                    }
+            if h.removed.get() {
+                continue;
+            }
+            // A panicking hook is removed (Miou's rule); the payload is
+            // dropped here, its message was already printed.
+            let panicked = match h.f.try_borrow_mut() {
+                Ok(mut f) => {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut *f)).is_err()
                 }
+                Err(_) => false, // it is running (a hook inside a hook's wait)
+            };
+            if panicked {
+                remove(kind, h);
             }
         }
     }

@@ -21,7 +21,7 @@ pub(crate) mod wait;
 pub use clock::DEFAULT_SWITCHES_PER_CLOCK_READ;
 pub(crate) use clock::{cycles, ns_to_cycles_at_most};
 pub use error::{Error, Violation};
-pub use hook::Hook;
+pub use hook::{Hook, WaitHook};
 pub use orphans::{Orphans, spawn_orphan};
 #[allow(unused_imports)]
 pub(crate) use promise::spawn_daemon;

@@ -2,6 +2,7 @@
 //! switches, and the `Runtime` that owns a run on its thread.
 
 use super::clock;
+use super::hook::Kind;
 use super::lifecycle::{KEEP_WORKERS, cancel_task, drop_if_unreferenced, finish, worker_for};
 use super::overflow;
 use super::scheduler::{CURRENT, ROOT_FINISHED, Scheduler, deliver, fatal, in_run, with};
@@ -395,6 +396,8 @@ struct Ask {
     cancelled: Vec<SyscallId>,
     events: Box<dyn Events>,
     hooks: bool,
+    /// Wait hooks to run first (only when `block`).
+    wait_hooks: bool,
 }
 
 /// One scheduling point: puts back the coroutine of the task that ran last,
@@ -428,6 +431,7 @@ fn tick(carry: &mut Option<Carry>) -> Tick {
                 cancelled: s.syscalls.take_cancelled(),
                 events: s.events.take().expect("events present"),
                 hooks,
+                wait_hooks: block && !s.wait_hooks.is_empty(),
             })
         } else if hooks {
             Step::Hooks
@@ -445,6 +449,9 @@ fn tick(carry: &mut Option<Carry>) -> Tick {
         Step::Stop(v) => return Tick::Violation(v),
         Step::Idle { waiting } => return idle(waiting),
         Step::Ask(mut ask) => {
+            if ask.wait_hooks {
+                super::hook::run_hooks(Kind::Wait);
+            }
             let signals = ask.events.select(ask.block, &ask.cancelled);
             with(|s| {
                 s.events = Some(ask.events);
@@ -456,7 +463,7 @@ fn tick(carry: &mut Option<Carry>) -> Tick {
                 }
             });
             if ask.hooks {
-                super::hook::run_hooks();
+                super::hook::run_hooks(Kind::Tick);
             }
             match pick_after_outside_work() {
                 Ok(next) => next,
@@ -464,7 +471,7 @@ fn tick(carry: &mut Option<Carry>) -> Tick {
             }
         }
         Step::Hooks => {
-            super::hook::run_hooks();
+            super::hook::run_hooks(Kind::Tick);
             match pick_after_outside_work() {
                 Ok(next) => next,
                 Err(tick) => return tick,

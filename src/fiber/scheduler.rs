@@ -37,6 +37,8 @@ pub(crate) struct Scheduler {
     pub(crate) events: Option<Box<dyn Events>>,
     pub(super) syscalls: Waiting,
     pub(crate) hooks: Vec<Rc<super::hook::HookInner>>,
+    /// Hooks run before waiting for the outside world (`WaitHook`).
+    pub(crate) wait_hooks: Vec<Rc<super::hook::HookInner>>,
     pub(crate) stacks: StackPool,
     /// Idle workers (see `task::Worker`), at most `KEEP_WORKERS`.
     pub(super) workers: Vec<Worker>,
@@ -153,6 +155,7 @@ impl Scheduler {
             events: Some(events),
             syscalls: Waiting::default(),
             hooks: Vec::new(),
+            wait_hooks: Vec::new(),
             stacks: StackPool::new(stack_size),
             workers: Vec::new(),
             violation: None,
@@ -338,6 +341,17 @@ impl Scheduler {
     pub(crate) fn record_violation(&mut self, v: Violation) {
         if self.violation.is_none() {
             self.violation = Some(v);
+        }
+    }
+
+    /// The hook list of `kind`.
+    pub(crate) fn hooks_mut(
+        &mut self,
+        kind: super::hook::Kind,
+    ) -> &mut Vec<Rc<super::hook::HookInner>> {
+        match kind {
+            super::hook::Kind::Tick => &mut self.hooks,
+            super::hook::Kind::Wait => &mut self.wait_hooks,
         }
     }
 
