@@ -164,7 +164,7 @@ pub mod testing;
 mod time;
 
 pub use block::Block;
-pub use devices::{Devices, args, block, constant, map, net, stack};
+pub use devices::{DeviceError, Devices, args, block, constant, map, net, stack, try_map};
 pub use fiber::*;
 pub use net::{Net, NetCfg};
 pub use run::{Builder, run};
