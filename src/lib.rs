@@ -150,6 +150,7 @@
 //! application's own arguments.
 
 #![warn(missing_docs)]
+#![warn(missing_debug_implementations)]
 #![deny(unsafe_code)]
 
 pub mod block;

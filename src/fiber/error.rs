@@ -22,6 +22,7 @@ pub enum Error {
 
 impl Error {
     /// The panic message, when the payload is a string (as `panic!("...")` makes).
+    #[must_use]
     pub fn panic_message(&self) -> Option<&str> {
         match self {
             Error::Cancelled => None,

@@ -33,6 +33,16 @@ pub struct Orphans<T> {
     promises: Rc<RefCell<Vec<Promise<T>>>>,
 }
 
+impl<T> core::fmt::Debug for Orphans<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut d = f.debug_struct("Orphans");
+        if let Ok(ps) = self.promises.try_borrow() {
+            d.field("len", &ps.len());
+        }
+        d.finish_non_exhaustive()
+    }
+}
+
 impl<T> Clone for Orphans<T> {
     fn clone(&self) -> Self {
         Orphans {
@@ -57,6 +67,7 @@ pub fn spawn_orphan<T: 'static>(orphans: &Orphans<T>, f: impl FnOnce() -> T + 's
 
 impl<T: 'static> Orphans<T> {
     /// An empty collector.
+    #[must_use]
     pub fn new() -> Orphans<T> {
         Orphans {
             promises: Rc::new(RefCell::new(Vec::new())),
@@ -66,6 +77,7 @@ impl<T: 'static> Orphans<T> {
     /// `None` if no task is left; `Some(None)` if tasks are left but none has
     /// finished; `Some(Some(p))` with a finished task's promise, ready to
     /// join without waiting.
+    #[must_use]
     pub fn care(&self) -> Option<Option<Promise<T>>> {
         let mut ps = self.promises.borrow_mut();
         if ps.is_empty() {
@@ -77,6 +89,7 @@ impl<T: 'static> Orphans<T> {
 
     /// Waits until one task has finished and returns its promise; `None` if
     /// no task is left.
+    #[must_use]
     pub fn take(&self) -> Option<Promise<T>> {
         loop {
             let ps = self.promises.borrow();
@@ -106,11 +119,13 @@ impl<T: 'static> Orphans<T> {
     }
 
     /// How many tasks are left (finished or not).
+    #[must_use]
     pub fn len(&self) -> usize {
         self.promises.borrow().len()
     }
 
     /// Whether no task is left.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
