@@ -13,7 +13,7 @@
 //! cargo run --release --example demo
 //! ```
 
-#[allow(dead_code)]
+#[allow(dead_code, reason = "the demo uses only part of the httpd example")]
 #[path = "httpd.rs"]
 mod httpd;
 

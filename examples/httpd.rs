@@ -53,6 +53,11 @@ fn cstr(field: &[u8]) -> String {
 impl Site {
     /// Reads the archive's headers (regular files only; names without a
     /// leading `./`).
+    ///
+    /// # Errors
+    ///
+    /// A message saying what is wrong: a page size that is not a multiple
+    /// of 512, a read that failed, a header that is not a tar header.
     pub fn open(block: Block) -> Result<Site, String> {
         let page = block.pagesize() as u64;
         if page % 512 != 0 {
@@ -295,6 +300,11 @@ fn respond_error(s: &TcpStream, code: u16, reason: &str) -> std::io::Result<()> 
 }
 
 /// Serves one connection until it closes or asks to.
+///
+/// # Errors
+///
+/// The connection's I/O error, when reading a request or writing a
+/// response fails.
 pub fn serve_connection(site: &Site, s: TcpStream) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(4096);
     loop {
@@ -387,7 +397,10 @@ fn run(stack: Stack, block: Block, port: u16) {
     serve(listener, site)
 }
 
-#[allow(dead_code)]
+#[allow(
+    dead_code,
+    reason = "unused where this file is included as a module (demo, tests, benches)"
+)]
 fn main() {
     let port = match StackConfig::from_args(&mkernel::args())
         .and_then(|(_, rest)| stack::port_from_args(&rest, 80))

@@ -89,6 +89,7 @@ fn serve(stack: Stack, port: u16) {
 fn main() {
     let port = match StackConfig::from_args(&mkernel::args())
         .and_then(|(_, rest)| stack::port_from_args(&rest, 5001))
+        .map_err(|e| e.to_string())
         .and_then(|p| {
             // The source listens on the next port.
             if p < u16::MAX {

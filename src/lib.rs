@@ -33,7 +33,7 @@
 //! | layer | modules | what | unsafe code in |
 //! |---|---|---|---|
 //! | 6 | `run` | [`run`], [`Builder`]: composes a run from the layers below | |
-//! | 5 | `devices` | the typed device list ([`Devices`]), the manifest, the command line, [`args`], [`stack()`] | |
+//! | 5 | `devices` | the typed device list ([`Devices`], [`map`], [`try_map`]), the manifest, the command line, [`args`], [`stack()`], [`DeviceError`] | |
 //! | 4 | `net`, `block`, `time` | [`Net`] (frames, in-memory links, TCP/IP), [`Block`] (atomic and deferred I/O), [`sleep`] and the clocks | `block::deferred` (a suspended task's buffer lent to the reactor) |
 //! | 3 | `reactor`, `sync`, `testing` | the run's event source (timers, device waiters, the deferred queue, the idle wait); [`sync`]; [`testing`] | |
 //! | 2 | `fiber` | tasks, stacks, the scheduler (Miou's model); knows an event-source trait and the clock, nothing of devices | `fiber::scheduler` (the thread's scheduler, the task switch), `fiber::stack` (the stack pool) |
@@ -158,6 +158,7 @@
 //! application's own arguments.
 
 #![warn(missing_docs)]
+#![warn(missing_debug_implementations)]
 #![deny(unsafe_code)]
 
 pub mod block;
@@ -172,7 +173,7 @@ pub mod testing;
 mod time;
 
 pub use block::Block;
-pub use devices::{Devices, args, block, constant, map, net, stack};
+pub use devices::{DeviceError, Devices, args, block, constant, map, net, stack, try_map};
 pub use fiber::*;
 pub use net::{Net, NetCfg};
 pub use run::{Builder, run};

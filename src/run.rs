@@ -1,7 +1,8 @@
 //! Starting a run: `run` and `Builder`.
 
 use crate::devices::Devices;
-use crate::devices::mapping::{Acquire, DeviceError, Given, GivenNet, manifest_json};
+use crate::devices::mapping::{Acquire, Given, GivenNet, manifest_json};
+use crate::devices::{DeviceError, DeviceErrorKind};
 use crate::fiber::{DEFAULT_STACK_SIZE, Events};
 use crate::fiber::{Runtime, Settings};
 use crate::net::link::LinkEnd;
@@ -45,6 +46,19 @@ pub struct Builder {
     given: Given,
 }
 
+impl core::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Builder")
+            .field("quanta", &self.quanta)
+            .field("switches_per_clock_read", &self.clock_every)
+            .field("stack_size", &self.stack_size)
+            .field("seed", &self.seed)
+            .field("events", &self.events.as_ref().map(|_| "<custom>"))
+            .field("given", &self.given)
+            .finish()
+    }
+}
+
 impl Default for Builder {
     fn default() -> Self {
         Builder::new()
@@ -54,6 +68,7 @@ impl Default for Builder {
 impl Builder {
     /// Default settings: unlimited quanta, [`DEFAULT_STACK_SIZE`], seed 0,
     /// the platform's event source, devices from the command line.
+    #[must_use]
     pub fn new() -> Builder {
         Builder {
             quanta: u32::MAX,
@@ -69,6 +84,7 @@ impl Builder {
     /// task, `cancel`) a task may make before it is moved to the back of the
     /// run queue, as Miou's `quanta`. Default: unlimited (only suspensions
     /// and [`yield_now`](crate::yield_now) reschedule).
+    #[must_use]
     pub fn quanta(mut self, quanta: u32) -> Builder {
         self.quanta = quanta.max(1);
         self
@@ -100,12 +116,14 @@ impl Builder {
     ///     });
     /// assert!(reads >= switches);
     /// ```
+    #[must_use]
     pub fn switches_per_clock_read(mut self, n: u32) -> Builder {
         self.clock_every = n.max(1);
         self
     }
 
     /// Usable stack size of every task (rounded up to 4 KiB, at least 16 KiB).
+    #[must_use]
     pub fn stack_size(mut self, bytes: usize) -> Builder {
         self.stack_size = bytes;
         self
@@ -113,6 +131,7 @@ impl Builder {
 
     /// Seed of the scheduler's random choices (which of several finished
     /// promises `join_any` picks), so that runs are reproducible.
+    #[must_use]
     pub fn seed(mut self, seed: u64) -> Builder {
         self.seed = seed;
         self
@@ -129,6 +148,7 @@ impl Builder {
     /// Maps net device `name` to one end of an in-memory link
     /// ([`net::link::pair`](crate::net::link::pair)). Giving any mapping
     /// here means the command line is not read for devices.
+    #[must_use]
     pub fn net_link(mut self, name: &str, end: LinkEnd) -> Builder {
         self.given
             .nets
@@ -137,6 +157,7 @@ impl Builder {
     }
 
     /// Maps net device `name` to the TAP interface `iface` (which must exist).
+    #[must_use]
     pub fn net_tap(mut self, name: &str, iface: &str) -> Builder {
         self.given
             .nets
@@ -153,6 +174,7 @@ impl Builder {
     }
 
     /// Sets the page (sector) size of block device `name` (default 512).
+    #[must_use]
     pub fn block_sector_size(mut self, name: &str, bytes: usize) -> Builder {
         self.given.sector_sizes.push((name.to_string(), bytes));
         self
@@ -166,10 +188,21 @@ impl Builder {
 
     /// Like [`run`](crate::run), with these settings.
     ///
-    /// When the devices cannot be opened, prints the reason on stderr and
-    /// exits the process with status 1 (use [`try_run`](Builder::try_run)
-    /// to get the error instead). With `MKERNEL_MANIFEST=1` in the
-    /// environment, prints the Solo5 manifest of `devices` and exits 0.
+    /// This (and [`run`](crate::run), which calls it) is the only place
+    /// where mkernel ends the process, when the main function cannot run
+    /// ([`try_run`](Builder::try_run) returns the [`DeviceError`] instead):
+    ///
+    /// - with `MKERNEL_MANIFEST=1` in the environment, it prints the Solo5
+    ///   manifest of `devices` on stdout and exits with status 0
+    ///   ([`DeviceErrorKind::ManifestPrinted`]; this is how `cargo mkernel`
+    ///   gets the manifest);
+    /// - when a [`try_map`](crate::try_map) function fails (for
+    ///   [`stack()`](crate::stack()): a malformed `--ipv4` flag), it prints
+    ///   `error: ` and the error on stderr and exits with status 2 (a usage
+    ///   error);
+    /// - when the devices cannot be opened (or the command line or the
+    ///   device list is wrong), it prints the reason on stderr and exits
+    ///   with status 1.
     pub fn run<D: Devices, T: 'static>(
         self,
         devices: D,
@@ -177,15 +210,33 @@ impl Builder {
     ) -> T {
         match self.try_run(devices, main) {
             Ok(v) => v,
-            Err(e) => {
-                eprintln!("{e}");
-                std::process::exit(1)
-            }
+            Err(e) => match e.kind() {
+                DeviceErrorKind::ManifestPrinted => std::process::exit(0),
+                DeviceErrorKind::Map => {
+                    eprintln!("error: {e}");
+                    std::process::exit(2)
+                }
+                _ => {
+                    eprintln!("{e}");
+                    std::process::exit(1)
+                }
+            },
         }
     }
 
-    /// Like [`run`](Builder::run), but a device that cannot be opened is an
-    /// `Err` (the main function does not run).
+    /// Like [`run`](Builder::run), but never ends the process: when the
+    /// main function cannot run, the reason is an `Err` (see
+    /// [`DeviceErrorKind`]).
+    ///
+    /// # Errors
+    ///
+    /// A [`DeviceError`] when the main function did not run: a device that
+    /// is not mapped or cannot be opened, a malformed command line, a
+    /// failed [`try_map`](crate::try_map) function, or, with
+    /// `MKERNEL_MANIFEST=1` in the environment,
+    /// [`DeviceErrorKind::ManifestPrinted`] after the Solo5 manifest of
+    /// `devices` was printed on stdout (a program that runs with `try_run`
+    /// should then exit with status 0, as `cargo mkernel` expects).
     ///
     /// ```
     /// let r = mkernel::Builder::new()
@@ -203,13 +254,22 @@ impl Builder {
         devices.declare(&mut declared);
         if std::env::var_os("MKERNEL_MANIFEST").is_some_and(|v| v == "1") {
             println!("{}", manifest_json(&declared));
-            std::process::exit(0);
+            return Err(DeviceError::new(
+                DeviceErrorKind::ManifestPrinted,
+                "mkernel: MKERNEL_MANIFEST=1: the Solo5 manifest was printed on stdout \
+                 instead of running the main function"
+                    .to_string(),
+            ));
         }
         let (platform, events): (Option<ReactorGuard>, Box<dyn Events>) = match self.events {
             Some(e) => (None, e),
             None => (
                 Some(reactor::install().map_err(|e| {
-                    DeviceError(format!("mkernel: cannot create the event poller: {e}"))
+                    DeviceError::with_source(
+                        DeviceErrorKind::Platform,
+                        format!("mkernel: cannot create the event poller: {e}"),
+                        e,
+                    )
                 })?),
                 Box::new(ReactorEvents),
             ),

@@ -37,13 +37,26 @@ struct Inner {
     sleepers: BinaryHeap<Reverse<(u64, SyscallId)>>,
 }
 
+impl core::fmt::Debug for VirtualClock {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut d = f.debug_struct("VirtualClock");
+        if let Ok(inner) = self.inner.try_borrow() {
+            d.field("now", &inner.now)
+                .field("sleepers", &inner.sleepers.len());
+        }
+        d.finish_non_exhaustive()
+    }
+}
+
 impl VirtualClock {
     /// A clock at time 0.
+    #[must_use]
     pub fn new() -> VirtualClock {
         VirtualClock::default()
     }
 
     /// Virtual nanoseconds since the clock was made.
+    #[must_use]
     pub fn now(&self) -> u64 {
         self.inner.borrow().now
     }

@@ -13,6 +13,7 @@ use core::time::Duration;
 /// let b = mkernel::clock_monotonic();
 /// assert!(b >= a);
 /// ```
+#[must_use]
 pub fn clock_monotonic() -> u64 {
     clock::monotonic()
 }
@@ -23,6 +24,7 @@ pub fn clock_monotonic() -> u64 {
 /// // After 2020-01-01.
 /// assert!(mkernel::clock_wall() > 1_577_836_800 * 1_000_000_000);
 /// ```
+#[must_use]
 pub fn clock_wall() -> u64 {
     clock::wall()
 }

@@ -7,7 +7,7 @@ use std::io::Read;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-#[allow(dead_code)]
+#[allow(dead_code, reason = "these tests use only part of the httpd example")]
 #[path = "../examples/httpd.rs"]
 mod httpd;
 

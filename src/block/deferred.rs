@@ -9,7 +9,10 @@
 //! the operation completed, or by unwinding (cancellation), and a guard
 //! withdraws the operation from the reactor before the frame that holds
 //! the buffer's borrow goes away.
-#![allow(unsafe_code)]
+#![allow(
+    unsafe_code,
+    reason = "a suspended task's buffer is lent to the reactor"
+)]
 
 use super::{BlockDevice, BlockError, Buf};
 use crate::fiber::{self, Syscall, SyscallId, suspend};

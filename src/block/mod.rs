@@ -32,10 +32,22 @@ use crate::fiber;
 use crate::reactor;
 use crate::sys;
 use core::fmt;
+use std::io;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// What went wrong with a block operation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// ```
+/// use mkernel::block::BlockErrorKind;
+/// let path = std::env::temp_dir().join(format!("mk-doc-kind-{}", std::process::id()));
+/// std::fs::write(&path, vec![0u8; 4096]).unwrap();
+/// let kind = mkernel::Builder::new().block_file("disk", &path)
+///     .run(mkernel::block("disk"), |disk| *disk.atomic_read(4096, &mut [0u8; 512]).unwrap_err().kind());
+/// assert_eq!(kind, BlockErrorKind::OutOfRange);
+/// # std::fs::remove_file(path).unwrap();
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum BlockErrorKind {
     /// Offset or length not a multiple of the page size, or a zero length.
@@ -44,26 +56,60 @@ pub enum BlockErrorKind {
     OutOfRange,
     /// A write to a read-only device.
     ReadOnly,
-    /// The host (or tender) failed the I/O.
+    /// The host (or tender) failed the I/O;
+    /// [`source`](std::error::Error::source) is its [`io::Error`].
     Io,
     /// The waiting task was cancelled.
     Cancelled,
 }
 
 /// An error of a block operation: its kind and a message saying what was
-/// wrong and what would be right.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// wrong and what would be right. For [`BlockErrorKind::Io`] the message
+/// includes the text of the system's [`io::Error`], which
+/// [`source`](std::error::Error::source) gives as a value. An `io::Error`
+/// made from it ([`From`]) has a matching [`io::ErrorKind`].
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("mk-doc-blockerr-{}", std::process::id()));
+/// std::fs::write(&path, vec![0u8; 4096]).unwrap();
+/// let e = mkernel::Builder::new().block_file("disk", &path)
+///     .run(mkernel::block("disk"), |disk| disk.atomic_read(1, &mut [0u8; 512]).unwrap_err());
+/// assert!(e.to_string().contains("multiples of the page size (512 bytes)"));
+/// assert_eq!(std::io::Error::from(e).kind(), std::io::ErrorKind::InvalidInput);
+/// # std::fs::remove_file(path).unwrap();
+/// ```
+#[derive(Debug, Clone)]
 pub struct BlockError {
     kind: BlockErrorKind,
     msg: String,
+    source: Option<Arc<io::Error>>,
 }
 
 impl BlockError {
+    fn new(kind: BlockErrorKind, msg: String) -> BlockError {
+        BlockError {
+            kind,
+            msg,
+            source: None,
+        }
+    }
+
     /// The kind of error.
+    #[must_use]
     pub fn kind(&self) -> &BlockErrorKind {
         &self.kind
     }
 }
+
+/// Two errors are equal when their kinds and messages are (the message
+/// includes the text of the source, if any).
+impl PartialEq for BlockError {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.msg == other.msg
+    }
+}
+
+impl Eq for BlockError {}
 
 impl fmt::Display for BlockError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -71,7 +117,40 @@ impl fmt::Display for BlockError {
     }
 }
 
-impl std::error::Error for BlockError {}
+impl std::error::Error for BlockError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<BlockError> for io::Error {
+    /// [`InvalidInput`](io::ErrorKind::InvalidInput) for
+    /// [`Unaligned`](BlockErrorKind::Unaligned),
+    /// [`UnexpectedEof`](io::ErrorKind::UnexpectedEof) for
+    /// [`OutOfRange`](BlockErrorKind::OutOfRange) (as a read past the end
+    /// of a file with `read_exact_at`),
+    /// [`PermissionDenied`](io::ErrorKind::PermissionDenied) for
+    /// [`ReadOnly`](BlockErrorKind::ReadOnly),
+    /// [`Interrupted`](io::ErrorKind::Interrupted) for
+    /// [`Cancelled`](BlockErrorKind::Cancelled), and the system error's own
+    /// kind for [`Io`](BlockErrorKind::Io). The `BlockError` is the
+    /// `io::Error`'s [`get_ref`](io::Error::get_ref).
+    fn from(e: BlockError) -> io::Error {
+        let kind = match e.kind {
+            BlockErrorKind::Unaligned => io::ErrorKind::InvalidInput,
+            BlockErrorKind::OutOfRange => io::ErrorKind::UnexpectedEof,
+            BlockErrorKind::ReadOnly => io::ErrorKind::PermissionDenied,
+            BlockErrorKind::Cancelled => io::ErrorKind::Interrupted,
+            BlockErrorKind::Io => e
+                .source
+                .as_deref()
+                .map_or(io::ErrorKind::Other, io::Error::kind),
+        };
+        io::Error::new(kind, e)
+    }
+}
 
 pub(crate) struct BlockDevice {
     pub(crate) name: String,
@@ -99,57 +178,58 @@ impl BlockDevice {
                 self.name,
                 if write { "write" } else { "read" }
             ),
+            source: Some(Arc::new(e)),
         })
     }
 
     fn cancelled(&self) -> BlockError {
-        BlockError {
-            kind: BlockErrorKind::Cancelled,
-            msg: format!("block device {:?}: the task is being cancelled", self.name),
-        }
+        BlockError::new(
+            BlockErrorKind::Cancelled,
+            format!("block device {:?}: the task is being cancelled", self.name),
+        )
     }
 
     fn check(&self, write: bool, off: u64, len: usize) -> Result<(), BlockError> {
         let ps = self.pagesize as u64;
         let what = if write { "write" } else { "read" };
         if len == 0 {
-            return Err(BlockError {
-                kind: BlockErrorKind::Unaligned,
-                msg: format!(
+            return Err(BlockError::new(
+                BlockErrorKind::Unaligned,
+                format!(
                     "block device {:?}: a {what} of 0 bytes; give a buffer of a multiple of the page size ({ps} bytes)",
                     self.name
                 ),
-            });
+            ));
         }
         if off % ps != 0 || len as u64 % ps != 0 {
-            return Err(BlockError {
-                kind: BlockErrorKind::Unaligned,
-                msg: format!(
+            return Err(BlockError::new(
+                BlockErrorKind::Unaligned,
+                format!(
                     "block device {:?}: a {what} of {len} bytes at offset {off}; offset and length must be multiples of the page size ({ps} bytes)",
                     self.name
                 ),
-            });
+            ));
         }
         if off
             .checked_add(len as u64)
             .is_none_or(|end| end > self.length)
         {
-            return Err(BlockError {
-                kind: BlockErrorKind::OutOfRange,
-                msg: format!(
+            return Err(BlockError::new(
+                BlockErrorKind::OutOfRange,
+                format!(
                     "block device {:?}: a {what} of {len} bytes at offset {off} goes past the end of the device ({} bytes)",
                     self.name, self.length
                 ),
-            });
+            ));
         }
         if write && self.read_only {
-            return Err(BlockError {
-                kind: BlockErrorKind::ReadOnly,
-                msg: format!(
+            return Err(BlockError::new(
+                BlockErrorKind::ReadOnly,
+                format!(
                     "block device {:?} is read-only (its file cannot be opened for writing)",
                     self.name
                 ),
-            });
+            ));
         }
         Ok(())
     }
@@ -184,32 +264,53 @@ impl fmt::Debug for Block {
 
 impl Block {
     /// The page (sector) size in bytes.
+    #[must_use]
     pub fn pagesize(&self) -> usize {
         self.dev.pagesize
     }
 
     /// The device's length in bytes (a multiple of the page size).
+    #[must_use]
     pub fn length(&self) -> u64 {
         self.dev.length
     }
 
     /// Whether writes are refused.
+    #[must_use]
     pub fn read_only(&self) -> bool {
         self.dev.read_only
     }
 
     /// The device's name in the device list.
+    #[must_use]
     pub fn name(&self) -> &str {
         &self.dev.name
     }
 
     /// Reads `buf.len()` bytes at `off` now, without letting other tasks run.
+    ///
+    /// # Errors
+    ///
+    /// A [`BlockError`] of kind [`Unaligned`](BlockErrorKind::Unaligned) (offset
+    /// or length not a multiple of the page size, or a zero length),
+    /// [`OutOfRange`](BlockErrorKind::OutOfRange) (past the end of the device),
+    /// or [`Io`](BlockErrorKind::Io) (the host or tender failed the I/O; the
+    /// pages may be partly read).
     pub fn atomic_read(&self, off: u64, buf: &mut [u8]) -> Result<(), BlockError> {
         self.dev.check(false, off, buf.len())?;
         self.dev.io(off, Buf::Read(buf))
     }
 
     /// Writes `buf` at `off` now, without letting other tasks run.
+    ///
+    /// # Errors
+    ///
+    /// A [`BlockError`] of kind [`Unaligned`](BlockErrorKind::Unaligned) (offset
+    /// or length not a multiple of the page size, or a zero length),
+    /// [`OutOfRange`](BlockErrorKind::OutOfRange) (past the end of the device),
+    /// [`ReadOnly`](BlockErrorKind::ReadOnly) (a read-only device),
+    /// or [`Io`](BlockErrorKind::Io) (the host or tender failed the I/O; the
+    /// pages may be partly written).
     pub fn atomic_write(&self, off: u64, buf: &[u8]) -> Result<(), BlockError> {
         self.dev.check(true, off, buf.len())?;
         self.dev.io(off, Buf::Write(buf))
@@ -217,12 +318,33 @@ impl Block {
 
     /// Reads `buf.len()` bytes at `off`, deferred (see the module docs): the
     /// task waits until the scheduler is idle and the pages are read.
+    ///
+    /// # Errors
+    ///
+    /// A [`BlockError`] of kind [`Unaligned`](BlockErrorKind::Unaligned) (offset
+    /// or length not a multiple of the page size, or a zero length),
+    /// [`OutOfRange`](BlockErrorKind::OutOfRange) (past the end of the device),
+    /// or [`Io`](BlockErrorKind::Io) (the host or tender failed the I/O; the
+    /// pages may be partly read).
+    /// [`Cancelled`](BlockErrorKind::Cancelled) when the task is being cancelled
+    /// (from a destructor of a cancelled task, which cannot wait).
     pub fn read(&self, off: u64, buf: &mut [u8]) -> Result<(), BlockError> {
         self.dev.check(false, off, buf.len())?;
         self.deferred(off, Buf::Read(buf))
     }
 
     /// Writes `buf` at `off`, deferred (see the module docs).
+    ///
+    /// # Errors
+    ///
+    /// A [`BlockError`] of kind [`Unaligned`](BlockErrorKind::Unaligned) (offset
+    /// or length not a multiple of the page size, or a zero length),
+    /// [`OutOfRange`](BlockErrorKind::OutOfRange) (past the end of the device),
+    /// [`ReadOnly`](BlockErrorKind::ReadOnly) (a read-only device),
+    /// or [`Io`](BlockErrorKind::Io) (the host or tender failed the I/O; the
+    /// pages may be partly written).
+    /// [`Cancelled`](BlockErrorKind::Cancelled) when the task is being cancelled
+    /// (from a destructor of a cancelled task, which cannot wait).
     pub fn write(&self, off: u64, buf: &[u8]) -> Result<(), BlockError> {
         self.dev.check(true, off, buf.len())?;
         self.deferred(off, Buf::Write(buf))

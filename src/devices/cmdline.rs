@@ -24,9 +24,6 @@
 //! itself; whether the program declares the devices it names is checked by
 //! the device layer, which knows the device list.
 
-// Used by the device layer (src/devices), which lands separately.
-#![allow(dead_code)]
-
 use std::fmt;
 use std::path::PathBuf;
 

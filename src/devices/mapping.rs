@@ -3,12 +3,12 @@
 //! tender.
 
 use super::cmdline::{self, CmdLine};
+use super::error::{DeviceError, DeviceErrorKind};
 use crate::block::{self, Block};
 use crate::net::link::LinkEnd;
 use crate::net::{self, Net, NetBackend, NetCfg};
 use crate::sys;
 use core::cell::RefCell;
-use core::fmt;
 use std::path::PathBuf;
 
 /// A device named in the program's device list.
@@ -32,19 +32,6 @@ impl Kind {
         }
     }
 }
-
-/// Why the devices could not be opened: the message names the device and
-/// says what to pass.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceError(pub(crate) String);
-
-impl fmt::Display for DeviceError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for DeviceError {}
 
 /// The Solo5 manifest (JSON, as `solo5-elftool gen-manifest` reads it) of a
 /// device list.
@@ -72,30 +59,37 @@ pub(crate) fn check_declared(declared: &[Declared]) -> Result<(), DeviceError> {
             && d.name.len() <= cmdline::NAME_MAX
             && d.name.bytes().all(|b| b.is_ascii_alphanumeric());
         if !ok {
-            return Err(DeviceError(format!(
-                "mkernel: the {} device name {:?} is not valid: use 1 to {} ASCII letters or digits (as the Solo5 manifest)",
-                d.kind.word(),
-                d.name,
-                cmdline::NAME_MAX
-            )));
+            return Err(DeviceError::new(
+                DeviceErrorKind::InvalidList,
+                format!(
+                    "mkernel: the {} device name {:?} is not valid: use 1 to {} ASCII letters or digits (as the Solo5 manifest)",
+                    d.kind.word(),
+                    d.name,
+                    cmdline::NAME_MAX
+                ),
+            ));
         }
         if declared[..i].iter().any(|e| e.name == d.name) {
-            return Err(DeviceError(format!(
-                "mkernel: the device name {:?} is declared twice in the device list; each device needs its own name",
-                d.name
-            )));
+            return Err(DeviceError::new(
+                DeviceErrorKind::InvalidList,
+                format!(
+                    "mkernel: the device name {:?} is declared twice in the device list; each device needs its own name",
+                    d.name
+                ),
+            ));
         }
     }
     Ok(())
 }
 
+#[derive(Debug)]
 pub(crate) enum GivenNet {
     Link(LinkEnd),
     Tap(String),
 }
 
 /// A mapping given to the `Builder` (tests, demos).
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(crate) struct Given {
     pub(crate) nets: Vec<(String, GivenNet)>,
     pub(crate) blocks: Vec<(String, PathBuf)>,
@@ -109,6 +103,7 @@ impl Given {
     }
 }
 
+#[derive(Debug)]
 enum Source {
     None,
     CmdLine(CmdLine),
@@ -118,6 +113,7 @@ enum Source {
 }
 
 /// Opens device arguments for one run.
+#[derive(Debug)]
 pub struct Acquire {
     source: Source,
 }
@@ -160,7 +156,9 @@ impl Acquire {
             Source::Tender
         } else {
             let argv: Vec<String> = std::env::args().skip(1).collect();
-            let cl = cmdline::parse(&argv).map_err(|e| DeviceError(format!("mkernel: {e}")))?;
+            let cl = cmdline::parse(&argv).map_err(|e| {
+                DeviceError::new(DeviceErrorKind::CommandLine, format!("mkernel: {e}"))
+            })?;
             let src = Source::CmdLine(cl);
             check_unused(&src, declared)?;
             src
@@ -178,10 +176,13 @@ impl Acquire {
             Source::None => unreachable!("a declared device implies a source"),
             Source::Given(g) => {
                 let Some(i) = g.nets.iter().position(|(n, _)| n == name) else {
-                    return Err(DeviceError(format!(
-                        "mkernel: the net device {name:?} is not mapped: give it with \
+                    return Err(DeviceError::new(
+                        DeviceErrorKind::NotMapped,
+                        format!(
+                            "mkernel: the net device {name:?} is not mapped: give it with \
                          Builder::net_link({name:?}, end) or Builder::net_tap({name:?}, \"tap0\")"
-                    )));
+                        ),
+                    ));
                 };
                 match g.nets.swap_remove(i).1 {
                     GivenNet::Link(end) => {
@@ -199,14 +200,17 @@ impl Acquire {
                     let iface = iface.to_string();
                     open_tap(name, &iface, cl.net_mac(name))
                 }
-                None => Err(DeviceError(format!(
-                    "mkernel: the net device {name:?} is not mapped: pass --net:{name}=TAP \
+                None => Err(DeviceError::new(
+                    DeviceErrorKind::NotMapped,
+                    format!(
+                        "mkernel: the net device {name:?} is not mapped: pass --net:{name}=TAP \
                      (e.g. --net:{name}=tap0) before --"
-                ))),
+                    ),
+                )),
             },
             Source::Tender => {
                 let dev = sys::NetDev::acquire(name)
-                    .map_err(|e| DeviceError(format!("mkernel: net device {name:?}: {e}")))?;
+                    .map_err(|e| open_error(format!("mkernel: net device {name:?}: {e}"), e))?;
                 Ok(register_sys_net(name, dev))
             }
         }
@@ -217,10 +221,13 @@ impl Acquire {
             Source::None => unreachable!("a declared device implies a source"),
             Source::Given(g) => {
                 let Some((_, path)) = g.blocks.iter().find(|(n, _)| n == name) else {
-                    return Err(DeviceError(format!(
-                        "mkernel: the block device {name:?} is not mapped: give it with \
+                    return Err(DeviceError::new(
+                        DeviceErrorKind::NotMapped,
+                        format!(
+                            "mkernel: the block device {name:?} is not mapped: give it with \
                          Builder::block_file({name:?}, \"disk.img\")"
-                    )));
+                        ),
+                    ));
                 };
                 let ss = g
                     .sector_sizes
@@ -235,14 +242,17 @@ impl Acquire {
                     let path = path.to_path_buf();
                     open_file(name, path, cl.sector_size(name))
                 }
-                None => Err(DeviceError(format!(
-                    "mkernel: the block device {name:?} is not mapped: pass --block:{name}=FILE \
+                None => Err(DeviceError::new(
+                    DeviceErrorKind::NotMapped,
+                    format!(
+                        "mkernel: the block device {name:?} is not mapped: pass --block:{name}=FILE \
                      (e.g. --block:{name}=disk.img) before --"
-                ))),
+                    ),
+                )),
             },
             Source::Tender => {
                 let dev = sys::BlockDev::acquire(name)
-                    .map_err(|e| DeviceError(format!("mkernel: block device {name:?}: {e}")))?;
+                    .map_err(|e| open_error(format!("mkernel: block device {name:?}: {e}"), e))?;
                 Ok(make_block(name, dev))
             }
         }
@@ -273,16 +283,19 @@ fn check_unused(src: &Source, declared: &[Declared]) -> Result<(), DeviceError> 
                 .iter()
                 .map(|d| format!("{} ({})", d.name, d.kind.word()))
                 .collect();
-            return Err(DeviceError(format!(
-                "mkernel: a {} device {name:?} is mapped, but the program declares no such device \
+            return Err(DeviceError::new(
+                DeviceErrorKind::Undeclared,
+                format!(
+                    "mkernel: a {} device {name:?} is mapped, but the program declares no such device \
                  (it declares: {})",
-                kind.word(),
-                if list.is_empty() {
-                    "none".to_string()
-                } else {
-                    list.join(", ")
-                }
-            )));
+                    kind.word(),
+                    if list.is_empty() {
+                        "none".to_string()
+                    } else {
+                        list.join(", ")
+                    }
+                ),
+            ));
         }
     }
     Ok(())
@@ -308,20 +321,31 @@ fn make_block(name: &str, dev: sys::BlockDev) -> Block {
 
 fn open_tap(name: &str, iface: &str, mac: Option<[u8; 6]>) -> Result<(Net, NetCfg), DeviceError> {
     let dev = sys::NetDev::open_tap(iface, mac).map_err(|e| {
-        DeviceError(format!(
-            "mkernel: cannot open TAP interface {iface:?} for net device {name:?}: {e} \
-             (create it first, e.g. `ip tuntap add dev {iface} mode tap && ip link set {iface} up`)"
-        ))
+        open_error(
+            format!(
+                "mkernel: cannot open TAP interface {iface:?} for net device {name:?}: {e} \
+                 (create it first, e.g. `ip tuntap add dev {iface} mode tap && ip link set {iface} up`)"
+            ),
+            e,
+        )
     })?;
     Ok(register_sys_net(name, dev))
 }
 
 fn open_file(name: &str, path: PathBuf, sector_size: usize) -> Result<Block, DeviceError> {
     let dev = sys::BlockDev::open_file(&path, sector_size).map_err(|e| {
-        DeviceError(format!(
-            "mkernel: cannot open {} for block device {name:?}: {e} (pass an existing file: --block:{name}=FILE)",
-            path.display()
-        ))
+        open_error(
+            format!(
+                "mkernel: cannot open {} for block device {name:?}: {e} (pass an existing file: --block:{name}=FILE)",
+                path.display()
+            ),
+            e,
+        )
     })?;
     Ok(make_block(name, dev))
+}
+
+/// A failed open: the message (which includes `e`'s) and `e` as the source.
+fn open_error(msg: String, e: std::io::Error) -> DeviceError {
+    DeviceError::with_source(DeviceErrorKind::Open, msg, e)
 }

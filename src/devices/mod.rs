@@ -24,13 +24,17 @@
 //! the device and the flag to pass.
 
 pub(crate) mod cmdline;
+mod error;
 pub(crate) mod mapping;
+
+pub use error::{DeviceError, DeviceErrorKind};
 
 use crate::block::Block;
 use crate::net::stack::{Stack, StackConfig};
 use crate::net::{Net, NetCfg};
 use crate::sys;
-use mapping::{Acquire, Declared, DeviceError, Kind};
+use core::fmt;
+use mapping::{Acquire, Declared, Kind};
 
 /// The application's own arguments: what follows `--` on a hosted command
 /// line (without a program name), the unikernel's command line on Solo5,
@@ -47,21 +51,38 @@ pub fn args() -> Vec<String> {
 /// A device argument: the TCP/IP stack on net device `name`, configured
 /// from the application's arguments ([`StackConfig::from_args`] on
 /// [`args()`]; `10.0.0.2/24` without `--ipv4`).
-/// Malformed flags are printed on stderr and the process exits with
-/// status 2, before the main function runs.
+///
+/// A malformed flag stops the run before the main function: it is a
+/// [`DeviceError`] of kind [`DeviceErrorKind::Map`] whose
+/// [`source`](std::error::Error::source) is the
+/// [`ConfigError`](crate::net::stack::ConfigError);
+/// [`run`](crate::run) prints it on stderr and exits with status 2,
+/// [`Builder::try_run`](crate::Builder::try_run) returns it.
 ///
 /// ```no_run
 /// mkernel::run(mkernel::stack("service"), |stack| {
 ///     println!("my address: {}", stack.config().ipv4);
 /// });
 /// ```
+///
+/// ```
+/// use mkernel::devices::DeviceErrorKind;
+/// use mkernel::net::{link, stack::ConfigError};
+/// use std::error::Error;
+/// let (a, _b) = link::pair(link::Faults::default());
+/// let e = mkernel::Builder::new()
+///     .net_link("service", a)
+///     .args(["--ipv4=10.0.0.300/24"])
+///     .try_run(mkernel::stack("service"), |_stack| ())
+///     .unwrap_err();
+/// assert_eq!(e.kind(), DeviceErrorKind::Map);
+/// let cfg = e.source().unwrap().downcast_ref::<ConfigError>().unwrap();
+/// assert_eq!(cfg.flag(), "--ipv4");
+/// ```
+#[must_use]
 pub fn stack(name: &str) -> impl Devices<Output = Stack> {
-    map(net(name), |dev| match StackConfig::from_args(&args()) {
-        Ok((cfg, _)) => Stack::new(dev, cfg),
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(2)
-        }
+    try_map(net(name), |dev| {
+        StackConfig::from_args(&args()).map(|(cfg, _)| Stack::new(dev, cfg))
     })
 }
 
@@ -87,13 +108,34 @@ impl Devices for () {
 }
 
 /// The argument of [`net`].
+#[derive(Debug)]
 pub struct NetArg(String);
 /// The argument of [`block`].
+#[derive(Debug)]
 pub struct BlockArg(String);
 /// The argument of [`map`].
 pub struct MapArg<D, F>(D, F);
+/// The argument of [`try_map`].
+pub struct TryMapArg<D, F>(D, F);
 /// The argument of [`constant`].
+#[derive(Debug)]
 pub struct ConstArg<T>(T);
+
+impl<D: fmt::Debug, F> fmt::Debug for MapArg<D, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("MapArg")
+            .field(&self.0)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D: fmt::Debug, F> fmt::Debug for TryMapArg<D, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("TryMapArg")
+            .field(&self.0)
+            .finish_non_exhaustive()
+    }
+}
 
 /// A net device named `name` in the manifest: `main` gets `(Net, NetCfg)`.
 ///
@@ -104,6 +146,7 @@ pub struct ConstArg<T>(T);
 ///     .run(mkernel::net("service"), |(_net, cfg)| cfg.mtu);
 /// assert_eq!(mtu, 1500);
 /// ```
+#[must_use]
 pub fn net(name: &str) -> impl Devices<Output = (Net, NetCfg)> {
     NetArg(name.to_string())
 }
@@ -118,6 +161,7 @@ pub fn net(name: &str) -> impl Devices<Output = (Net, NetCfg)> {
 /// assert_eq!(len, 4096);
 /// # std::fs::remove_file(path).unwrap();
 /// ```
+#[must_use]
 pub fn block(name: &str) -> impl Devices<Output = Block> {
     BlockArg(name.to_string())
 }
@@ -136,6 +180,47 @@ pub fn map<D: Devices, T: 'static>(
     f: impl FnOnce(D::Output) -> T,
 ) -> impl Devices<Output = T> {
     MapArg(devices, f)
+}
+
+/// A value built from other devices by a function that may fail (e.g. on
+/// a malformed command-line flag, as [`stack()`] does).
+///
+/// `f` runs inside the run, before the main function, like [`map`]'s. Its
+/// error stops the run before the main function: it becomes a
+/// [`DeviceError`] of kind [`DeviceErrorKind::Map`] with the error as its
+/// [`source`](std::error::Error::source) (and its message as the
+/// `DeviceError`'s); [`run`](crate::run) prints it on stderr and exits with
+/// status 2, [`Builder::try_run`](crate::Builder::try_run) returns it.
+///
+/// ```
+/// use mkernel::devices::DeviceErrorKind;
+/// use mkernel::net::link;
+/// let (a, _b) = link::pair(link::Faults::default());
+/// let e = mkernel::Builder::new()
+///     .net_link("service", a)
+///     .try_run(
+///         mkernel::try_map(mkernel::net("service"), |(_net, cfg)| {
+///             if cfg.mtu < 9000 {
+///                 return Err(format!("this service needs jumbo frames, the MTU is {}", cfg.mtu));
+///             }
+///             Ok(cfg.mtu)
+///         }),
+///         |mtu| mtu,
+///     )
+///     .unwrap_err();
+/// assert_eq!(e.kind(), DeviceErrorKind::Map);
+/// assert_eq!(e.to_string(), "this service needs jumbo frames, the MTU is 1500");
+/// ```
+pub fn try_map<D, T, E>(
+    devices: D,
+    f: impl FnOnce(D::Output) -> Result<T, E>,
+) -> impl Devices<Output = T>
+where
+    D: Devices,
+    T: 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    TryMapArg(devices, f)
 }
 
 /// A plain value, as a device argument.
@@ -181,6 +266,26 @@ impl<D: Devices, T: 'static, F: FnOnce(D::Output) -> T> Devices for MapArg<D, F>
     fn acquire(self, ctx: &mut Acquire) -> Result<T, DeviceError> {
         let v = self.0.acquire(ctx)?;
         Ok((self.1)(v))
+    }
+}
+
+impl<D, T, E, F> Devices for TryMapArg<D, F>
+where
+    D: Devices,
+    T: 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    F: FnOnce(D::Output) -> Result<T, E>,
+{
+    type Output = T;
+    fn declare(&self, m: &mut Vec<Declared>) {
+        self.0.declare(m)
+    }
+    fn acquire(self, ctx: &mut Acquire) -> Result<T, DeviceError> {
+        let v = self.0.acquire(ctx)?;
+        (self.1)(v).map_err(|e| {
+            let e = e.into();
+            DeviceError::with_source(DeviceErrorKind::Map, e.to_string(), e)
+        })
     }
 }
 

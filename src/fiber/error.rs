@@ -35,6 +35,7 @@ impl Error {
     /// });
     /// assert_eq!(payload.downcast_ref::<u32>(), Some(&7));
     /// ```
+    #[must_use]
     #[track_caller]
     pub fn into_panic(self) -> Box<dyn Any + Send> {
         match self {
@@ -55,16 +56,19 @@ impl Error {
     }
 
     /// Whether the task was cancelled.
+    #[must_use]
     pub fn is_cancelled(&self) -> bool {
         matches!(self, Error::Cancelled)
     }
 
     /// Whether the task panicked.
+    #[must_use]
     pub fn is_panic(&self) -> bool {
         matches!(self, Error::Panicked(_))
     }
 
     /// The panic message, when the payload is a string (as `panic!("...")` makes).
+    #[must_use]
     pub fn panic_message(&self) -> Option<&str> {
         match self {
             Error::Cancelled => None,

@@ -33,6 +33,14 @@ pub struct Hook {
     inner: Rc<HookInner>,
 }
 
+impl core::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Hook")
+            .field("removed", &self.inner.removed.get())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Hook {
     /// Adds `f` to the hooks of the current run.
     pub fn add(f: impl FnMut() + 'static) -> Hook {
@@ -73,6 +81,14 @@ impl Hook {
 /// ```
 pub struct WaitHook {
     inner: Rc<HookInner>,
+}
+
+impl core::fmt::Debug for WaitHook {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("WaitHook")
+            .field("removed", &self.inner.removed.get())
+            .finish_non_exhaustive()
+    }
 }
 
 impl WaitHook {

@@ -23,7 +23,6 @@ pub(crate) use clock::{cycles, ns_to_cycles_at_most};
 pub use error::{Error, Violation};
 pub use hook::{Hook, WaitHook};
 pub use orphans::{Orphans, spawn_orphan};
-#[allow(unused_imports)]
 pub(crate) use promise::spawn_daemon;
 pub use promise::{Promise, both, join_all, join_any, join_first, spawn, spawn_giving, yield_now};
 pub use protect::protect;

@@ -40,6 +40,16 @@ pub struct Orphans<T> {
     owner: Rc<Cell<Option<TaskRef>>>,
 }
 
+impl<T> core::fmt::Debug for Orphans<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut d = f.debug_struct("Orphans");
+        if let Ok(ps) = self.promises.try_borrow() {
+            d.field("len", &ps.len());
+        }
+        d.finish_non_exhaustive()
+    }
+}
+
 impl<T> Clone for Orphans<T> {
     fn clone(&self) -> Self {
         Orphans {
@@ -96,6 +106,7 @@ fn not_the_owner(me: TaskRef, owner: TaskRef) -> ! {
 impl<T: 'static> Orphans<T> {
     /// An empty collector, owned by the current task (or, made outside a
     /// run, by the first task that spawns into it).
+    #[must_use]
     pub fn new() -> Orphans<T> {
         let owner = if scheduler::in_run() {
             scheduler::with(|s| s.current_ref())
@@ -111,6 +122,7 @@ impl<T: 'static> Orphans<T> {
     /// `None` if no task is left; `Some(None)` if tasks are left but none has
     /// finished; `Some(Some(p))` with a finished task's promise, ready to
     /// join without waiting.
+    #[must_use]
     pub fn care(&self) -> Option<Option<Promise<T>>> {
         let mut ps = self.promises.borrow_mut();
         if ps.is_empty() {
@@ -135,6 +147,7 @@ impl<T: 'static> Orphans<T> {
     ///     }
     /// });
     /// ```
+    #[must_use]
     pub fn take(&self) -> Option<Promise<T>> {
         let mut ps = self.promises.borrow_mut();
         if ps.is_empty() {
@@ -175,11 +188,13 @@ impl<T: 'static> Orphans<T> {
     }
 
     /// How many tasks are left (finished or not).
+    #[must_use]
     pub fn len(&self) -> usize {
         self.promises.borrow().len()
     }
 
     /// Whether no task is left.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -98,7 +98,6 @@ pub fn spawn_giving<T: 'static>(
 /// Spawns a task owned by the runtime, not by a task: it needs no join and
 /// is cancelled when the main function returns (a network stack's receiver).
 #[track_caller]
-#[allow(dead_code)] // used by the TCP/IP stack
 pub(crate) fn spawn_daemon(f: impl FnOnce() + 'static) -> TaskId {
     let site = Location::caller();
     let entry = move || {
@@ -152,6 +151,11 @@ impl<T: 'static> Promise<T> {
     ///
     /// Suspends the current task if needed. Joining a promise the current
     /// task did not spawn is a [`Violation::NotAChild`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Cancelled`] when the task was cancelled, [`Error::Panicked`]
+    /// (with the payload) when it panicked.
     // Always inlined: the suspension must happen in the caller's frame (see
     // `yield_now`).
     #[inline(always)]
@@ -194,6 +198,7 @@ impl<T: 'static> Promise<T> {
     /// assert_eq!(r.unwrap_err().downcast_ref::<u8>(), Some(&42));
     /// assert_eq!(mkernel::run((), |()| mkernel::spawn(|| 5).join_unwrap()), 5);
     /// ```
+    #[must_use]
     #[track_caller]
     pub fn join_unwrap(self) -> T {
         match self.join() {
@@ -243,16 +248,19 @@ impl<T> Promise<T> {
     }
 
     /// The task's id.
+    #[must_use]
     pub fn id(&self) -> TaskId {
         TaskId(self.task.uid)
     }
 
     /// Whether the task has finished (returned, panicked or was cancelled).
+    #[must_use]
     pub fn is_finished(&self) -> bool {
         scheduler::with(|s| s.slot(self.task).is_none_or(|sl| sl.state.is_finished()))
     }
 
     /// The task's scheduling figures so far.
+    #[must_use]
     pub fn stats(&self) -> TaskStats {
         super::stats::task_stats_of(self.task).unwrap_or_default()
     }
@@ -318,6 +326,11 @@ pub fn join_all<T: 'static>(ps: Vec<Promise<T>>) -> Vec<Result<T, Error>> {
 /// });
 /// assert_eq!(v.unwrap(), 2);
 /// ```
+///
+/// # Errors
+///
+/// The first finished task's error: [`Error::Cancelled`] or
+/// [`Error::Panicked`].
 pub fn join_first<T: 'static>(ps: Vec<Promise<T>>) -> Result<T, Error> {
     let (r, rest) = join_any(ps);
     for p in rest {

@@ -41,6 +41,16 @@ pub struct Resource {
     inner: Rc<Inner>,
 }
 
+impl core::fmt::Debug for Resource {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut d = f.debug_struct("Resource");
+        if let Ok(fin) = self.inner.finally.try_borrow() {
+            d.field("finalised", &fin.is_none());
+        }
+        d.finish_non_exhaustive()
+    }
+}
+
 impl Resource {
     /// A resource holding `value`; `finally(value)` is its finaliser. It has
     /// no owner until [`own`](Resource::own).

@@ -9,7 +9,10 @@
 //! This module is one of the few with `unsafe` code (see the layer map in
 //! lib.rs): the thread's pointer to its scheduler, and the switch from a
 //! task back to the run loop through the task's yielder.
-#![allow(unsafe_code)]
+#![allow(
+    unsafe_code,
+    reason = "the thread's scheduler pointer and the task switch"
+)]
 
 use super::Violation;
 use super::clock;

@@ -23,7 +23,7 @@
 
 // The stack pool is one of the few modules with `unsafe` code (see the
 // layer map in lib.rs): stacks are raw memory lent to coroutines.
-#![allow(unsafe_code)]
+#![allow(unsafe_code, reason = "stacks are raw memory lent to coroutines")]
 
 use crate::sys::{self, stack_memory as mem};
 use core::num::NonZeroUsize;

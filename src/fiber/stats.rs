@@ -37,6 +37,7 @@ pub struct Stats {
 ///     assert_eq!(s.stacks.in_use, 1); // only the main task's
 /// });
 /// ```
+#[must_use]
 pub fn stats() -> Stats {
     scheduler::with(|s| Stats {
         ticks: s.ticks,
@@ -57,6 +58,7 @@ pub fn stats() -> Stats {
 ///     assert_eq!(me.runs, 4);
 /// });
 /// ```
+#[must_use]
 pub fn task_stats(id: TaskId) -> Option<TaskStats> {
     let t = scheduler::with(|s| {
         s.tasks
@@ -89,6 +91,7 @@ pub(crate) fn task_stats_of(t: TaskRef) -> Option<TaskStats> {
 }
 
 /// The id of the task calling it.
+#[must_use]
 pub fn current_task() -> TaskId {
     TaskId(scheduler::current().uid)
 }

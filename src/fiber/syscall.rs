@@ -18,6 +18,7 @@ pub struct SyscallId(u64);
 
 impl SyscallId {
     /// The number behind the id.
+    #[must_use]
     pub fn as_u64(self) -> u64 {
         self.0
     }
@@ -54,7 +55,10 @@ static NEXT_SYSCALL: AtomicU64 = AtomicU64::new(1);
 
 impl Syscall {
     /// A new syscall, with a fresh id.
-    #[allow(clippy::new_without_default)]
+    #[allow(
+        clippy::new_without_default,
+        reason = "each syscall is a fresh id: `new` is not a default value"
+    )]
     pub fn new() -> Syscall {
         Syscall {
             id: SyscallId(NEXT_SYSCALL.fetch_add(1, Ordering::Relaxed)),
@@ -62,12 +66,14 @@ impl Syscall {
     }
 
     /// Its id (what `Events::select` is told about on cancellation).
+    #[must_use]
     pub fn id(&self) -> SyscallId {
         self.id
     }
 
     /// The signal that wakes the task suspended on this syscall, to be
     /// returned by `Events::select`.
+    #[must_use]
     pub fn signal(&self) -> Signal {
         Signal { id: self.id }
     }
@@ -168,6 +174,7 @@ pub struct Signal {
 
 impl Signal {
     /// The syscall this signal is for.
+    #[must_use]
     pub fn id(&self) -> SyscallId {
         self.id
     }

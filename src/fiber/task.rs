@@ -15,6 +15,7 @@ pub struct TaskId(pub(crate) u64);
 
 impl TaskId {
     /// The number behind the id (the root task is 1, then in spawn order).
+    #[must_use]
     pub fn as_u64(self) -> u64 {
         self.0
     }

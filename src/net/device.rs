@@ -5,7 +5,9 @@ use crate::fiber::{self, Syscall, suspend};
 use crate::reactor::{self, NetSource, NetWait, Timer};
 use crate::sys::{self, clock};
 use core::fmt;
+use std::io;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// A net device's configuration (`Net.cfg` in OCaml).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,17 +19,85 @@ pub struct NetCfg {
     pub mtu: usize,
 }
 
-/// An error of a net device.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What kind of [`NetError`] this is.
+///
+/// ```
+/// use mkernel::net::{link, NetErrorKind};
+/// let (a, _b) = link::pair(link::Faults::default());
+/// let kind = mkernel::Builder::new()
+///     .net_link("service", a)
+///     .run(mkernel::net("service"), |(net, _cfg)| net.write(&[0u8; 4]).unwrap_err().kind());
+/// assert_eq!(kind, NetErrorKind::TooShort);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NetErrorKind {
+    /// A frame to write is longer than the device allows (MTU + 14 bytes).
+    /// It was not sent.
+    TooLong,
+    /// A frame to write is shorter than an Ethernet header (14 bytes). It
+    /// was not sent.
+    TooShort,
+    /// The frame that came in is larger than the buffer given to read it.
+    BufferTooSmall,
+    /// The system (or the Solo5 tender) failed the read or write;
+    /// [`source`](std::error::Error::source) is its [`io::Error`].
+    Io,
+    /// An in-memory link refused the frame (its queue is full, its other
+    /// end was dropped); [`source`](std::error::Error::source) is the
+    /// [`LinkError`].
+    Link,
+    /// The task is being cancelled and cannot wait for a frame.
+    Cancelled,
+}
+
+/// An error of a net device: its [`kind`](NetError::kind) and a message
+/// naming the device and saying what was wrong. The message includes the
+/// text of the underlying error, which [`source`](std::error::Error::source)
+/// gives as a value (an [`io::Error`] of the system, a [`LinkError`]). An
+/// `io::Error` made from it ([`From`]) has a matching [`io::ErrorKind`].
+///
+/// ```
+/// use mkernel::net::link;
+/// let (a, _b) = link::pair(link::Faults::default());
+/// let e = mkernel::Builder::new()
+///     .net_link("service", a)
+///     .run(mkernel::net("service"), |(net, _cfg)| net.write(&[0u8; 4]).unwrap_err());
+/// assert!(e.to_string().contains("shorter than an Ethernet header"));
+/// assert_eq!(std::io::Error::from(e).kind(), std::io::ErrorKind::InvalidInput);
+/// ```
+#[derive(Debug, Clone)]
 pub struct NetError {
+    kind: NetErrorKind,
     msg: String,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 impl NetError {
-    pub(crate) fn new(msg: String) -> NetError {
-        NetError { msg }
+    pub(crate) fn new(kind: NetErrorKind, msg: String) -> NetError {
+        NetError {
+            kind,
+            msg,
+            source: None,
+        }
+    }
+
+    /// What went wrong.
+    #[must_use]
+    pub fn kind(&self) -> NetErrorKind {
+        self.kind
     }
 }
+
+/// Two errors are equal when their kinds and messages are (the message
+/// includes the text of the source, if any).
+impl PartialEq for NetError {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.msg == other.msg
+    }
+}
+
+impl Eq for NetError {}
 
 impl fmt::Display for NetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -35,7 +105,42 @@ impl fmt::Display for NetError {
     }
 }
 
-impl std::error::Error for NetError {}
+impl std::error::Error for NetError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<NetError> for io::Error {
+    /// [`InvalidInput`](io::ErrorKind::InvalidInput) for a frame of the
+    /// wrong size or a buffer too small, the system error's own kind for
+    /// [`Io`](NetErrorKind::Io), [`Interrupted`](io::ErrorKind::Interrupted)
+    /// for [`Cancelled`](NetErrorKind::Cancelled), and for
+    /// [`Link`](NetErrorKind::Link): [`BrokenPipe`](io::ErrorKind::BrokenPipe)
+    /// (the other end was dropped) or
+    /// [`WouldBlock`](io::ErrorKind::WouldBlock) (its queue is full). The
+    /// `NetError` is the `io::Error`'s [`get_ref`](io::Error::get_ref).
+    fn from(e: NetError) -> io::Error {
+        let cause = e.source.as_deref();
+        let kind = match e.kind {
+            NetErrorKind::TooLong | NetErrorKind::TooShort | NetErrorKind::BufferTooSmall => {
+                io::ErrorKind::InvalidInput
+            }
+            NetErrorKind::Io => cause
+                .and_then(|c| c.downcast_ref::<io::Error>())
+                .map_or(io::ErrorKind::Other, io::Error::kind),
+            NetErrorKind::Link => match cause.and_then(|c| c.downcast_ref::<LinkError>()) {
+                Some(LinkError::PeerGone) => io::ErrorKind::BrokenPipe,
+                Some(LinkError::QueueFull { .. }) => io::ErrorKind::WouldBlock,
+                _ => io::ErrorKind::Other,
+            },
+            NetErrorKind::Cancelled => io::ErrorKind::Interrupted,
+        };
+        io::Error::new(kind, e)
+    }
+}
 
 pub(crate) enum NetBackend {
     /// An in-memory link (tests, demos).
@@ -58,41 +163,58 @@ impl NetDevice {
         match &self.backend {
             NetBackend::Link(l) => l
                 .try_recv(buf, clock::monotonic())
-                .map_err(|e| self.err("read", e)),
-            NetBackend::Sys(d) => d.try_read(buf).map_err(|e| self.err("read", e)),
+                .map_err(|e| self.link_err("read", e)),
+            NetBackend::Sys(d) => d.try_read(buf).map_err(|e| self.io_err("read", e)),
         }
     }
 
     pub(crate) fn write(&self, frame: &[u8]) -> Result<(), NetError> {
         let max = self.cfg.mtu + 14;
         if frame.len() > max {
-            return Err(NetError::new(format!(
-                "net device {:?}: a frame of {} bytes is larger than the device allows ({max} = MTU {} + 14)",
-                self.name,
-                frame.len(),
-                self.cfg.mtu
-            )));
+            return Err(NetError::new(
+                NetErrorKind::TooLong,
+                format!(
+                    "net device {:?}: a frame of {} bytes is larger than the device allows ({max} = MTU {} + 14)",
+                    self.name,
+                    frame.len(),
+                    self.cfg.mtu
+                ),
+            ));
         }
         if frame.len() < 14 {
-            return Err(NetError::new(format!(
-                "net device {:?}: a frame of {} bytes is shorter than an Ethernet header (14 bytes)",
-                self.name,
-                frame.len()
-            )));
+            return Err(NetError::new(
+                NetErrorKind::TooShort,
+                format!(
+                    "net device {:?}: a frame of {} bytes is shorter than an Ethernet header (14 bytes)",
+                    self.name,
+                    frame.len()
+                ),
+            ));
         }
         match &self.backend {
             NetBackend::Link(l) => {
                 l.send(frame, clock::monotonic())
-                    .map_err(|e| self.err("write", e))?;
+                    .map_err(|e| self.link_err("write", e))?;
                 reactor::with(|r| r.link_sent());
                 Ok(())
             }
-            NetBackend::Sys(d) => d.write(frame).map_err(|e| self.err("write", e)),
+            NetBackend::Sys(d) => d.write(frame).map_err(|e| self.io_err("write", e)),
         }
     }
 
-    fn err(&self, what: &str, e: impl fmt::Display) -> NetError {
-        NetError::new(format!("net device {:?}: {what} failed: {e}", self.name))
+    fn io_err(&self, what: &str, e: io::Error) -> NetError {
+        NetError {
+            kind: NetErrorKind::Io,
+            msg: format!("net device {:?}: {what} failed: {e}", self.name),
+            source: Some(Arc::new(e)),
+        }
+    }
+
+    fn link_err(&self, what: &str, e: LinkError) -> NetError {
+        NetError {
+            msg: format!("net device {:?}: {what} failed: {e}", self.name),
+            ..NetError::from(e)
+        }
     }
 }
 
@@ -110,8 +232,23 @@ impl NetSource for NetDevice {
 }
 
 impl From<LinkError> for NetError {
+    /// [`BufferTooSmall`](LinkError::BufferTooSmall),
+    /// [`FrameTooLong`](LinkError::FrameTooLong) and
+    /// [`FrameTooShort`](LinkError::FrameTooShort) have their own
+    /// [`NetErrorKind`]; the others are of kind
+    /// [`Link`](NetErrorKind::Link). The `LinkError` is the source.
     fn from(e: LinkError) -> NetError {
-        NetError::new(e.to_string())
+        let kind = match e {
+            LinkError::BufferTooSmall { .. } => NetErrorKind::BufferTooSmall,
+            LinkError::FrameTooLong { .. } => NetErrorKind::TooLong,
+            LinkError::FrameTooShort { .. } => NetErrorKind::TooShort,
+            _ => NetErrorKind::Link,
+        };
+        NetError {
+            kind,
+            msg: e.to_string(),
+            source: Some(Arc::new(e)),
+        }
     }
 }
 
@@ -151,6 +288,14 @@ impl Net {
     /// Reads one frame into `buf`, suspending the task until one is there.
     /// Returns the frame's length. A frame larger than `buf` is an error (it
     /// is not truncated; give a buffer of at least MTU + 14 bytes).
+    ///
+    /// # Errors
+    ///
+    /// A [`NetError`] of kind [`BufferTooSmall`](NetErrorKind::BufferTooSmall)
+    /// (the frame is larger than `buf`), [`Io`](NetErrorKind::Io) (the system
+    /// failed the read) or
+    /// [`Cancelled`](NetErrorKind::Cancelled) (the task is being cancelled and
+    /// cannot wait).
     pub fn read(&self, buf: &mut [u8]) -> Result<usize, NetError> {
         loop {
             if let Some(n) = self.dev.try_read(buf)? {
@@ -162,6 +307,14 @@ impl Net {
 
     /// Like [`read`](Net::read), giving up at `deadline` (ns of
     /// [`clock_monotonic`](crate::clock_monotonic)): `Ok(None)` then.
+    ///
+    /// # Errors
+    ///
+    /// A [`NetError`] of kind [`BufferTooSmall`](NetErrorKind::BufferTooSmall)
+    /// (the frame is larger than `buf`), [`Io`](NetErrorKind::Io) (the system
+    /// failed the read) or
+    /// [`Cancelled`](NetErrorKind::Cancelled) (the task is being cancelled and
+    /// cannot wait).
     pub fn read_until(&self, buf: &mut [u8], deadline: u64) -> Result<Option<usize>, NetError> {
         loop {
             if let Some(n) = self.dev.try_read(buf)? {
@@ -175,31 +328,50 @@ impl Net {
     }
 
     /// One non-suspending attempt: `Ok(None)` when no frame is there.
+    ///
+    /// # Errors
+    ///
+    /// A [`NetError`] of kind [`BufferTooSmall`](NetErrorKind::BufferTooSmall)
+    /// (the frame is larger than `buf`), [`Io`](NetErrorKind::Io) (the system
+    /// failed the read).
     pub fn try_read(&self, buf: &mut [u8]) -> Result<Option<usize>, NetError> {
         self.dev.try_read(buf)
     }
 
     /// Writes one frame. Never suspends.
+    ///
+    /// # Errors
+    ///
+    /// A [`NetError`] of kind [`TooLong`](NetErrorKind::TooLong) or
+    /// [`TooShort`](NetErrorKind::TooShort) (the frame is not 14 to MTU + 14
+    /// bytes), [`Io`](NetErrorKind::Io) (the system failed the write) or
+    /// [`Link`](NetErrorKind::Link) (an in-memory link refused it). The frame
+    /// was not sent.
     pub fn write(&self, frame: &[u8]) -> Result<(), NetError> {
         self.dev.write(frame)
     }
 
     /// The device's configuration.
+    #[must_use]
     pub fn cfg(&self) -> NetCfg {
         self.dev.cfg
     }
 
     /// The device's name in the device list.
+    #[must_use]
     pub fn name(&self) -> &str {
         &self.dev.name
     }
 
     fn wait(&self, deadline: Option<u64>) -> Result<(), NetError> {
         if fiber::cannot_wait() {
-            return Err(NetError::new(format!(
-                "net device {:?}: the reading task is being cancelled",
-                self.dev.name
-            )));
+            return Err(NetError::new(
+                NetErrorKind::Cancelled,
+                format!(
+                    "net device {:?}: the reading task is being cancelled",
+                    self.dev.name
+                ),
+            ));
         }
         let sc = Syscall::new();
         let _waiting = NetWait::new(self.dev.index, sc.id());

@@ -200,6 +200,7 @@ impl fmt::Display for LinkError {
 impl std::error::Error for LinkError {}
 
 /// Makes a link with the MTU [`DEFAULT_MTU`] (1500). See [`pair_with_mtu`].
+#[must_use]
 pub fn pair(faults: Faults) -> (LinkEnd, LinkEnd) {
     pair_with_mtu(faults, DEFAULT_MTU)
 }
@@ -391,6 +392,7 @@ impl LinkEnd {
     /// The time at which the next frame towards this end becomes
     /// receivable (at or before `now_ns` means: receivable now), or `None`
     /// when no frame is in flight towards this end.
+    #[must_use]
     pub fn next_ready_at(&self) -> Option<u64> {
         self.shared.queues[1 - self.side]
             .borrow()
@@ -399,18 +401,21 @@ impl LinkEnd {
     }
 
     /// This end's counters (see [`LinkStats`]).
+    #[must_use]
     pub fn stats(&self) -> LinkStats {
         self.shared.stats[self.side].get()
     }
 
     /// This end's MAC address (locally administered, unicast, unique in the
     /// process).
+    #[must_use]
     pub fn mac(&self) -> [u8; 6] {
         self.mac
     }
 
     /// The link's MTU: 1500 unless made by [`pair_with_mtu`]. The longest
     /// frame carried is MTU + 18 (Ethernet header and one VLAN tag).
+    #[must_use]
     pub fn mtu(&self) -> usize {
         self.shared.mtu
     }

@@ -9,6 +9,6 @@
 mod device;
 pub mod link;
 
-pub use device::{Net, NetCfg, NetError};
+pub use device::{Net, NetCfg, NetError, NetErrorKind};
 pub(crate) use device::{NetBackend, register};
 pub mod stack;

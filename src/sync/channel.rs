@@ -180,6 +180,7 @@ impl<T> Sender<T> {
     }
 
     /// Whether the receiver is gone.
+    #[must_use]
     pub fn is_closed(&self) -> bool {
         !self.shared.receiver_alive.get()
     }
@@ -250,11 +251,13 @@ impl<T> Receiver<T> {
     }
 
     /// How many values wait in the channel.
+    #[must_use]
     pub fn len(&self) -> usize {
         self.shared.queue.borrow().len()
     }
 
     /// Whether no value waits in the channel.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -11,8 +11,15 @@ pub struct Condition {
     waiters: WaitQueue,
 }
 
+impl core::fmt::Debug for Condition {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Condition").finish_non_exhaustive()
+    }
+}
+
 impl Condition {
     /// A new condition.
+    #[must_use]
     pub fn new() -> Condition {
         Condition::default()
     }

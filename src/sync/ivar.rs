@@ -126,6 +126,7 @@ impl<T> Ivar<T> {
     }
 
     /// Whether the ivar is set (resolved, failed or cancelled).
+    #[must_use]
     pub fn is_set(&self) -> bool {
         !matches!(*self.inner.state.borrow(), State::Empty)
     }
@@ -133,6 +134,7 @@ impl<T> Ivar<T> {
 
 impl<T: Clone> Ivar<T> {
     /// The outcome, without waiting: `None` while the ivar is empty.
+    #[must_use]
     pub fn try_get(&self) -> Option<Result<T, Error>> {
         match &*self.inner.state.borrow() {
             State::Empty => None,

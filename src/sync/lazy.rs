@@ -27,6 +27,17 @@ pub struct Lazy<T> {
     waiters: WaitQueue,
 }
 
+impl<T: core::fmt::Debug> core::fmt::Debug for Lazy<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut d = f.debug_struct("Lazy");
+        match self.value.get() {
+            Some(v) => d.field("value", v),
+            None => d.field("value", &format_args!("<uninit>")),
+        };
+        d.finish_non_exhaustive()
+    }
+}
+
 impl<T> Lazy<T> {
     /// A value that `f` computes on first use.
     pub fn new(f: impl FnOnce() -> T + 'static) -> Lazy<T> {

@@ -36,6 +36,27 @@ pub struct MutexGuard<'a, T> {
     value: Option<RefMut<'a, T>>,
 }
 
+impl<T: core::fmt::Debug> core::fmt::Debug for Mutex<T> {
+    /// As `std::sync::Mutex`'s: the value when the mutex is not locked.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut d = f.debug_struct("Mutex");
+        match self.value.try_borrow() {
+            Ok(v) if !self.locked.get() => d.field("data", &&*v),
+            _ => d.field("data", &format_args!("<locked>")),
+        };
+        d.finish_non_exhaustive()
+    }
+}
+
+impl<T: core::fmt::Debug> core::fmt::Debug for MutexGuard<'_, T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match &self.value {
+            Some(v) => core::fmt::Debug::fmt(&**v, f),
+            None => f.write_str("MutexGuard(<released>)"),
+        }
+    }
+}
+
 impl<T> Mutex<T> {
     /// A new, unlocked mutex.
     pub fn new(value: T) -> Mutex<T> {

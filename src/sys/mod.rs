@@ -18,7 +18,7 @@
 //! Solo5 shim answers `clock_gettime`).
 //!
 //! `unsafe` code is allowed here (system calls, hypercalls, the shim).
-#![allow(unsafe_code)]
+#![allow(unsafe_code, reason = "system calls, hypercalls, the Solo5 shim")]
 
 pub(crate) mod clock;
 
@@ -34,8 +34,13 @@ pub(crate) use os::{
 /// What the stack-overflow handler needs to know of the task that was
 /// running when a fault hit: where its guard region is, and how to name it.
 #[derive(Debug, Clone, Copy)]
-// Read by the hosted handler only: Solo5 has no guard pages.
-#[cfg_attr(mkernel_solo5, allow(dead_code))]
+#[cfg_attr(
+    mkernel_solo5,
+    allow(
+        dead_code,
+        reason = "read by the hosted handler only: Solo5 has no guard pages"
+    )
+)]
 pub(crate) struct Running {
     /// The guard region `[start, end)` below the task's stack.
     pub(crate) guard: (usize, usize),

@@ -4,7 +4,7 @@
 //! [`Target`], and the checks that compare an example's unikernel with its
 //! hosted run ([`example_matches_hosted`], [`solo5_tasks_matches_hosted`]).
 
-#![allow(dead_code)]
+#![allow(dead_code, reason = "each test file uses only part of these helpers")]
 
 pub mod raw;
 

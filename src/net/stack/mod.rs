@@ -118,7 +118,14 @@ impl StackConfig {
     /// let c = mkernel::net::stack::StackConfig::parse("192.168.1.10/24", Some("192.168.1.1")).unwrap();
     /// assert_eq!(c.ipv4.prefix_len(), 24);
     /// ```
-    pub fn parse(ipv4: &str, gateway: Option<&str>) -> Result<StackConfig, String> {
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] of kind [`Malformed`](ConfigErrorKind::Malformed)
+    /// when `ipv4` is not `ADDR/PREFIX` with a unicast address and a prefix
+    /// of at most 32 (its [`flag`](ConfigError::flag) is `--ipv4`), or when
+    /// `gateway` is not an IPv4 address (`--ipv4-gateway`).
+    pub fn parse(ipv4: &str, gateway: Option<&str>) -> Result<StackConfig, ConfigError> {
         Ok(StackConfig {
             ipv4: parse_cidr(ipv4)?,
             gateway: gateway.map(parse_gateway).transpose()?,
@@ -129,9 +136,24 @@ impl StackConfig {
     /// (for instance [`mkernel::args()`](crate::args)) and returns the
     /// configuration and the other arguments, in order. Without `--ipv4`,
     /// the address is [`DEFAULT_IPV4`]; without `--ipv4-gateway`, there is
-    /// no default route. A malformed value is an error that says which flag
-    /// and what is expected.
-    pub fn from_args(args: &[String]) -> Result<(StackConfig, Vec<String>), String> {
+    /// no default route.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] that names the flag and says what is expected:
+    /// [`Malformed`](ConfigErrorKind::Malformed) for a bad value,
+    /// [`MissingValue`](ConfigErrorKind::MissingValue) for `--ipv4` or
+    /// `--ipv4-gateway` without `=VALUE`,
+    /// [`GatewayOutsideNetwork`](ConfigErrorKind::GatewayOutsideNetwork)
+    /// for a gateway outside the network of `--ipv4`.
+    ///
+    /// ```
+    /// use mkernel::net::stack::{ConfigErrorKind, StackConfig};
+    /// let e = StackConfig::from_args(&["--ipv4-gateway".to_string()]).unwrap_err();
+    /// assert_eq!(e.kind(), ConfigErrorKind::MissingValue);
+    /// assert_eq!(e.flag(), "--ipv4-gateway");
+    /// ```
+    pub fn from_args(args: &[String]) -> Result<(StackConfig, Vec<String>), ConfigError> {
         let mut cfg = StackConfig::default();
         let mut rest = Vec::new();
         for a in args {
@@ -140,20 +162,110 @@ impl StackConfig {
             } else if let Some(v) = a.strip_prefix("--ipv4-gateway=") {
                 cfg.gateway = Some(parse_gateway(v)?);
             } else if a == "--ipv4" || a == "--ipv4-gateway" {
-                return Err(format!("{a} needs a value: {a}=VALUE"));
+                return Err(ConfigError::new(
+                    ConfigErrorKind::MissingValue,
+                    a,
+                    format!("{a} needs a value: {a}=VALUE"),
+                ));
             } else {
                 rest.push(a.clone());
             }
         }
         if let Some(gw) = cfg.gateway {
             if !cfg.ipv4.contains_addr(&gw) {
-                return Err(format!(
-                    "--ipv4-gateway={gw} is not in the network of --ipv4={}",
-                    cfg.ipv4
+                return Err(ConfigError::new(
+                    ConfigErrorKind::GatewayOutsideNetwork,
+                    "--ipv4-gateway",
+                    format!(
+                        "--ipv4-gateway={gw} is not in the network of --ipv4={}",
+                        cfg.ipv4
+                    ),
                 ));
             }
         }
         Ok((cfg, rest))
+    }
+}
+
+/// What kind of [`ConfigError`] this is.
+///
+/// ```
+/// use mkernel::net::stack::{port_from_args, ConfigErrorKind};
+/// let e = port_from_args(&["--verbose".to_string()], 80).unwrap_err();
+/// assert_eq!(e.kind(), ConfigErrorKind::UnknownArgument);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConfigErrorKind {
+    /// A flag's value is not of the expected form (`--ipv4=10.0.0.300/24`,
+    /// `--port=0`).
+    Malformed,
+    /// A flag without its `=VALUE` (`--ipv4`).
+    MissingValue,
+    /// `--ipv4-gateway` is not in the network of `--ipv4`.
+    GatewayOutsideNetwork,
+    /// An argument that no flag accepts ([`port_from_args`]).
+    UnknownArgument,
+}
+
+/// A malformed network flag ([`StackConfig::parse`],
+/// [`StackConfig::from_args`], [`port_from_args`]). Its message names the
+/// flag and says what is expected; an [`io::Error`] made from it
+/// ([`From`]) is of kind [`InvalidInput`](io::ErrorKind::InvalidInput).
+///
+/// ```
+/// use mkernel::net::stack::{ConfigErrorKind, StackConfig};
+/// let e = StackConfig::from_args(&["--ipv4=10.0.0.300/24".to_string()]).unwrap_err();
+/// assert_eq!(e.kind(), ConfigErrorKind::Malformed);
+/// assert_eq!(e.flag(), "--ipv4");
+/// assert_eq!(e.to_string(), "--ipv4=10.0.0.300/24: expected ADDR/PREFIX, e.g. --ipv4=10.0.0.2/24");
+/// let io = std::io::Error::from(e);
+/// assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    kind: ConfigErrorKind,
+    flag: String,
+    msg: String,
+}
+
+impl ConfigError {
+    fn new(kind: ConfigErrorKind, flag: &str, msg: String) -> ConfigError {
+        ConfigError {
+            kind,
+            flag: flag.to_string(),
+            msg,
+        }
+    }
+
+    /// What is wrong.
+    #[must_use]
+    pub fn kind(&self) -> ConfigErrorKind {
+        self.kind
+    }
+
+    /// The flag at fault, without its value (`--ipv4`, `--ipv4-gateway`,
+    /// `--port`), or the argument as given for
+    /// [`UnknownArgument`](ConfigErrorKind::UnknownArgument).
+    #[must_use]
+    pub fn flag(&self) -> &str {
+        &self.flag
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl From<ConfigError> for io::Error {
+    /// An error of kind [`InvalidInput`](io::ErrorKind::InvalidInput)
+    /// whose [`get_ref`](io::Error::get_ref) is the `ConfigError`.
+    fn from(e: ConfigError) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidInput, e)
     }
 }
 
@@ -167,22 +279,36 @@ impl StackConfig {
 /// assert_eq!(port_from_args(&["--port=8080".to_string()], 80), Ok(8080));
 /// assert_eq!(port_from_args(&[], 80), Ok(80));
 /// assert!(port_from_args(&["--port=0".to_string()], 80).is_err());
-/// assert!(port_from_args(&["--verbose".to_string()], 80).unwrap_err().contains("--verbose"));
+/// let e = port_from_args(&["--verbose".to_string()], 80).unwrap_err();
+/// assert!(e.to_string().contains("--verbose"));
 /// ```
-pub fn port_from_args(args: &[String], default: u16) -> Result<u16, String> {
+///
+/// # Errors
+///
+/// A [`ConfigError`]: [`Malformed`](ConfigErrorKind::Malformed) for a
+/// `--port` that is not 1-65535,
+/// [`UnknownArgument`](ConfigErrorKind::UnknownArgument) for any other
+/// argument.
+pub fn port_from_args(args: &[String], default: u16) -> Result<u16, ConfigError> {
     let mut port = default;
     for a in args {
         match a.strip_prefix("--port=") {
             Some(v) => {
-                port = v
-                    .parse()
-                    .ok()
-                    .filter(|&p: &u16| p > 0)
-                    .ok_or_else(|| format!("--port={v}: expected a port number (1-65535)"))?
+                port = v.parse().ok().filter(|&p: &u16| p > 0).ok_or_else(|| {
+                    ConfigError::new(
+                        ConfigErrorKind::Malformed,
+                        "--port",
+                        format!("--port={v}: expected a port number (1-65535)"),
+                    )
+                })?;
             }
             None => {
-                return Err(format!(
-                    "unknown argument {a:?} (expected --port=N, --ipv4=ADDR/PREFIX, --ipv4-gateway=ADDR)"
+                return Err(ConfigError::new(
+                    ConfigErrorKind::UnknownArgument,
+                    a,
+                    format!(
+                        "unknown argument {a:?} (expected --port=N, --ipv4=ADDR/PREFIX, --ipv4-gateway=ADDR)"
+                    ),
                 ));
             }
         }
@@ -190,8 +316,14 @@ pub fn port_from_args(args: &[String], default: u16) -> Result<u16, String> {
     Ok(port)
 }
 
-fn parse_cidr(v: &str) -> Result<Ipv4Cidr, String> {
-    let bad = || format!("--ipv4={v}: expected ADDR/PREFIX, e.g. --ipv4=10.0.0.2/24");
+fn parse_cidr(v: &str) -> Result<Ipv4Cidr, ConfigError> {
+    let bad = || {
+        ConfigError::new(
+            ConfigErrorKind::Malformed,
+            "--ipv4",
+            format!("--ipv4={v}: expected ADDR/PREFIX, e.g. --ipv4=10.0.0.2/24"),
+        )
+    };
     let (addr, prefix) = v.split_once('/').ok_or_else(bad)?;
     let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
     let prefix: u8 = prefix.parse().map_err(|_| bad())?;
@@ -201,9 +333,13 @@ fn parse_cidr(v: &str) -> Result<Ipv4Cidr, String> {
     Ok(Ipv4Cidr::new(addr, prefix))
 }
 
-fn parse_gateway(v: &str) -> Result<Ipv4Addr, String> {
+fn parse_gateway(v: &str) -> Result<Ipv4Addr, ConfigError> {
     v.parse().map_err(|_| {
-        format!("--ipv4-gateway={v}: expected an IPv4 address, e.g. --ipv4-gateway=10.0.0.1")
+        ConfigError::new(
+            ConfigErrorKind::Malformed,
+            "--ipv4-gateway",
+            format!("--ipv4-gateway={v}: expected an IPv4 address, e.g. --ipv4-gateway=10.0.0.1"),
+        )
     })
 }
 
@@ -295,6 +431,7 @@ impl Stack {
     ///
     /// # Panics
     /// Outside a run.
+    #[must_use]
     pub fn new(dev: (Net, NetCfg), config: StackConfig) -> Stack {
         let (net, cfg) = dev;
         let mut phy = Phy::new(net.clone());
@@ -336,17 +473,20 @@ impl Stack {
     }
 
     /// The stack's IP configuration.
+    #[must_use]
     pub fn config(&self) -> StackConfig {
         self.inner.config
     }
 
     /// The net device under the stack.
+    #[must_use]
     pub fn net(&self) -> &Net {
         &self.inner.net
     }
 
     /// Sockets currently in the stack (open ones, listening ones, and
     /// dropped ones still finishing their close).
+    #[must_use]
     pub fn socket_count(&self) -> usize {
         self.inner.core.borrow().sockets.iter().count()
     }

@@ -52,12 +52,21 @@ impl TcpListener {
     /// Listens on TCP `port` of every address of the stack (0: a free
     /// port, see [`local_port`](TcpListener::local_port)). Fails with
     /// `AddrInUse` if the port is already bound.
+    ///
+    /// # Errors
+    ///
+    /// `AddrInUse` when `port` is taken, `AddrNotAvailable` when `port` is 0
+    /// and no ephemeral port is free.
     pub fn bind(stack: &Stack, port: u16) -> io::Result<TcpListener> {
         TcpListener::bind_with_backlog(stack, port, super::DEFAULT_BACKLOG)
     }
 
     /// Like [`bind`](TcpListener::bind), with `backlog` listening sockets
     /// (at least 1; each has its buffers, 2 × [`TCP_BUFFER`] bytes).
+    ///
+    /// # Errors
+    ///
+    /// As [`bind`](TcpListener::bind).
     pub fn bind_with_backlog(stack: &Stack, port: u16, backlog: usize) -> io::Result<TcpListener> {
         let inner = &stack.inner;
         let port = inner.claim_port(Proto::Tcp, port)?;
@@ -86,17 +95,24 @@ impl TcpListener {
     }
 
     /// The port listened on.
+    #[must_use]
     pub fn local_port(&self) -> u16 {
         self.port
     }
 
     /// The address listened on (the stack's address and the port).
+    #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
         SocketAddr::new(self.stack.config().ipv4.address().into(), self.port)
     }
 
     /// Waits for a connection (suspending only this task) and returns it
     /// with the peer's address.
+    ///
+    /// # Errors
+    ///
+    /// `Interrupted` when the task is being cancelled (from a destructor of a
+    /// cancelled task, which cannot wait).
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let inner = &self.stack.inner;
         let port = self.port;
@@ -127,6 +143,7 @@ impl TcpListener {
     }
 
     /// How many listening sockets this listener keeps ready.
+    #[must_use]
     pub fn backlog(&self) -> usize {
         self.backlog
     }
@@ -186,6 +203,13 @@ impl TcpStream {
 
     /// Connects to `addr`, suspending this task until the connection is
     /// established. A reset answer is `ConnectionRefused`.
+    ///
+    /// # Errors
+    ///
+    /// `ConnectionRefused` when the peer answers with a reset, `Unsupported`
+    /// for an IPv6 address, `InvalidInput` for an address smoltcp refuses
+    /// (e.g. port 0), `AddrNotAvailable` when no ephemeral port is free,
+    /// `Interrupted` when the task is being cancelled.
     pub fn connect(stack: &Stack, addr: SocketAddr) -> io::Result<TcpStream> {
         let remote = from_std(addr)?;
         let inner = &stack.inner;
@@ -225,6 +249,11 @@ impl TcpStream {
     /// Reads what has arrived into `buf`, suspending this task until
     /// something has. `Ok(0)` at the end of the stream (the peer shut its
     /// write side down) or when `buf` is empty.
+    ///
+    /// # Errors
+    ///
+    /// `ConnectionReset` when the connection was reset (or aborted),
+    /// `Interrupted` when the task is being cancelled.
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
@@ -259,6 +288,11 @@ impl TcpStream {
     /// Queues some of `data` for sending (suspending this task while the
     /// send buffer is full) and sends what it can at once. Returns how many
     /// bytes were queued.
+    ///
+    /// # Errors
+    ///
+    /// `BrokenPipe` when the write side is shut down or the connection is
+    /// closing or gone, `Interrupted` when the task is being cancelled.
     pub fn write(&self, data: &[u8]) -> io::Result<usize> {
         if data.is_empty() {
             return Ok(0);
@@ -292,6 +326,10 @@ impl TcpStream {
     }
 
     /// Writes all of `data`, suspending this task as needed.
+    ///
+    /// # Errors
+    ///
+    /// As [`write`](TcpStream::write); some of `data` may have been queued.
     pub fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
             let n = self.write(data)?;
@@ -302,6 +340,10 @@ impl TcpStream {
 
     /// Shuts the write side down: what was written is sent, then a FIN.
     /// Reading still works until the peer closes its side.
+    ///
+    /// # Errors
+    ///
+    /// None today: the `Result` is the shape of `std`'s.
     pub fn shutdown(&self) -> io::Result<()> {
         let inner = &self.stack.inner;
         self.shut_write.set(true);
@@ -323,11 +365,19 @@ impl TcpStream {
     }
 
     /// The peer's address; `NotConnected` once the connection is gone.
+    ///
+    /// # Errors
+    ///
+    /// `NotConnected` once the connection is gone.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.endpoint(|s| s.remote_endpoint())
     }
 
     /// The local address; `NotConnected` once the connection is gone.
+    ///
+    /// # Errors
+    ///
+    /// `NotConnected` once the connection is gone.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.endpoint(|s| s.local_endpoint())
     }

@@ -54,6 +54,11 @@ impl fmt::Debug for UdpSocket {
 
 impl UdpSocket {
     /// Binds UDP `port` (0: a free port). `AddrInUse` if it is taken.
+    ///
+    /// # Errors
+    ///
+    /// `AddrInUse` when `port` is taken, `AddrNotAvailable` when `port` is 0
+    /// and no ephemeral port is free.
     pub fn bind(stack: &Stack, port: u16) -> io::Result<UdpSocket> {
         let inner = &stack.inner;
         let port = inner.claim_port(Proto::Udp, port)?;
@@ -82,12 +87,19 @@ impl UdpSocket {
     }
 
     /// The local address (the stack's address and the port).
+    #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
         SocketAddr::new(self.stack.config().ipv4.address().into(), self.port)
     }
 
     /// Sends one datagram to `addr`, suspending this task while the send
     /// buffer is full. A datagram larger than the buffer is an error.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a datagram larger than the send buffer or an
+    /// address smoltcp refuses, `Unsupported` for an IPv6 address,
+    /// `Interrupted` when the task is being cancelled.
     pub fn send_to(&self, data: &[u8], addr: SocketAddr) -> io::Result<usize> {
         let remote = from_std(addr)?;
         let inner = &self.stack.inner;
@@ -120,6 +132,11 @@ impl UdpSocket {
     /// Receives one datagram into `buf`, suspending this task until one
     /// arrives; returns its length and sender. A datagram larger than `buf`
     /// is truncated (the rest is discarded), as with `std`.
+    ///
+    /// # Errors
+    ///
+    /// `Interrupted` when the task is being cancelled; `Other` for an error
+    /// of smoltcp's socket.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let inner = &self.stack.inner;
         let h = self.handle;
