@@ -6,7 +6,7 @@
 //! "connection refused". So the stack tells the device how many listening
 //! sockets each listener has ready ([`Phy::free`]), and a SYN to a port
 //! with none left is set aside ([`Phy::held`], at most [`SYN_QUEUE`]
-//! frames, each at most [`SYN_HOLD`]) instead of reaching smoltcp: it is
+//! frames, each at most [`SYN_HOLD_NS`]) instead of reaching smoltcp: it is
 //! handed over as soon as a listening socket is ready again (a task
 //! accepted a connection, a half-open one expired), and dropped when it
 //! waited too long or the queue is full. A dropped SYN is not an error for
@@ -192,11 +192,15 @@ impl phy::Device for Phy {
     type TxToken<'a> = Tx<'a>;
 
     fn receive(&mut self, now: Instant) -> Option<(Rx<'_>, Tx<'_>)> {
-        // First a SYN set aside whose listener has a socket ready again.
-        let ready = self
-            .held
-            .iter()
-            .position(|h| self.free.get(&h.port).is_some_and(|&n| n > 0));
+        // First a SYN set aside whose listener has a socket ready again
+        // (no scan of the queue while no listener has one).
+        let ready = if self.held.is_empty() || self.free.values().all(|&n| n == 0) {
+            None
+        } else {
+            self.held
+                .iter()
+                .position(|h| self.free.get(&h.port).is_some_and(|&n| n > 0))
+        };
         if let Some(h) = ready.and_then(|i| self.held.remove(i)) {
             if let Some(n) = self.free.get_mut(&h.port) {
                 *n -= 1;

@@ -122,7 +122,7 @@ pub(crate) fn tend(core: &mut Core, listeners: &[Rc<Listening>]) -> u64 {
 ///   counts them. A SYN to a port nobody listens on is still reset.
 /// - **Half-open connections expire.** A handshake whose peer never
 ///   answers our SYN-ACK (spoofed SYNs, a peer that vanished) ends after
-///   the SYN-RECEIVED timeout ([`DEFAULT_SYN_TIMEOUT`](super::DEFAULT_SYN_TIMEOUT),
+///   the SYN-RECEIVED timeout ([`DEFAULT_SYN_TIMEOUT`],
 ///   5 s; [`set_syn_timeout`](TcpListener::set_syn_timeout)), and its
 ///   socket listens again, with no task in `accept` needed. So a SYN flood
 ///   holds the backlog for at most that long after it stops.
@@ -201,7 +201,7 @@ impl TcpListener {
     /// Sets how long a handshake may stay in SYN-RECEIVED (our SYN-ACK
     /// sent, the peer's ACK awaited) before its socket listens again;
     /// `None`: for ever (a peer that never answers then holds a socket of
-    /// the backlog for good). Default [`DEFAULT_SYN_TIMEOUT`](super::DEFAULT_SYN_TIMEOUT).
+    /// the backlog for good). Default [`DEFAULT_SYN_TIMEOUT`].
     /// Applies to the handshakes that start from now on.
     ///
     /// ```
@@ -313,10 +313,10 @@ impl Drop for TcpListener {
 ///
 /// A connection whose peer vanished (crashed, unplugged, or just stopped
 /// answering) does not live for ever: when the peer has sent nothing for
-/// the peer timeout ([`DEFAULT_PEER_TIMEOUT`](super::DEFAULT_PEER_TIMEOUT),
+/// the peer timeout ([`DEFAULT_PEER_TIMEOUT`],
 /// 60 s) the connection is reset, and reads and writes fail with
 /// `ConnectionReset`. An idle connection whose peer is alive stays open:
-/// keep-alive probes ([`DEFAULT_KEEPALIVE`](super::DEFAULT_KEEPALIVE), every
+/// keep-alive probes ([`DEFAULT_KEEPALIVE`], every
 /// 15 s of silence) make the peer answer. So a peer that stops
 /// acknowledging a download is given up 60 s after its last segment,
 /// instead of being retransmitted to for ever. See
@@ -533,7 +533,7 @@ impl TcpStream {
 
     /// Sets how long the peer may stay silent (send no segment at all)
     /// before the connection is reset; `None`: for ever. Default
-    /// [`DEFAULT_PEER_TIMEOUT`](super::DEFAULT_PEER_TIMEOUT). Like Linux's
+    /// [`DEFAULT_PEER_TIMEOUT`]. Like Linux's
     /// `TCP_USER_TIMEOUT`, it bounds how long sent data may stay
     /// unacknowledged; with keep-alive off ([`set_keepalive`](TcpStream::set_keepalive)`(None)`)
     /// it also closes a connection idle for that long.
@@ -570,7 +570,7 @@ impl TcpStream {
 
     /// Sets the keep-alive interval: after that long without any segment
     /// from the peer, a probe is sent, which a live peer answers; `None`:
-    /// no probes. Default [`DEFAULT_KEEPALIVE`](super::DEFAULT_KEEPALIVE).
+    /// no probes. Default [`DEFAULT_KEEPALIVE`].
     /// Keep it below the peer timeout, or idle connections are reset.
     pub fn set_keepalive(&self, interval: Option<Duration>) {
         self.with_socket(|s| s.set_keep_alive(smol(interval)));
