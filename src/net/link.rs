@@ -241,6 +241,7 @@ pub fn pair_with_mtu(faults: Faults, mtu: usize) -> (LinkEnd, LinkEnd) {
         rng: Cell::new(SplitMix64(faults.seed)),
         faults,
         mtu,
+        cut: Cell::new(false),
     });
     let a = LinkEnd {
         shared: shared.clone(),
@@ -274,6 +275,50 @@ struct Shared {
     rng: Cell<SplitMix64>,
     faults: Faults,
     mtu: usize,
+    /// Set by a [`CutSwitch`]: every frame sent is lost.
+    cut: Cell<bool>,
+}
+
+/// Cuts a link and mends it, as pulling a cable out and plugging it back:
+/// while cut, every frame sent either way is lost (reported as sent and
+/// counted in [`LinkStats::dropped`]). Made by [`LinkEnd::cut_switch`];
+/// it does not keep the link alive (once an end is dropped, it does
+/// nothing).
+///
+/// ```
+/// use mkernel::net::link::{self, Faults};
+/// let (a, b) = link::pair(Faults::default());
+/// let switch = a.cut_switch();
+/// let frame = [0u8; 60];
+/// switch.set(true);
+/// a.send(&frame, 0).unwrap();
+/// assert_eq!(b.try_recv(&mut [0; 1518], 0), Ok(None));
+/// assert_eq!(a.stats().dropped, 1);
+/// switch.set(false);
+/// a.send(&frame, 0).unwrap();
+/// assert_eq!(b.try_recv(&mut [0; 1518], 0), Ok(Some(60)));
+/// ```
+#[derive(Clone)]
+pub struct CutSwitch(std::rc::Weak<Shared>);
+
+impl CutSwitch {
+    /// Cuts the link (`true`) or mends it (`false`).
+    pub fn set(&self, cut: bool) {
+        if let Some(s) = self.0.upgrade() {
+            s.cut.set(cut);
+        }
+    }
+
+    /// Whether the link is cut.
+    pub fn is_cut(&self) -> bool {
+        self.0.upgrade().is_some_and(|s| s.cut.get())
+    }
+}
+
+impl fmt::Debug for CutSwitch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CutSwitch(cut: {})", self.is_cut())
+    }
 }
 
 struct Frame {
@@ -318,7 +363,7 @@ impl LinkEnd {
         }
         let mut stats = self.shared.stats[self.side].get();
         stats.sent += 1;
-        if self.chance(f.loss) {
+        if self.shared.cut.get() || self.chance(f.loss) {
             stats.dropped += 1;
             self.shared.stats[self.side].set(stats);
             return Ok(());
@@ -398,6 +443,11 @@ impl LinkEnd {
             .borrow()
             .front()
             .map(|fr| fr.ready_at)
+    }
+
+    /// A switch that cuts this link (both directions) and mends it.
+    pub fn cut_switch(&self) -> CutSwitch {
+        CutSwitch(Rc::downgrade(&self.shared))
     }
 
     /// This end's counters (see [`LinkStats`]).

@@ -76,6 +76,24 @@ pub const TCP_BUFFER: usize = 64 * 1024;
 /// connections may be half-open or waiting for `accept` at once.
 pub const DEFAULT_BACKLOG: usize = 32;
 
+/// How long a handshake may stay in SYN-RECEIVED (our SYN-ACK sent, the
+/// peer's ACK awaited) before its socket listens again: 5 s, time for
+/// smoltcp to send the SYN-ACK 3 times (at 0, 1 and 3 s). A peer that
+/// never answers (spoofed SYNs) holds a socket of the backlog at most that
+/// long. Per listener: [`TcpListener::set_syn_timeout`].
+pub const DEFAULT_SYN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long a connection's peer may send nothing before the connection is
+/// reset: 60 s. With keep-alive probes ([`DEFAULT_KEEPALIVE`]) a live peer
+/// answers well within it, so this bounds how long a vanished peer is
+/// retransmitted to. Per stream: [`TcpStream::set_peer_timeout`].
+pub const DEFAULT_PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// After how long without a segment from the peer a connection sends a
+/// keep-alive probe: 15 s (four chances within [`DEFAULT_PEER_TIMEOUT`]).
+/// Per stream: [`TcpStream::set_keepalive`].
+pub const DEFAULT_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// How long a dropped TCP socket may take to finish its graceful close
 /// (send what is left, exchange FINs) before it is aborted.
 const LINGER_NS: u64 = 30_000_000_000;
@@ -400,6 +418,26 @@ pub(crate) struct Inner {
     /// spaces).
     pub(crate) ports: RefCell<HashSet<(Proto, u16)>>,
     next_port: Cell<u16>,
+    /// The listeners, tended at each poll ([`tcp::tend`]).
+    pub(crate) listeners: RefCell<Vec<Rc<tcp::Listening>>>,
+    /// Handshakes that ended before `accept` (see [`StackStats`]).
+    handshakes_failed: Cell<u64>,
+}
+
+/// Counters of a [`Stack`]'s listeners, see [`Stack::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StackStats {
+    /// SYNs set aside in the SYN queue because their listener had no
+    /// listening socket ready (each is handed over when one is).
+    pub syns_queued: u64,
+    /// SYNs dropped because they waited in the SYN queue for 1 s or found
+    /// it full (the client sends them again).
+    pub syns_dropped: u64,
+    /// Handshakes that ended before `accept` took the connection: the
+    /// SYN-RECEIVED timeout expired ([`DEFAULT_SYN_TIMEOUT`]) or the peer
+    /// reset it. Their sockets listen again.
+    pub handshakes_failed: u64,
 }
 
 fn now_ns() -> u64 {
@@ -434,7 +472,7 @@ impl Stack {
     #[must_use]
     pub fn new(dev: (Net, NetCfg), config: StackConfig) -> Stack {
         let (net, cfg) = dev;
-        let mut phy = Phy::new(net.clone());
+        let mut phy = Phy::new(net.clone(), config.ipv4.address().octets());
         let mut icfg = Config::new(EthernetAddress(cfg.mac).into());
         icfg.random_seed = now_ns()
             ^ u64::from_le_bytes([
@@ -466,6 +504,8 @@ impl Stack {
             daemon: Cell::new(None),
             ports: RefCell::new(HashSet::new()),
             next_port: Cell::new(49152 + (now_ns() % 16384) as u16),
+            listeners: RefCell::new(Vec::new()),
+            handshakes_failed: Cell::new(0),
         });
         let weak = Rc::downgrade(&inner);
         spawn_daemon(move || daemon(weak));
@@ -489,6 +529,28 @@ impl Stack {
     #[must_use]
     pub fn socket_count(&self) -> usize {
         self.inner.core.borrow().sockets.iter().count()
+    }
+
+    /// The listeners' counters: SYNs queued and dropped for a full
+    /// backlog, handshakes that failed (see [`TcpListener`]).
+    ///
+    /// ```
+    /// use mkernel::net::link;
+    /// use mkernel::net::stack::{Stack, StackConfig, StackStats};
+    ///
+    /// let (a, _b) = link::pair(link::Faults::default());
+    /// mkernel::Builder::new().net_link("a", a).run(mkernel::net("a"), |a| {
+    ///     let stack = Stack::new(a, StackConfig::default());
+    ///     assert_eq!(stack.stats(), StackStats::default());
+    /// });
+    /// ```
+    pub fn stats(&self) -> StackStats {
+        let syn = self.inner.core.borrow().phy.syn_stats;
+        StackStats {
+            syns_queued: syn.queued,
+            syns_dropped: syn.dropped,
+            handshakes_failed: self.inner.handshakes_failed.get(),
+        }
     }
 }
 
@@ -531,12 +593,27 @@ impl Inner {
         let now = now_ns();
         {
             let mut core = self.core.borrow_mut();
-            let Core {
-                iface,
-                sockets,
-                phy,
-            } = &mut *core;
-            iface.poll(instant(now), phy, sockets);
+            let listeners = self.listeners.borrow();
+            let mut failed = 0;
+            // Again while a SYN set aside can be taken now (a handshake
+            // failed during the poll and its socket listens again).
+            for round in 0..4 {
+                failed += tcp::tend(&mut core, &listeners);
+                if round > 0 && !core.phy.admissible() {
+                    break;
+                }
+                core.phy.expire_held(now);
+                let Core {
+                    iface,
+                    sockets,
+                    phy,
+                } = &mut *core;
+                iface.poll(instant(now), phy, sockets);
+            }
+            if failed > 0 {
+                self.handshakes_failed
+                    .set(self.handshakes_failed.get() + failed);
+            }
         }
         self.reap(now);
         self.wake_ready();

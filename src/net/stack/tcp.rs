@@ -1,7 +1,10 @@
 //! TCP: `TcpListener` and `TcpStream`.
 
 use super::Proto;
-use super::{Cond, Core, Stack, TCP_BUFFER, from_std, to_std};
+use super::{
+    Cond, Core, DEFAULT_KEEPALIVE, DEFAULT_PEER_TIMEOUT, DEFAULT_SYN_TIMEOUT, Stack, TCP_BUFFER,
+    from_std, to_std,
+};
 use crate::fiber::WaitQueue;
 use core::cell::{Cell, RefCell};
 use core::fmt;
@@ -10,6 +13,7 @@ use smoltcp::socket::tcp::{self as stcp, RecvError, SocketBuffer, State};
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Duration;
 
 fn new_socket() -> stcp::Socket<'static> {
     stcp::Socket::new(
@@ -18,14 +22,115 @@ fn new_socket() -> stcp::Socket<'static> {
     )
 }
 
+fn smol(d: Option<Duration>) -> Option<smoltcp::time::Duration> {
+    d.map(|d| smoltcp::time::Duration::from_micros(d.as_micros().min(u64::MAX as u128) as u64))
+}
+
+fn std_duration(d: Option<smoltcp::time::Duration>) -> Option<Duration> {
+    d.map(|d| Duration::from_micros(d.total_micros()))
+}
+
+/// A connection's bounds, as a new stream gets them: the peer timeout
+/// ([`DEFAULT_PEER_TIMEOUT`]) and keep-alive probes ([`DEFAULT_KEEPALIVE`]).
+fn stream_defaults(s: &mut stcp::Socket<'static>) {
+    s.set_timeout(smol(Some(DEFAULT_PEER_TIMEOUT)));
+    s.set_keep_alive(smol(Some(DEFAULT_KEEPALIVE)));
+}
+
+/// Makes `s` (closed) a listening socket of a listener.
+fn listen_on(
+    s: &mut stcp::Socket<'static>,
+    port: u16,
+    syn_timeout: Option<Duration>,
+) -> io::Result<()> {
+    s.set_timeout(smol(syn_timeout));
+    s.set_keep_alive(None);
+    s.set_nagle_enabled(true);
+    s.listen(port).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("listen on {port}: {e}"),
+        )
+    })
+}
+
+/// What the stack knows of a listener, to tend its sockets between polls
+/// ([`tend`]) without a task in `accept`.
+pub(crate) struct Listening {
+    port: u16,
+    /// Its sockets: listening, handshaking, or connected and not yet
+    /// accepted.
+    pending: Rc<RefCell<Vec<SocketHandle>>>,
+    syn_timeout: Cell<Option<Duration>>,
+}
+
+/// Before and after each poll of the interface: a listener's socket whose
+/// handshake failed (its SYN-RECEIVED timeout expired, or the peer reset
+/// it, also after the handshake but before `accept`) listens again; one
+/// whose handshake completed gets a stream's bounds (the SYN-RECEIVED
+/// timeout must not cut a connection waiting for `accept`); and the device
+/// learns how many listening sockets each listener has ready (its SYN
+/// queue holds the SYNs beyond). Returns how many handshakes failed.
+pub(crate) fn tend(core: &mut Core, listeners: &[Rc<Listening>]) -> u64 {
+    let mut failed = 0;
+    core.phy.free.clear();
+    for l in listeners {
+        let mut free = 0;
+        for &h in l.pending.borrow().iter() {
+            let s = core.sockets.get_mut::<stcp::Socket>(h);
+            match s.state() {
+                State::Listen => free += 1,
+                State::SynReceived => {}
+                State::Closed => {
+                    failed += 1;
+                    if listen_on(s, l.port, l.syn_timeout.get()).is_ok() {
+                        free += 1;
+                    }
+                }
+                _ => {
+                    // A listening socket has no keep-alive: this one has
+                    // not had its stream bounds yet.
+                    if s.keep_alive().is_none() {
+                        stream_defaults(s);
+                    }
+                }
+            }
+        }
+        core.phy.free.insert(l.port, free);
+    }
+    failed
+}
+
 /// A TCP server socket: [`accept`](TcpListener::accept) waits for a
 /// connection.
 ///
 /// smoltcp has no listen queue: a listening socket becomes the
-/// connection. A listener keeps `backlog` listening sockets ready
-/// ([`DEFAULT_BACKLOG`](super::DEFAULT_BACKLOG) with [`bind`](TcpListener::bind));
-/// a connection arriving while all are taken (handshaking or waiting for
-/// `accept`) is refused with a reset.
+/// connection. A listener has `backlog` sockets
+/// ([`DEFAULT_BACKLOG`](super::DEFAULT_BACKLOG) with [`bind`](TcpListener::bind)),
+/// each listening, handshaking (SYN-RECEIVED) or connected and waiting for
+/// `accept`; `accept` replaces the socket it takes with a new listening one.
+///
+/// # Under load and under attack
+///
+/// - **Full backlog: the SYN waits, it is not refused.** A SYN arriving
+///   while no socket of the listener is listening is set aside in the
+///   stack's SYN queue (1,024 SYNs for all listeners, ~100 KiB) and handed
+///   over as soon as one is (a task accepted a connection, a handshake
+///   failed). A SYN that waited 1 s, or finds the queue full, is dropped,
+///   and the client sends it again (Linux after 1, 3, 7, 15... s), as
+///   with a full Linux listen queue. [`Stack::stats`](super::Stack::stats)
+///   counts them. A SYN to a port nobody listens on is still reset.
+/// - **Half-open connections expire.** A handshake whose peer never
+///   answers our SYN-ACK (spoofed SYNs, a peer that vanished) ends after
+///   the SYN-RECEIVED timeout ([`DEFAULT_SYN_TIMEOUT`],
+///   5 s; [`set_syn_timeout`](TcpListener::set_syn_timeout)), and its
+///   socket listens again, with no task in `accept` needed. So a SYN flood
+///   holds the backlog for at most that long after it stops.
+/// - Accepted streams are bounded too: see [`TcpStream::set_peer_timeout`].
+///
+/// Memory: each socket of the backlog has its buffers, 2 ×
+/// [`TCP_BUFFER`] (128 KiB, allocated zeroed: hosted, untouched pages of
+/// a listening socket are not resident).
 ///
 /// Dropping the listener closes its listening sockets (accepted streams
 /// live on).
@@ -33,7 +138,7 @@ pub struct TcpListener {
     stack: Stack,
     port: u16,
     backlog: usize,
-    pending: Rc<RefCell<Vec<SocketHandle>>>,
+    listening: Rc<Listening>,
     queue: Rc<WaitQueue>,
 }
 
@@ -76,22 +181,66 @@ impl TcpListener {
             let mut core = inner.core.borrow_mut();
             for _ in 0..backlog {
                 let mut s = new_socket();
-                s.listen(port).map_err(|e| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!("listen on {port}: {e}"),
-                    )
-                })?;
+                if let Err(e) = listen_on(&mut s, port, Some(DEFAULT_SYN_TIMEOUT)) {
+                    for h in pending {
+                        core.sockets.remove(h);
+                    }
+                    drop(core);
+                    inner.free_port(Proto::Tcp, port);
+                    return Err(e);
+                }
                 pending.push(core.sockets.add(s));
             }
         }
+        let listening = Rc::new(Listening {
+            port,
+            pending: Rc::new(RefCell::new(pending)),
+            syn_timeout: Cell::new(Some(DEFAULT_SYN_TIMEOUT)),
+        });
+        inner.listeners.borrow_mut().push(listening.clone());
         Ok(TcpListener {
             stack: stack.clone(),
             port,
             backlog,
-            pending: Rc::new(RefCell::new(pending)),
+            listening,
             queue: Rc::new(WaitQueue::new()),
         })
+    }
+
+    /// Sets how long a handshake may stay in SYN-RECEIVED (our SYN-ACK
+    /// sent, the peer's ACK awaited) before its socket listens again;
+    /// `None`: for ever (a peer that never answers then holds a socket of
+    /// the backlog for good). Default [`DEFAULT_SYN_TIMEOUT`].
+    /// Applies to the handshakes that start from now on.
+    ///
+    /// ```
+    /// use mkernel::net::link;
+    /// use mkernel::net::stack::{Stack, StackConfig, TcpListener, DEFAULT_SYN_TIMEOUT};
+    /// use std::time::Duration;
+    ///
+    /// let (a, _b) = link::pair(link::Faults::default());
+    /// mkernel::Builder::new().net_link("a", a).run(mkernel::net("a"), |a| {
+    ///     let stack = Stack::new(a, StackConfig::default());
+    ///     let l = TcpListener::bind(&stack, 80).unwrap();
+    ///     assert_eq!(l.syn_timeout(), Some(DEFAULT_SYN_TIMEOUT));
+    ///     l.set_syn_timeout(Some(Duration::from_secs(2)));
+    ///     assert_eq!(l.syn_timeout(), Some(Duration::from_secs(2)));
+    /// });
+    /// ```
+    pub fn set_syn_timeout(&self, timeout: Option<Duration>) {
+        self.listening.syn_timeout.set(timeout);
+        let mut core = self.stack.inner.core.borrow_mut();
+        for &h in self.listening.pending.borrow().iter() {
+            let s = core.sockets.get_mut::<stcp::Socket>(h);
+            if s.state() == State::Listen {
+                s.set_timeout(smol(timeout));
+            }
+        }
+    }
+
+    /// The SYN-RECEIVED timeout (see [`set_syn_timeout`](TcpListener::set_syn_timeout)).
+    pub fn syn_timeout(&self) -> Option<Duration> {
+        self.listening.syn_timeout.get()
     }
 
     /// The port listened on.
@@ -116,8 +265,9 @@ impl TcpListener {
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let inner = &self.stack.inner;
         let port = self.port;
+        let syn_timeout = self.listening.syn_timeout.get();
         loop {
-            let pending = self.pending.clone();
+            let pending = self.listening.pending.clone();
             let h = inner.block_on(Cond::Accept(pending.clone()), &self.queue, |core| {
                 let mut p = pending.borrow_mut();
                 let i = p.iter().position(|h| {
@@ -127,12 +277,23 @@ impl TcpListener {
                     )
                 })?;
                 let h = p.remove(i);
+                let s = core.sockets.get_mut::<stcp::Socket>(h);
+                if s.keep_alive().is_none() {
+                    stream_defaults(s);
+                }
                 let mut s = new_socket();
-                if s.listen(port).is_ok() {
+                if listen_on(&mut s, port, syn_timeout).is_ok() {
                     p.push(core.sockets.add(s));
+                    if let Some(n) = core.phy.free.get_mut(&port) {
+                        *n += 1;
+                    }
                 }
                 Some(Ok(h))
             })?;
+            // A SYN waiting for a listening socket gets this one now.
+            if inner.core.borrow().phy.holds_for(port) {
+                inner.poll();
+            }
             let stream = TcpStream::new(&self.stack, h, None);
             match stream.peer_addr() {
                 Ok(peer) => return Ok((stream, peer)),
@@ -152,7 +313,12 @@ impl TcpListener {
 impl Drop for TcpListener {
     fn drop(&mut self) {
         let inner = &self.stack.inner;
-        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        inner
+            .listeners
+            .borrow_mut()
+            .retain(|l| !Rc::ptr_eq(l, &self.listening));
+        inner.core.borrow_mut().phy.free.remove(&self.port);
+        let pending = std::mem::take(&mut *self.listening.pending.borrow_mut());
         for h in pending {
             inner.release_tcp(h, None);
         }
@@ -161,6 +327,19 @@ impl Drop for TcpListener {
 }
 
 /// A TCP connection. Reads and writes suspend only the calling task.
+///
+/// A connection whose peer vanished (crashed, unplugged, or just stopped
+/// answering) does not live for ever: when the peer has sent nothing for
+/// the peer timeout ([`DEFAULT_PEER_TIMEOUT`],
+/// 60 s) the connection is reset, and reads and writes fail with
+/// `ConnectionReset`. An idle connection whose peer is alive stays open:
+/// keep-alive probes ([`DEFAULT_KEEPALIVE`], every
+/// 15 s of silence) make the peer answer. So a peer that stops
+/// acknowledging a download is given up 60 s after its last segment,
+/// instead of being retransmitted to for ever. See
+/// [`set_peer_timeout`](TcpStream::set_peer_timeout) and
+/// [`set_keepalive`](TcpStream::set_keepalive). A `connect` to a peer that
+/// never answers fails with `TimedOut` after the same bound.
 ///
 /// Dropping a stream closes it gracefully (what was written is still
 /// delivered, then a FIN); the socket leaves the stack once the close is
@@ -218,6 +397,7 @@ impl TcpStream {
             let mut core = inner.core.borrow_mut();
             let Core { iface, sockets, .. } = &mut *core;
             let mut s = new_socket();
+            stream_defaults(&mut s);
             match s.connect(iface.context(), remote, port) {
                 Ok(()) => sockets.add(s),
                 Err(e) => {
@@ -232,10 +412,17 @@ impl TcpStream {
         };
         // From here, dropping `stream` (error, cancellation) cleans up.
         let stream = TcpStream::new(stack, h, Some(port));
+        let started = std::time::Instant::now();
         inner.poll();
         inner.block_on(Cond::TcpSend(h), &stream.tx, |core| {
             match core.sockets.get::<stcp::Socket>(h).state() {
                 State::SynSent | State::SynReceived => None,
+                State::Closed if started.elapsed() >= DEFAULT_PEER_TIMEOUT => {
+                    Some(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("connection to {addr} timed out"),
+                    )))
+                }
                 State::Closed => Some(Err(io::Error::new(
                     io::ErrorKind::ConnectionRefused,
                     format!("connection to {addr} refused"),
@@ -392,6 +579,67 @@ impl TcpStream {
             .ok_or_else(|| {
                 io::Error::new(io::ErrorKind::NotConnected, "the TCP connection is closed")
             })
+    }
+
+    /// Sets how long the peer may stay silent (send no segment at all)
+    /// before the connection is reset; `None`: for ever. Default
+    /// [`DEFAULT_PEER_TIMEOUT`]. Like Linux's
+    /// `TCP_USER_TIMEOUT`, it bounds how long sent data may stay
+    /// unacknowledged; with keep-alive off ([`set_keepalive`](TcpStream::set_keepalive)`(None)`)
+    /// it also closes a connection idle for that long.
+    ///
+    /// ```
+    /// use mkernel::net::link;
+    /// use mkernel::net::stack::{Stack, StackConfig, TcpListener, TcpStream, DEFAULT_PEER_TIMEOUT};
+    /// use std::time::Duration;
+    ///
+    /// let (a, b) = link::pair(link::Faults::default());
+    /// mkernel::Builder::new().net_link("a", a).net_link("b", b).run(
+    ///     (mkernel::net("a"), mkernel::net("b")),
+    ///     |(a, b)| {
+    ///         let server = Stack::new(a, StackConfig::parse("10.0.0.1/24", None).unwrap());
+    ///         let client = Stack::new(b, StackConfig::parse("10.0.0.2/24", None).unwrap());
+    ///         let _l = TcpListener::bind(&server, 7).unwrap();
+    ///         let c = TcpStream::connect(&client, "10.0.0.1:7".parse().unwrap()).unwrap();
+    ///         assert_eq!(c.peer_timeout(), Some(DEFAULT_PEER_TIMEOUT));
+    ///         c.set_peer_timeout(Some(Duration::from_secs(5)));
+    ///         c.set_keepalive(Some(Duration::from_secs(1)));
+    ///         assert_eq!(c.peer_timeout(), Some(Duration::from_secs(5)));
+    ///         assert_eq!(c.keepalive(), Some(Duration::from_secs(1)));
+    ///     },
+    /// );
+    /// ```
+    pub fn set_peer_timeout(&self, timeout: Option<Duration>) {
+        self.with_socket(|s| s.set_timeout(smol(timeout)));
+    }
+
+    /// The peer timeout (see [`set_peer_timeout`](TcpStream::set_peer_timeout)).
+    pub fn peer_timeout(&self) -> Option<Duration> {
+        self.with_socket(|s| std_duration(s.timeout()))
+    }
+
+    /// Sets the keep-alive interval: after that long without any segment
+    /// from the peer, a probe is sent, which a live peer answers; `None`:
+    /// no probes. Default [`DEFAULT_KEEPALIVE`].
+    /// Keep it below the peer timeout, or idle connections are reset.
+    pub fn set_keepalive(&self, interval: Option<Duration>) {
+        self.with_socket(|s| s.set_keep_alive(smol(interval)));
+        self.stack.inner.poll();
+    }
+
+    /// The keep-alive interval (see [`set_keepalive`](TcpStream::set_keepalive)).
+    pub fn keepalive(&self) -> Option<Duration> {
+        self.with_socket(|s| std_duration(s.keep_alive()))
+    }
+
+    fn with_socket<R>(&self, f: impl FnOnce(&mut stcp::Socket<'static>) -> R) -> R {
+        f(self
+            .stack
+            .inner
+            .core
+            .borrow_mut()
+            .sockets
+            .get_mut::<stcp::Socket>(self.handle))
     }
 
     /// Disables (true) or enables (false, the default) Nagle's algorithm.

@@ -1,0 +1,150 @@
+//! In-process tests of the stack's bounds under hostile conditions: a peer
+//! that vanishes (the link is cut) is given up after the stream's peer
+//! timeout; a live idle peer is kept by keep-alive probes; connections
+//! beyond a full backlog wait in the SYN queue instead of being reset.
+//! (The SYN flood and the 2,000-connection burst over a real TAP, hosted
+//! and under solo5-spt, are in `tests/solo5_hostile.rs`.)
+
+use mkernel::net::link::{self, CutSwitch, Faults};
+use mkernel::net::stack::{Stack, StackConfig, TcpListener, TcpStream};
+use std::io::ErrorKind;
+use std::time::{Duration, Instant};
+
+fn run_pair<T: 'static>(f: impl FnOnce(Stack, Stack, CutSwitch) -> T + 'static) -> T {
+    let (a, b) = link::pair(Faults::default());
+    let cut = a.cut_switch();
+    mkernel::Builder::new()
+        .net_link("a", a)
+        .net_link("b", b)
+        .run((mkernel::net("a"), mkernel::net("b")), move |(a, b)| {
+            let sa = Stack::new(a, StackConfig::parse("10.0.0.1/24", None).unwrap());
+            let sb = Stack::new(b, StackConfig::parse("10.0.0.2/24", None).unwrap());
+            f(sa, sb, cut)
+        })
+}
+
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A connected pair: (server side, client side).
+fn connect(server: &Stack, client: &Stack) -> (TcpStream, TcpStream) {
+    let l = TcpListener::bind(server, 7).unwrap();
+    let acc = mkernel::spawn(move || l.accept().unwrap().0);
+    let c = TcpStream::connect(client, "10.0.0.1:7".parse().unwrap()).unwrap();
+    (acc.join().unwrap(), c)
+}
+
+/// The server streams data to a client; the link is cut mid-download: the
+/// server's writes fail with `ConnectionReset` within the peer timeout
+/// (2 s here) plus 1 s, and its socket leaves the stack.
+#[test]
+fn vanished_peer_mid_download_is_given_up() {
+    let (elapsed, kind) = run_pair(|server, client, cut| {
+        let (s, c) = connect(&server, &client);
+        s.set_peer_timeout(Some(TIMEOUT));
+        let reader = mkernel::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            let mut got = 0;
+            // Read 256 KiB, then keep the socket without reading.
+            while got < 256 * 1024 {
+                got += c.read(&mut buf).unwrap();
+            }
+            c
+        });
+        let chunk = vec![7u8; 16384];
+        let mut sent = 0usize;
+        let mut cut_at = None;
+        let err = loop {
+            if sent >= 256 * 1024 && cut_at.is_none() {
+                cut.set(true);
+                cut_at = Some(Instant::now());
+            }
+            match s.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(e) => break e,
+            }
+            assert!(
+                cut_at.is_none_or(|t| t.elapsed() < Duration::from_secs(10)),
+                "still writing 10 s after the cut"
+            );
+        };
+        let elapsed = cut_at.unwrap().elapsed();
+        let before = server.socket_count();
+        drop(s);
+        // Gone at once: it was closed already (only the listener's
+        // sockets are left, none here: the listener was dropped).
+        assert!(server.socket_count() < before);
+        let _c = reader.join().unwrap();
+        (elapsed, err.kind())
+    });
+    eprintln!("vanished peer: write failed {elapsed:?} after the cut ({kind:?})");
+    assert_eq!(kind, ErrorKind::ConnectionReset);
+    assert!(
+        elapsed >= TIMEOUT - Duration::from_millis(100),
+        "{elapsed:?}"
+    );
+    assert!(elapsed < TIMEOUT + Duration::from_secs(1), "{elapsed:?}");
+}
+
+/// An idle connection whose peer is alive stays open past the peer
+/// timeout (keep-alive probes are answered); once the link is cut, a
+/// blocked read fails within the peer timeout.
+#[test]
+fn idle_live_peer_is_kept_and_vanished_idle_peer_is_given_up() {
+    let elapsed = run_pair(|server, client, cut| {
+        let (s, c) = connect(&server, &client);
+        s.set_peer_timeout(Some(TIMEOUT));
+        s.set_keepalive(Some(Duration::from_millis(300)));
+        // Idle for twice the timeout: still open both ways.
+        mkernel::sleep(TIMEOUT * 2);
+        c.write_all(b"ping").unwrap();
+        let mut buf = [0u8; 4];
+        let mut n = 0;
+        while n < 4 {
+            n += s.read(&mut buf[n..]).unwrap();
+        }
+        assert_eq!(&buf, b"ping");
+        cut.set(true);
+        let t = Instant::now();
+        let e = s.read(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ConnectionReset);
+        drop(c);
+        t.elapsed()
+    });
+    eprintln!("vanished idle peer: read failed {elapsed:?} after the cut");
+    assert!(elapsed < TIMEOUT + Duration::from_secs(1), "{elapsed:?}");
+}
+
+/// 40 connections to a listener with a backlog of 2 that accepts only
+/// after 300 ms: none is refused (the SYNs beyond the backlog wait in the
+/// SYN queue, or are dropped and sent again), all are served.
+#[test]
+fn full_backlog_queues_instead_of_refusing() {
+    const N: usize = 40;
+    let (took, stats) = run_pair(|server, client, _cut| {
+        let l = TcpListener::bind_with_backlog(&server, 7, 2).unwrap();
+        let t0 = Instant::now();
+        let clients: Vec<_> = (0..N)
+            .map(|i| {
+                let client = client.clone();
+                mkernel::spawn(move || {
+                    let c = TcpStream::connect(&client, "10.0.0.1:7".parse().unwrap())
+                        .unwrap_or_else(|e| panic!("connection {i}: {e}"));
+                    let mut b = [0u8; 1];
+                    assert_eq!(c.read(&mut b).unwrap(), 1, "connection {i}");
+                })
+            })
+            .collect();
+        mkernel::sleep(Duration::from_millis(300));
+        for _ in 0..N {
+            let (s, _) = l.accept().unwrap();
+            s.write_all(b"x").unwrap();
+        }
+        for r in mkernel::join_all(clients) {
+            r.unwrap();
+        }
+        (t0.elapsed(), server.stats())
+    });
+    eprintln!("{N} connections on a backlog of 2 in {took:?}; {stats:?}");
+    assert!(stats.syns_queued > 0, "{stats:?}");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+}
