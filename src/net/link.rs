@@ -310,6 +310,7 @@ impl CutSwitch {
     }
 
     /// Whether the link is cut.
+    #[must_use]
     pub fn is_cut(&self) -> bool {
         self.0.upgrade().is_some_and(|s| s.cut.get())
     }
@@ -446,6 +447,7 @@ impl LinkEnd {
     }
 
     /// A switch that cuts this link (both directions) and mends it.
+    #[must_use]
     pub fn cut_switch(&self) -> CutSwitch {
         CutSwitch(Rc::downgrade(&self.shared))
     }

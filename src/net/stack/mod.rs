@@ -544,6 +544,7 @@ impl Stack {
     ///     assert_eq!(stack.stats(), StackStats::default());
     /// });
     /// ```
+    #[must_use]
     pub fn stats(&self) -> StackStats {
         let syn = self.inner.core.borrow().phy.syn_stats;
         StackStats {

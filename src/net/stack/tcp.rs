@@ -239,6 +239,7 @@ impl TcpListener {
     }
 
     /// The SYN-RECEIVED timeout (see [`set_syn_timeout`](TcpListener::set_syn_timeout)).
+    #[must_use]
     pub fn syn_timeout(&self) -> Option<Duration> {
         self.listening.syn_timeout.get()
     }
