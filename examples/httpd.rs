@@ -57,7 +57,8 @@ impl Site {
     /// # Errors
     ///
     /// A message saying what is wrong: a page size that is not a multiple
-    /// of 512, a read that failed, a header that is not a tar header.
+    /// of 512, a read that failed, a header that is not a tar header, a
+    /// file whose bytes go past the end of the device (a truncated image).
     pub fn open(block: Block) -> Result<Site, String> {
         let page = block.pagesize() as u64;
         if page % 512 != 0 {
@@ -92,6 +93,19 @@ impl Site {
             }
             let name = name.trim_start_matches("./").to_string();
             if (typeflag == b'0' || typeflag == 0) && !name.is_empty() {
+                // Every file's bytes must be on the device: a truncated
+                // image would be served cut short under a Content-Length
+                // it cannot honour.
+                let end = off + 512 + size;
+                if end > block.length() {
+                    return Err(format!(
+                        "file {name:?} ({size} bytes at offset {}) goes past the end of block \
+                         device {:?} ({} bytes): the image is truncated",
+                        off + 512,
+                        block.name(),
+                        block.length()
+                    ));
+                }
                 files.insert(name, (off + 512, size));
             }
             off += 512 + size.div_ceil(512) * 512;

@@ -250,6 +250,7 @@ impl Builder {
         devices: D,
         main: impl FnOnce(D::Output) -> T + 'static,
     ) -> Result<T, DeviceError> {
+        console_logger();
         let mut declared = Vec::new();
         devices.declare(&mut declared);
         if std::env::var_os("MKERNEL_MANIFEST").is_some_and(|v| v == "1") {
@@ -298,4 +299,47 @@ impl Builder {
             Err(p) => resume_unwind(p),
         }
     }
+}
+
+/// The console logger: what the crate (and the program) logs through the
+/// `log` facade reaches stderr — the console under Solo5 — so that a
+/// warning (a block file cut short, a device opened read-only) is seen.
+/// Installed by the first run of the process unless the program installed
+/// its own logger first; the level is `MKERNEL_LOG` (`off`, `error`,
+/// `warn`, `info`, `debug`, `trace`), `warn` by default (a unikernel has no
+/// environment: `warn` there).
+fn console_logger() {
+    static LOGGER: ConsoleLogger = ConsoleLogger;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let level = std::env::var("MKERNEL_LOG")
+            .ok()
+            .and_then(|v| v.parse::<log::LevelFilter>().ok())
+            .unwrap_or(log::LevelFilter::Warn);
+        // Err: the program has its own logger, which stays.
+        if log::set_logger(&LOGGER).is_ok() {
+            log::set_max_level(level);
+        }
+    });
+}
+
+#[derive(Debug)]
+struct ConsoleLogger;
+
+impl log::Log for ConsoleLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            eprintln!(
+                "mkernel: {}: {}",
+                record.level().as_str().to_lowercase(),
+                record.args()
+            );
+        }
+    }
+
+    fn flush(&self) {}
 }

@@ -192,3 +192,27 @@ fn the_demo_verifies_itself() {
         "{out}"
     );
 }
+
+#[test]
+fn warnings_reach_stderr_through_the_console_logger() {
+    // 1,000 bytes: one 512-byte sector and 488 bytes that cannot be used.
+    let img = temp_file("ragged", &[7u8; 1000]);
+    let flag = format!("--block:disk={}", img.display());
+    let o = run("block", &[&flag]);
+    let err = stderr(&o);
+    assert!(
+        err.contains("mkernel: warn: block device file") && err.contains("not a multiple of"),
+        "the warning is printed by default: {err}"
+    );
+    let quiet = Command::new(example("block"))
+        .arg(&flag)
+        .env("MKERNEL_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(
+        !stderr(&quiet).contains("mkernel: warn:"),
+        "MKERNEL_LOG=off silences it: {}",
+        stderr(&quiet)
+    );
+    std::fs::remove_file(img).unwrap();
+}

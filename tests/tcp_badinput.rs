@@ -302,3 +302,33 @@ fn httpd_bad_requests() {
         );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn httpd_refuses_a_truncated_site_image() {
+    let dir = std::env::temp_dir().join(format!("mkt-trunc-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("site")).unwrap();
+    std::fs::write(dir.join("site/big.bin"), vec![b'x'; 3000]).unwrap();
+    let img = dir.join("site.img");
+    let ok = std::process::Command::new("tar")
+        .args(["--format=ustar", "-cf"])
+        .arg(&img)
+        .arg("-C")
+        .arg(dir.join("site"))
+        .arg("big.bin")
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "tar --format=ustar");
+    // The header and 1,536 of the file's 3,000 bytes: cut short.
+    let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+    f.set_len(2048).unwrap();
+    drop(f);
+    let err = mkernel::Builder::new()
+        .block_file("site", &img)
+        .run(mkernel::block("site"), |blk| httpd::Site::open(blk).err());
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = err.expect("a truncated image is refused at start-up");
+    assert!(
+        err.contains("big.bin") && err.contains("truncated"),
+        "{err}"
+    );
+}
