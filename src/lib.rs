@@ -86,7 +86,11 @@
 //!    aborts rather than spin for ever.
 //! 5. **A panic stays in its task**: the parent's `join` gets
 //!    [`Error::Panicked`] with the payload, and the run goes on. A panic of
-//!    the main function propagates out of [`run`] unchanged.
+//!    the main function propagates out of [`run`] unchanged. One panic
+//!    cannot be kept in its task: a destructor that panics while its task
+//!    is being cancelled (or is already unwinding from a panic), since Rust
+//!    aborts the process on a panic during unwinding; mkernel prints which
+//!    task it was first.
 //! 6. [`Resource`]s owned by a task that fails or is cancelled are
 //!    finalised; one still owned when the task returns normally is
 //!    finalised and stops the run ([`Violation::ResourceLeaked`]).

@@ -444,3 +444,50 @@ fn a_destructor_that_keeps_waiting_while_cancelled_is_reported() {
         "destructor that keeps waiting",
     );
 }
+
+#[test]
+fn an_overflow_of_the_main_task_names_the_main_task() {
+    const NAME: &str = "an_overflow_of_the_main_task_names_the_main_task";
+    if is_child(NAME) {
+        run((), |()| recurse(1 << 20));
+        return;
+    }
+    let (ok, stderr) = in_child(NAME);
+    assert!(!ok, "the process must die:\n{stderr}");
+    assert!(
+        stderr.contains("the main task (task 1) overflowed its stack"),
+        "names the main task, not the run loop's line:\n{stderr}"
+    );
+    assert!(!stderr.contains("run_loop.rs"), "{stderr}");
+}
+
+#[test]
+fn a_destructor_that_panics_while_cancelled_is_reported_naming_the_task() {
+    const NAME: &str = "a_destructor_that_panics_while_cancelled_is_reported_naming_the_task";
+    if is_child(NAME) {
+        struct PanicOnDrop;
+        impl Drop for PanicOnDrop {
+            fn drop(&mut self) {
+                panic!("destructor failed");
+            }
+        }
+        run((), |()| {
+            // site-of: destructor that panics
+            let p = spawn(|| {
+                let _d = PanicOnDrop;
+                loop {
+                    yield_now();
+                }
+            });
+            yield_now();
+            p.cancel();
+        });
+        return;
+    }
+    let stderr = child_dies_reporting(
+        NAME,
+        "panicked in a destructor while it was being cancelled",
+        "destructor that panics",
+    );
+    assert!(stderr.contains("task 2"), "{stderr}");
+}

@@ -3,12 +3,11 @@
 //! task's guard page; Solo5 has no guard pages, only canaries).
 
 use super::scheduler;
-use core::panic::Location;
 
 /// Message for an overflow found by the canary check.
-pub(crate) fn canary_message(task: u64, site: &Location<'_>, stack_size: usize) -> String {
+pub(crate) fn canary_message(task: impl core::fmt::Display, stack_size: usize) -> String {
     format!(
-        "mkernel: task {task} (spawned at {site}) overflowed its stack of {} KiB; \
+        "mkernel: {task} overflowed its stack of {} KiB; \
          give tasks more with mkernel::Builder::stack_size",
         stack_size / 1024
     )

@@ -119,8 +119,7 @@ fn check_canary(s: &Scheduler, t: TaskRef) {
     let slot = &s.tasks[t.idx as usize];
     if !super::stack::canary_intact_at(slot.stack_bottom) {
         fatal(&overflow::canary_message(
-            slot.uid,
-            slot.site,
+            slot.named(),
             s.stacks.stack_size(),
         ));
     }
@@ -148,6 +147,30 @@ fn put_back(s: &mut Scheduler, c: Carry) {
 /// whatever happens.
 pub(crate) struct Runtime {
     cell: Box<RefCell<Scheduler>>,
+}
+
+/// Names the task when a destructor panics while its task is being
+/// cancelled: Rust cannot unwind a panic during unwinding and aborts the
+/// process ("panic in a destructor during cleanup"), which alone names no
+/// task. Installed once per process, in front of the hook that was there
+/// (which still prints the panic as usual).
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::panicking()
+                && let Some(task) = super::scheduler::cancelling_task_name()
+            {
+                eprintln!(
+                    "mkernel: {task} panicked in a destructor while it was being cancelled; \
+                     a panic during unwinding cannot be caught, so the process aborts \
+                     (destructors of cancelled tasks must not panic)"
+                );
+            }
+            previous(info);
+        }));
+    });
 }
 
 /// The settings of a run's scheduler (from `Builder`).
@@ -181,6 +204,7 @@ impl Runtime {
             );
         }
         overflow::install();
+        install_panic_hook();
         clock::calibrate_start();
         ROOT_FINISHED.with(|f| f.set(false));
         let cell = Box::new(RefCell::new(s));
@@ -320,7 +344,7 @@ fn deadlock(root: TaskRef) -> ! {
             .iter()
             .filter(|sl| sl.uid != 0 && matches!(sl.state, State::Suspended(_)))
             .take(8)
-            .map(|sl| format!("task {} (spawned at {})", sl.uid, sl.site))
+            .map(|sl| sl.named().to_string())
             .collect()
     });
     let msg = format!(

@@ -124,8 +124,25 @@ pub(crate) fn running_for_signal() -> Option<crate::sys::Running> {
         guard: slot.guard,
         task: slot.uid,
         site: slot.site,
+        main: slot.parent.is_none(),
         stack_size: s.stacks.stack_size(),
     })
+}
+
+/// The task of this thread's run that is being cancelled right now, named
+/// for a message; `None` if there is none or the scheduler is borrowed (a
+/// panic hook may run anywhere).
+pub(crate) fn cancelling_task_name() -> Option<String> {
+    let cell = CURRENT.try_with(|c| c.get()).ok()?;
+    if cell.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null `CURRENT` points to this thread's live scheduler
+    // cell (see `with_inlined`); `try_borrow` below respects any borrow.
+    let cell = unsafe { &*cell };
+    let s = cell.try_borrow().ok()?;
+    let slot = s.tasks.get(s.current? as usize)?;
+    slot.cancelling.then(|| slot.named().to_string())
 }
 
 /// Whether a run is active on this thread.
@@ -452,9 +469,9 @@ fn idle_park(slot: &mut Slot) {
     slot.idle_parks += 1;
     if slot.idle_parks > MAX_IDLE_PARKS {
         fatal(&format!(
-            "mkernel: task {} (spawned at {}) keeps waiting while it is being cancelled; \
+            "mkernel: {} keeps waiting while it is being cancelled; \
              destructors of a cancelled task cannot wait",
-            slot.uid, slot.site
+            slot.named()
         ));
     }
 }

@@ -166,7 +166,26 @@ pub(crate) struct Slot {
     pub(crate) stack_bottom: usize,
 }
 
+/// How messages name a task: the main task by that name (its spawn site
+/// would be the run loop's), any other by its id and spawn site.
+pub(crate) struct Named<'a>(pub(crate) &'a Slot);
+
+impl fmt::Display for Named<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.parent.is_none() {
+            write!(f, "the main task (task {})", self.0.uid)
+        } else {
+            write!(f, "task {} (spawned at {})", self.0.uid, self.0.site)
+        }
+    }
+}
+
 impl Slot {
+    /// The task as messages name it.
+    pub(crate) fn named(&self) -> Named<'_> {
+        Named(self)
+    }
+
     pub(crate) fn new(
         uid: u64,
         parent: Option<TaskRef>,

@@ -48,6 +48,9 @@ pub(crate) struct Running {
     pub(crate) task: u64,
     /// Where the task was spawned.
     pub(crate) site: &'static core::panic::Location<'static>,
+    /// It is the run's main task (named so: its spawn site is the run
+    /// loop's, which would mislead).
+    pub(crate) main: bool,
     /// The usable stack size, for the message.
     pub(crate) stack_size: usize,
 }

@@ -92,13 +92,19 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut l
         && addr < cur.guard.1
     {
         let mut w = Writer;
-        w.s("\nmkernel: task ");
-        w.n(cur.task);
-        w.s(" (spawned at ");
-        w.s(cur.site.file());
-        w.s(":");
-        w.n(cur.site.line() as u64);
-        w.s(")");
+        if cur.main {
+            w.s("\nmkernel: the main task (task ");
+            w.n(cur.task);
+            w.s(")");
+        } else {
+            w.s("\nmkernel: task ");
+            w.n(cur.task);
+            w.s(" (spawned at ");
+            w.s(cur.site.file());
+            w.s(":");
+            w.n(cur.site.line() as u64);
+            w.s(")");
+        }
         w.s(" overflowed its stack of ");
         w.n((cur.stack_size / 1024) as u64);
         w.s(" KiB; give tasks more with mkernel::Builder::stack_size\n");
