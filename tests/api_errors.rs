@@ -367,3 +367,28 @@ fn public_types_implement_debug() {
         debug(&mkernel::Syscall::new());
     });
 }
+
+#[test]
+fn ipv4_flags_that_name_no_host_are_refused() {
+    use mkernel::net::stack::StackConfig;
+    for bad in [
+        "10.0.0.0/0",
+        "127.0.0.1/8",
+        "10.0.0.0/24",
+        "10.0.0.255/24",
+        "192.168.0.0/16",
+    ] {
+        let e = StackConfig::parse(bad, None).expect_err(bad);
+        assert_eq!(e.flag(), "--ipv4", "{bad}");
+        assert!(e.to_string().contains(bad), "{e}");
+    }
+    for good in [
+        "10.0.0.2/24",
+        "10.0.0.1/31",
+        "10.0.0.0/31",
+        "10.0.0.7/32",
+        "192.168.1.0/16",
+    ] {
+        StackConfig::parse(good, None).unwrap_or_else(|e| panic!("{good}: {e}"));
+    }
+}

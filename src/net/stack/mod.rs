@@ -348,7 +348,34 @@ fn parse_cidr(v: &str) -> Result<Ipv4Cidr, ConfigError> {
     if prefix > 32 || addr.is_unspecified() || addr.is_multicast() || addr.is_broadcast() {
         return Err(bad());
     }
-    Ok(Ipv4Cidr::new(addr, prefix))
+    let not_a_host = |why: &str| {
+        ConfigError::new(
+            ConfigErrorKind::Malformed,
+            "--ipv4",
+            format!(
+                "--ipv4={v}: {why}; give a host address and its network, e.g. --ipv4=10.0.0.2/24"
+            ),
+        )
+    };
+    if prefix == 0 {
+        return Err(not_a_host("a /0 network is every address"));
+    }
+    if addr.is_loopback() {
+        return Err(not_a_host(
+            "a loopback address is not reachable on a net device",
+        ));
+    }
+    let cidr = Ipv4Cidr::new(addr, prefix);
+    // In a /31 or /32 every address is a host (RFC 3021).
+    if prefix <= 30 {
+        if addr == cidr.network().address() {
+            return Err(not_a_host("that is the network's own address"));
+        }
+        if Some(addr) == cidr.broadcast() {
+            return Err(not_a_host("that is the network's broadcast address"));
+        }
+    }
+    Ok(cidr)
 }
 
 fn parse_gateway(v: &str) -> Result<Ipv4Addr, ConfigError> {
