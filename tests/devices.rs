@@ -358,3 +358,33 @@ fn programmatic_mapping_errors_name_the_device() {
     let e = r.unwrap_err().to_string();
     assert!(e.contains("declared twice"), "{e}");
 }
+
+#[test]
+fn a_deferred_read_that_fails_part_way_says_how_far_it_got() {
+    // Eight 512-byte pages; the file is cut to three while the device is
+    // open, so the read of all eight fails at the fourth page.
+    let path = std::env::temp_dir().join(format!("mk-torn-{}", std::process::id()));
+    std::fs::write(&path, vec![5u8; 8 * 512]).unwrap();
+    let p = path.clone();
+    let (err, buf) = mkernel::Builder::new().block_file("disk", &path).run(
+        mkernel::block("disk"),
+        move |disk| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_len(3 * 512)
+                .unwrap();
+            let mut buf = vec![0u8; 8 * 512];
+            let err = disk.read(0, &mut buf).unwrap_err();
+            (err, buf)
+        },
+    );
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(err.kind(), &mkernel::block::BlockErrorKind::Io, "{err}");
+    assert_eq!(err.completed(), 3 * 512, "{err}");
+    assert!(
+        buf[..3 * 512].iter().all(|&b| b == 5),
+        "the done prefix was read"
+    );
+}

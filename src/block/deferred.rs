@@ -113,7 +113,9 @@ impl Deferred for BlockOp {
                     false
                 }
             }
-            Err(e) => {
+            Err(mut e) => {
+                // Pages are done in order: the ones before this one are.
+                e.completed = done as u64;
                 self.result.set(Some(Err(e)));
                 true
             }

@@ -25,6 +25,20 @@
 //! If a task waiting for a deferred operation is cancelled, the operation is
 //! withdrawn before the task's stack unwinds: its buffer is never touched
 //! again.
+//!
+//! # Torn operations
+//!
+//! A deferred operation of several pages is performed a page at a time, in
+//! order, each page whole (a page is the unit the device writes at once).
+//! So an operation that stops part-way leaves a prefix done: pages
+//! `[off, off + k × pagesize)` read or written, the others untouched. When
+//! it stops on an error, [`BlockError::completed`] says how far it got.
+//! When its task is cancelled, nothing can be returned to it: a write of
+//! several pages may be left torn — new data in the first pages, old data
+//! in the rest — and nobody learns `k`. A program whose data must stay
+//! consistent across a cancellation (or a crash) writes what must change
+//! together in one page, or keeps a log or a copy-on-write root (write the
+//! new pages elsewhere, then switch a one-page root with one write).
 
 mod deferred;
 
@@ -83,6 +97,7 @@ pub struct BlockError {
     kind: BlockErrorKind,
     msg: String,
     source: Option<Arc<io::Error>>,
+    completed: u64,
 }
 
 impl BlockError {
@@ -91,6 +106,7 @@ impl BlockError {
             kind,
             msg,
             source: None,
+            completed: 0,
         }
     }
 
@@ -98,6 +114,16 @@ impl BlockError {
     #[must_use]
     pub fn kind(&self) -> &BlockErrorKind {
         &self.kind
+    }
+
+    /// How many bytes of a deferred operation were done, from its start,
+    /// before it failed: pages are read or written in order, one at a
+    /// time, so `[off, off + completed())` is done and the rest is not
+    /// (0 for an operation refused before it started, and for atomic
+    /// operations, whose progress the system does not report).
+    #[must_use]
+    pub fn completed(&self) -> u64 {
+        self.completed
     }
 }
 
@@ -179,6 +205,7 @@ impl BlockDevice {
                 if write { "write" } else { "read" }
             ),
             source: Some(Arc::new(e)),
+            completed: 0,
         })
     }
 
