@@ -29,12 +29,18 @@ use std::rc::Rc;
 /// deferred [`Block::read`], so they suspend only the reading task.
 struct Cache {
     blk: Block,
-    slots: RefCell<Vec<Option<(u64, Rc<[u8]>)>>>,
+    slots: RefCell<Vec<Slot>>,
 }
+
+/// A cache slot: empty, or a page number and its bytes.
+type Slot = Option<(u64, Rc<[u8]>)>;
 
 impl Cache {
     fn new(blk: Block, slots: usize) -> Cache {
-        assert!(slots.is_power_of_two(), "the cache size must be a power of two");
+        assert!(
+            slots.is_power_of_two(),
+            "the cache size must be a power of two"
+        );
         Cache {
             blk,
             slots: RefCell::new(vec![None; slots]),
@@ -89,7 +95,10 @@ impl Cache {
 
 /// OCaml's `Digest.to_hex (Digest.string s)`.
 fn md5_hex(bytes: &[u8]) -> String {
-    Md5::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Md5::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn main() {

@@ -51,7 +51,10 @@ fn example(name: &str) -> PathBuf {
 }
 
 fn expected(name: &str) -> String {
-    let path = format!("{}/tests/ported/{name}.expected", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/ported/{name}.expected",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 

@@ -468,7 +468,10 @@ pub fn assert_same_output(target: Target, example: &str, unikernel: &str, hosted
 /// named `0`; the others run without any.
 pub fn example_matches_hosted(target: Target, example: &str) -> String {
     let disk = match example {
-        "block" => Some((Disk::pattern(&format!("{}-block", target.name()), 8), "disk")),
+        "block" => Some((
+            Disk::pattern(&format!("{}-block", target.name()), 8),
+            "disk",
+        )),
         "block_cached" => Some((
             Disk::with(
                 &format!("{}-block-cached", target.name()),
