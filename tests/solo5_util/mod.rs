@@ -460,13 +460,28 @@ pub fn assert_same_output(target: Target, example: &str, unikernel: &str, hosted
 
 /// Runs the example `example` hosted and as a `target` unikernel, and
 /// asserts both succeed, the hosted program prints something, and the
-/// unikernel prints exactly the same. The examples that take input get the
-/// same on both (see [`hosted_args`]): `cmdline` the arguments
-/// `Hello World x=1`, `block` an 8-sector patterned disk named `disk`; the
-/// others run without any.
-pub fn example_matches_hosted(target: Target, example: &str) {
-    let disk = (example == "block").then(|| Disk::pattern(&format!("{}-block", target.name()), 8));
-    let opts: Vec<String> = disk.iter().map(|d| d.flag("disk")).collect();
+/// unikernel prints exactly the same; returns what they printed. The
+/// examples that take input get the same on both (see [`hosted_args`]):
+/// `cmdline` the arguments `Hello World x=1`, `block` an 8-sector patterned
+/// disk named `disk`, `block_cached` (the port of mkernel's
+/// `test/block.ml`) the OCaml test's disk image `tests/ported/simple.txt`
+/// named `0`; the others run without any.
+pub fn example_matches_hosted(target: Target, example: &str) -> String {
+    let disk = match example {
+        "block" => Some((
+            Disk::pattern(&format!("{}-block", target.name()), 8),
+            "disk",
+        )),
+        "block_cached" => Some((
+            Disk::with(
+                &format!("{}-block-cached", target.name()),
+                include_bytes!("../ported/simple.txt"),
+            ),
+            "0",
+        )),
+        _ => None,
+    };
+    let opts: Vec<String> = disk.iter().map(|(d, name)| d.flag(name)).collect();
     let args: &[&str] = match example {
         "cmdline" => &["Hello", "World", "x=1"],
         _ => &[],
@@ -476,6 +491,7 @@ pub fn example_matches_hosted(target: Target, example: &str) {
     let want = hosted_output(example, &hosted(example, &hosted_args(&opts, args), limit));
     let app = target.app_output(example, &out);
     assert_same_output(target, example, &app, &want);
+    app
 }
 
 /// What `examples/solo5_tasks` must print, on every platform, to show its
