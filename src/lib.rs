@@ -46,6 +46,10 @@
 //!
 //! # The task model (Miou's)
 //!
+//! Porting an OCaml program written on Miou and mkernel: `docs/porting.md`
+//! in the repository has every value of `miou.mli` and `mkernel.mli` beside
+//! its Rust counterpart, each difference with an example.
+//!
 //! | Miou | mkernel |
 //! |---|---|
 //! | `Miou.run` | [`run`], [`Builder`] |
