@@ -36,7 +36,7 @@
 //! | 5 | `devices` | the typed device list ([`Devices`], [`map`], [`try_map`]), the manifest, the command line, [`args`], [`stack()`], [`DeviceError`] | |
 //! | 4 | `net`, `block`, `time` | [`Net`] (frames, in-memory links, TCP/IP), [`Block`] (atomic and deferred I/O), [`sleep`] and the clocks | `block::deferred` (a suspended task's buffer lent to the reactor) |
 //! | 3 | `reactor`, `sync`, `testing` | the run's event source (timers, device waiters, the deferred queue, the idle wait); [`sync`]; [`testing`] | |
-//! | 2 | `fiber` | tasks, stacks, the scheduler (Miou's model); knows an event-source trait and the clock, nothing of devices | `fiber::scheduler` (the thread's scheduler, the task switch), `fiber::stack` (the stack pool) |
+//! | 2 | `fiber` | tasks, stacks, the scheduler (Miou's model); knows an event-source trait and the clock, nothing of devices | `fiber::scheduler` (the thread's scheduler, the task switch), `fiber::run_loop` (the main task may borrow from `run`'s caller), `fiber::stack` (the stack pool) |
 //! | 1 | `sys` | the OS seam, the only module that names the platform: `sys/hosted` (TAP, files, epoll, `mmap`, signals) or `sys/solo5` (hypercalls, the libc shim, start-up), chosen once | `sys` (all of it) |
 //!
 //! The platform is chosen once, in `sys` (`--cfg mkernel_solo5`, which

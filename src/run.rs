@@ -289,13 +289,17 @@ impl Builder {
             max_clock_every: self.clock_every,
         });
         let (mut ctx, _args) = Acquire::new(&declared, self.given)?;
-        let out = devices.acquire(&mut ctx)?;
-        drop(ctx);
-        let r = rt.block_on(move || main(out));
-        drop(rt);
+        // The devices are opened in the main task, before `main`: a `map`
+        // function runs inside the run and may do what a task does (sleep,
+        // deferred block I/O, spawn), as in mkernel.
+        let r = rt.block_on(move || {
+            let out = devices.acquire(&mut ctx)?;
+            drop(ctx);
+            Ok(main(out))
+        });
         drop(platform);
         match r {
-            Ok(v) => Ok(v),
+            Ok(v) => v,
             Err(p) => resume_unwind(p),
         }
     }

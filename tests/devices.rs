@@ -388,3 +388,30 @@ fn a_deferred_read_that_fails_part_way_says_how_far_it_got() {
         "the done prefix was read"
     );
 }
+
+#[test]
+fn a_map_function_runs_inside_the_run_and_may_wait_and_spawn() {
+    // As in mkernel: a device built from others may read a superblock
+    // (deferred I/O), sleep, or start a background task before `main`.
+    let disk = TempFile::new("map-inside", &[9u8; 1024]);
+    let (first, slept, spawned) = mkernel::Builder::new().block_file("disk", &disk.0).run(
+        mkernel::map(mkernel::block("disk"), |blk| {
+            let mut page = vec![0u8; blk.pagesize()];
+            blk.read(0, &mut page).unwrap(); // deferred: suspends
+            let t0 = mkernel::clock_monotonic();
+            mkernel::sleep(std::time::Duration::from_millis(2));
+            let slept = mkernel::clock_monotonic() - t0 >= 2_000_000;
+            let helper = mkernel::spawn(|| 40 + 2);
+            (page[0], slept, helper)
+        }),
+        |(first, slept, helper)| (first, slept, helper.join().unwrap()),
+    );
+    assert_eq!((first, slept, spawned), (9, true, 42));
+}
+
+#[test]
+fn a_map_function_may_borrow_from_the_caller() {
+    let greeting = String::from("hello");
+    let got = mkernel::run(mkernel::map((), |()| greeting.len()), |n| n);
+    assert_eq!(got, 5);
+}

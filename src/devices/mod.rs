@@ -168,6 +168,11 @@ pub fn block(name: &str) -> impl Devices<Output = Block> {
 
 /// A value built from other devices (e.g. a TCP/IP stack from a net device).
 ///
+/// `f` runs inside the run, in the main task before `main` (as in mkernel):
+/// it may sleep, do deferred block I/O and spawn tasks — hand their
+/// promises to `main`, which must join or cancel them (rule 1). It may
+/// borrow from the caller of `run`.
+///
 /// ```
 /// use mkernel::net::link;
 /// let (a, _b) = link::pair(link::Faults::default());

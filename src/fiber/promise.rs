@@ -198,8 +198,11 @@ impl<T: 'static> Promise<T> {
     /// assert_eq!(r.unwrap_err().downcast_ref::<u8>(), Some(&42));
     /// assert_eq!(mkernel::run((), |()| mkernel::spawn(|| 5).join_unwrap()), 5);
     /// ```
-    #[must_use]
     #[track_caller]
+    #[expect(
+        clippy::must_use_candidate,
+        reason = "a task's value is often `()`: joining is the point, as `JoinHandle::join`"
+    )]
     pub fn join_unwrap(self) -> T {
         match self.join() {
             Ok(v) => v,

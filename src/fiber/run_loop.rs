@@ -1,5 +1,11 @@
 //! The run loop: scheduling points (event source, hooks, next task), task
 //! switches, and the `Runtime` that owns a run on its thread.
+//!
+//! One of the few modules with `unsafe` code (see the layer map in lib.rs):
+//! the run's main function may borrow from `run`'s caller (a device
+//! argument's closure), which the task table's `'static` functions cannot
+//! say; `Runtime::block_on` ends the run before it returns.
+#![allow(unsafe_code)]
 
 use super::clock;
 use super::hook::Kind;
@@ -213,12 +219,26 @@ impl Runtime {
     }
 
     /// Runs `main` as the root task; returns its value or its panic payload.
-    pub(crate) fn block_on<T: 'static>(
-        &self,
-        main: impl FnOnce() -> T + 'static,
+    ///
+    /// `main` may borrow from the caller (`'a`): the run — and with it every
+    /// trace of `main` — ends inside this call, which consumes the runtime.
+    pub(crate) fn block_on<'a, T: 'static>(
+        self,
+        main: impl FnOnce() -> T + 'a,
     ) -> Result<T, Box<dyn Any + Send>> {
         let root = with(|s| {
-            let entry: Entry = Box::new(move || Box::new(main()) as Box<dyn Any>);
+            let entry: Box<dyn FnOnce() -> Box<dyn Any> + 'a> =
+                Box::new(move || Box::new(main()) as Box<dyn Any>);
+            // SAFETY: the task table wants `'static` functions; the root's
+            // may borrow for `'a`. It is run or dropped before this
+            // function returns (the run ends here: `self`, the scheduler
+            // with its tasks, is dropped at the end of this call, within
+            // `'a`), or, after a panic escaped the loop, leaked by
+            // `Runtime::drop` without ever running again. Same layout:
+            // only the trait object's lifetime bound changes.
+            let entry: Entry = unsafe {
+                core::mem::transmute::<Box<dyn FnOnce() -> Box<dyn Any> + 'a>, Entry>(entry)
+            };
             let t = s.alloc_slot(None, Location::caller(), entry);
             s.enqueue(t);
             s.root = Some(t);
