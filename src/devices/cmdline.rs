@@ -196,6 +196,21 @@ pub(crate) fn parse(args: &[String]) -> Result<CmdLine, CmdLineError> {
                      separated by colons, e.g. --net-mac:{name}=02:00:00:00:00:01"
                 ),
             })?;
+            if mac[0] & 1 == 1 || mac == [0; 6] {
+                return Err(CmdLineError::Malformed {
+                    arg: arg.clone(),
+                    reason: format!(
+                        "`{}` cannot be a device's own address: {}; give a unicast address, \
+                         e.g. --net-mac:{name}=02:00:00:00:00:01",
+                        mac_text(mac),
+                        if mac == [0; 6] {
+                            "it is all zeroes"
+                        } else {
+                            "its first byte is odd, which makes it a multicast (or broadcast) address"
+                        }
+                    ),
+                });
+            }
             remember(&mut macs, name, arg)?;
             cl.net_macs.push((name.to_owned(), mac));
         } else if let Some(body) = arg.strip_prefix("--block:") {
@@ -315,6 +330,13 @@ fn remember(seen: &mut Vec<(String, String)>, name: &str, arg: &str) -> Result<(
     }
     seen.push((name.to_owned(), arg.to_owned()));
     Ok(())
+}
+
+fn mac_text(m: [u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
 }
 
 /// Parses `aa:bb:cc:dd:ee:ff` (hexadecimal, either case).
@@ -612,5 +634,24 @@ mod tests {
     fn error_trait() {
         let e: Box<dyn std::error::Error> = Box::new(parse(&args(&["x"])).unwrap_err());
         assert!(e.to_string().contains("`x`"));
+    }
+
+    #[test]
+    fn a_multicast_broadcast_or_zero_mac_is_refused() {
+        for mac in [
+            "ff:ff:ff:ff:ff:ff",
+            "01:00:5e:00:00:01",
+            "03:00:00:00:00:01",
+            "00:00:00:00:00:00",
+        ] {
+            let e = err(&[&format!("--net-mac:service={mac}")]);
+            assert!(e.contains("cannot be a device's own address"), "{mac}: {e}");
+        }
+        let ok = parse(&args(&[
+            "--net:service=tap0",
+            "--net-mac:service=02:00:00:00:00:01",
+        ]))
+        .unwrap();
+        assert_eq!(ok.net_mac("service"), Some([2, 0, 0, 0, 0, 1]));
     }
 }

@@ -249,8 +249,12 @@ impl StackPool {
         let len = per * CHUNK;
         let start = mem::map_region(len).unwrap_or_else(|e| {
             crate::fiber::fatal(&format!(
-                "mkernel: cannot map {len} bytes for task stacks: {e} \
-                 (lower Builder::stack_size or the number of live tasks)"
+                "mkernel: out of memory for task stacks: {len} bytes for {CHUNK} more stacks \
+                 of {} KiB each ({} in use): {e}; lower Builder::stack_size (now {} KiB) or \
+                 the number of live tasks",
+                self.size / 1024,
+                self.in_use,
+                self.size / 1024
             ))
         });
         self.regions.push((start, len));

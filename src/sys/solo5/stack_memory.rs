@@ -18,7 +18,7 @@ pub(crate) fn map_region(len: usize) -> io::Result<usize> {
     if p.is_null() {
         return Err(io::Error::new(
             io::ErrorKind::OutOfMemory,
-            "out of memory (give the unikernel more with the tender's --mem=MB)",
+            "the unikernel's heap is exhausted (give it more memory with the tender's --mem=MB, e.g. solo5-spt --mem=512)",
         ));
     }
     Ok(p as usize)
