@@ -1,30 +1,13 @@
 //! The examples, run as processes: their output and their errors.
 
+#[path = "solo5_util/mod.rs"]
+mod util;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-/// The example's binary, built (by cargo, once per test process) so that a
-/// filtered `cargo test --test examples` does not run stale binaries.
 fn example(name: &str) -> PathBuf {
-    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let mut built = BUILT.lock().unwrap();
-    if !built.iter().any(|b| b == name) {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args(["build", "--quiet", "--example", name])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(st.success(), "cargo build --example {name} failed");
-        built.push(name.to_string());
-    }
-    // target/<profile>/deps/<this test> -> target/<profile>/examples/<name>
-    let mut p = std::env::current_exe().unwrap();
-    p.pop();
-    p.pop();
-    p.push("examples");
-    p.push(name);
-    p
+    util::example_binary(name)
 }
 
 fn run(name: &str, args: &[&str]) -> Output {

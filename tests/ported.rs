@@ -26,28 +26,8 @@ use std::process::Command;
 use std::time::Duration;
 use util::Target::Spt;
 
-/// The example's binary, built by cargo (once per test process), as in
-/// `tests/examples.rs`.
 fn example(name: &str) -> PathBuf {
-    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let mut built = BUILT.lock().unwrap();
-    if !built.iter().any(|b| b == name) {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args(["build", "--quiet", "--example", name])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(st.success(), "cargo build --example {name} failed");
-        built.push(name.to_string());
-    }
-    // target/<profile>/deps/<this test> -> target/<profile>/examples/<name>
-    let mut p = std::env::current_exe().unwrap();
-    p.pop();
-    p.pop();
-    p.push("examples");
-    p.push(name);
-    p
+    util::example_binary(name)
 }
 
 fn expected(name: &str) -> String {

@@ -190,25 +190,28 @@ fn malformed_frames() {
         );
 }
 
-/// Hostile HTTP clients against the httpd example's connection handler.
-#[test]
-fn httpd_bad_requests() {
-    let dir = std::env::temp_dir().join(format!("mkt-bad-{}", std::process::id()));
+/// A directory with a ustar image `site.img` of one file `name`.
+fn site_image(tag: &str, name: &str, data: &[u8]) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("mkt-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("site")).unwrap();
-    std::fs::write(dir.join("site/index.html"), b"hi\n").unwrap();
+    std::fs::write(dir.join("site").join(name), data).unwrap();
     let img = dir.join("site.img");
     let ok = std::process::Command::new("tar")
         .args(["--format=ustar", "-cf"])
         .arg(&img)
         .arg("-C")
         .arg(dir.join("site"))
-        .arg(".")
+        .arg(name)
         .status()
         .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("skipping: tar --format=ustar failed");
-        return;
-    }
+    assert!(ok, "tar --format=ustar -cf {}", img.display());
+    (dir, img)
+}
+
+/// Hostile HTTP clients against the httpd example's connection handler.
+#[test]
+fn httpd_bad_requests() {
+    let (dir, img) = site_image("bad", "index.html", b"hi\n");
     let (a, b) = link::pair(Faults::default());
     mkernel::Builder::new()
         .net_link("a", a)
@@ -305,19 +308,7 @@ fn httpd_bad_requests() {
 
 #[test]
 fn httpd_refuses_a_truncated_site_image() {
-    let dir = std::env::temp_dir().join(format!("mkt-trunc-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("site")).unwrap();
-    std::fs::write(dir.join("site/big.bin"), vec![b'x'; 3000]).unwrap();
-    let img = dir.join("site.img");
-    let ok = std::process::Command::new("tar")
-        .args(["--format=ustar", "-cf"])
-        .arg(&img)
-        .arg("-C")
-        .arg(dir.join("site"))
-        .arg("big.bin")
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "tar --format=ustar");
+    let (dir, img) = site_image("trunc", "big.bin", &[b'x'; 3000]);
     // The header and 1,536 of the file's 3,000 bytes: cut short.
     let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
     f.set_len(2048).unwrap();

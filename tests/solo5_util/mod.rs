@@ -56,6 +56,30 @@ pub fn solo5_root() -> PathBuf {
     PathBuf::from(cargo_mkernel(&["solo5"]).trim())
 }
 
+/// The example's binary, built (by cargo, once per test process) so that a
+/// filtered `cargo test --test examples` does not run stale binaries.
+pub fn example_binary(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap();
+    if !built.iter().any(|b| b == name) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo)
+            .args(["build", "--quiet", "--example", name])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(st.success(), "cargo build --example {name} failed");
+        built.push(name.to_string());
+    }
+    // target/<profile>/deps/<this test> -> target/<profile>/examples/<name>
+    let mut p = std::env::current_exe().unwrap();
+    p.pop();
+    p.pop();
+    p.push("examples");
+    p.push(name);
+    p
+}
+
 /// Runs `cmd`, killing it after `limit` (then panics).
 pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Output {
     let mut child = cmd
