@@ -92,15 +92,7 @@ impl Runner {
                 s.push('\n');
             }
         });
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = solo5_util::line_reader(out);
         Runner {
             child,
             lines,

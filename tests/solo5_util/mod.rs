@@ -577,6 +577,21 @@ pub fn solo5_tasks_matches_hosted(target: Target) {
     assert_same_output(target, "solo5_tasks", &app, &hosted);
 }
 
+/// The lines of `out`, read on a thread of their own (so that a reader can
+/// wait for one with a time limit).
+pub fn line_reader(out: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
 /// A server running in its own process group (cargo, cargo-mkernel and
 /// QEMU), killed as a whole when dropped.
 pub struct Server {
@@ -597,16 +612,7 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = line_reader(child.stdout.take().unwrap());
         Server {
             child,
             lines,
