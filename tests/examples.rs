@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+mod random_util;
+
 /// The example's binary, built (by cargo, once per test process) so that a
 /// filtered `cargo test --test examples` does not run stale binaries.
 fn example(name: &str) -> PathBuf {
@@ -237,4 +239,18 @@ fn the_demo_verifies_itself() {
         out.contains("cargo mkernel run --target spt --example httpd"),
         "{out}"
     );
+}
+
+/// `examples/random`: `mkernel::fill_random` (`getrandom(2)` hosted) and
+/// the `getrandom` crate give well-formed, fresh bytes on each run.
+#[test]
+fn random_prints_different_bytes_each_run() {
+    let runs: Vec<Vec<String>> = (0..2)
+        .map(|_| {
+            let o = run("random", &[]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            random_util::parse(&stdout(&o))
+        })
+        .collect();
+    random_util::assert_differ(&runs[0], &runs[1]);
 }

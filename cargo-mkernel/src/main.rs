@@ -30,11 +30,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub type Result<T> = std::result::Result<T, String>;
 
 /// Shorthand for an error result.
+///
+/// # Errors
+///
+/// Always: `msg`.
 pub fn fail<T>(msg: impl Into<String>) -> Result<T> {
     Err(msg.into())
 }
 
 /// The `cargo` to call back (cargo sets `CARGO` for subcommands).
+#[must_use]
 pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
