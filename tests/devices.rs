@@ -415,3 +415,90 @@ fn a_map_function_may_borrow_from_the_caller() {
     let got = mkernel::run(mkernel::map((), |()| greeting.len()), |n| n);
     assert_eq!(got, 5);
 }
+
+/// `Net::write_into` (mkernel's `Net.write_into`): the frame is filled in
+/// a buffer of the device, the same one every time (no allocation per
+/// frame), and what arrives is exactly what the closure filled; sizes are
+/// checked as by `write`.
+#[test]
+fn write_into_fills_the_devices_own_buffer_in_place() {
+    use mkernel::net::NetErrorKind;
+    let (a, b) = link::pair(link::Faults::default());
+    mkernel::Builder::new()
+        .net_link("a", a)
+        .net_link("b", b)
+        .run(
+            (mkernel::net("a"), mkernel::net("b")),
+            |((a, acfg), (b, bcfg))| {
+                let max = acfg.mtu + 14;
+                let mut seen = Vec::new();
+                for (i, len) in [60usize, 1514, 100].into_iter().enumerate() {
+                    a.write_into(max, |buf| {
+                        assert_eq!(buf.len(), max);
+                        seen.push(buf.as_ptr() as usize);
+                        buf[..6].copy_from_slice(&bcfg.mac);
+                        buf[6..12].copy_from_slice(&acfg.mac);
+                        buf[12..14].copy_from_slice(&[0x88, 0xb5]);
+                        for (j, x) in buf[14..len].iter_mut().enumerate() {
+                            *x = (i + j) as u8;
+                        }
+                        len
+                    })
+                    .unwrap();
+                    let mut frame = vec![0u8; max];
+                    let n = b.read(&mut frame).unwrap();
+                    assert_eq!(n, len);
+                    assert_eq!(&frame[..6], &bcfg.mac);
+                    assert!(
+                        frame[14..n]
+                            .iter()
+                            .enumerate()
+                            .all(|(j, &x)| x == (i + j) as u8),
+                        "frame {i}"
+                    );
+                }
+                // A shorter buffer is asked for: still the same memory.
+                a.write_into(64, |buf| {
+                    assert_eq!(buf.len(), 64);
+                    seen.push(buf.as_ptr() as usize);
+                    buf[..6].copy_from_slice(&bcfg.mac);
+                    64
+                })
+                .unwrap();
+                assert_eq!(b.read(&mut [0u8; 1514]).unwrap(), 64);
+                assert!(seen.iter().all(|&p| p == seen[0]), "{seen:x?}");
+
+                // Too long a buffer: refused, the closure never runs.
+                let e = a
+                    .write_into(max + 1, |_| unreachable!("not called"))
+                    .unwrap_err();
+                assert_eq!(e.kind(), NetErrorKind::TooLong);
+                // A frame shorter than a header, or longer than the buffer.
+                let e = a.write_into(max, |_| 13).unwrap_err();
+                assert_eq!(e.kind(), NetErrorKind::TooShort);
+                let e = a.write_into(20, |_| 21).unwrap_err();
+                assert_eq!(e.kind(), NetErrorKind::TooLong);
+                // Nothing of those was sent.
+                assert_eq!(b.try_read(&mut [0u8; 1514]).unwrap(), None);
+
+                // A closure may write on the same device.
+                a.write_into(60, |outer| {
+                    a.write_into(60, |inner| {
+                        inner[..6].copy_from_slice(&bcfg.mac);
+                        inner[14] = 1;
+                        60
+                    })
+                    .unwrap();
+                    outer[..6].copy_from_slice(&bcfg.mac);
+                    outer[14] = 2;
+                    60
+                })
+                .unwrap();
+                let mut f = [0u8; 1514];
+                b.read(&mut f).unwrap();
+                assert_eq!(f[14], 1);
+                b.read(&mut f).unwrap();
+                assert_eq!(f[14], 2);
+            },
+        );
+}

@@ -6,6 +6,10 @@ mod util;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+mod random_util;
+
+/// The example's binary, built (by cargo, once per test process) so that a
+/// filtered `cargo test --test examples` does not run stale binaries.
 fn example(name: &str) -> PathBuf {
     util::example_binary(name)
 }
@@ -154,11 +158,57 @@ fn unknown_arguments_and_double_mappings_are_refused() {
 }
 
 #[test]
-fn a_program_without_devices_ignores_the_command_line() {
-    // Test harness arguments are harmless to run((), ..).
-    let o = run("hello", &["--verbose", "--net:x=y"]);
-    assert!(o.status.success());
+fn a_program_without_devices_ignores_other_arguments() {
+    // Test harness arguments are harmless to run((), ..), and so is
+    // anything after `--`, device flags included.
+    let o = run("hello", &["--verbose", "--nocapture", "--", "--net:x=y"]);
+    assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "Hello World!\n");
+}
+
+/// A device flag before `--` maps a device, and a program that declares
+/// none is refused as the Solo5 tenders refuse a device the manifest lacks.
+#[test]
+fn a_program_without_devices_refuses_device_flags() {
+    for (example, args, kind, name) in [
+        ("schedule", &["--block:x=a.img"][..], "block", "x"),
+        ("hello", &["--verbose", "--net:x=tap0"][..], "net", "x"),
+        (
+            "hello",
+            &["--block:disk=f", "--", "app"][..],
+            "block",
+            "disk",
+        ),
+    ] {
+        let o = run(example, args);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{example} {args:?}: {e}");
+        assert!(
+            e.contains(&format!(
+                "a {kind} device \"{name}\" is mapped, but the program declares no such \
+                 device (it declares: none)"
+            )),
+            "{example} {args:?}: {e}"
+        );
+        assert!(o.stdout.is_empty(), "{example} {args:?}: main ran");
+    }
+    // A malformed device flag is an error too, naming it.
+    let o = run("hello", &["--net:x"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("`--net:x`: missing `=IFACE`"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn solo5_options_are_ignored_at_the_start_of_the_app_args() {
+    // `solo5-spt app.spt --solo5:quiet a b` gives the unikernel `a b`.
+    let o = run("cmdline", &["--", "--solo5:quiet", "a", "b"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o2 = run("cmdline", &["--", "a", "b"]);
+    assert_eq!(stdout(&o), stdout(&o2));
 }
 
 #[test]
@@ -198,4 +248,18 @@ fn warnings_reach_stderr_through_the_console_logger() {
         stderr(&quiet)
     );
     std::fs::remove_file(img).unwrap();
+}
+
+/// `examples/random`: `mkernel::fill_random` (`getrandom(2)` hosted) and
+/// the `getrandom` crate give well-formed, fresh bytes on each run.
+#[test]
+fn random_prints_different_bytes_each_run() {
+    let runs: Vec<Vec<String>> = (0..2)
+        .map(|_| {
+            let o = run("random", &[]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            random_util::parse(&stdout(&o))
+        })
+        .collect();
+    random_util::assert_differ(&runs[0], &runs[1]);
 }

@@ -30,11 +30,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub type Result<T> = std::result::Result<T, String>;
 
 /// Shorthand for an error result.
+///
+/// # Errors
+///
+/// Always: `msg`.
 pub fn fail<T>(msg: impl Into<String>) -> Result<T> {
     Err(msg.into())
 }
 
 /// The `cargo` to call back (cargo sets `CARGO` for subcommands).
+#[must_use]
 pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
@@ -190,14 +195,19 @@ fn main() {
         app_args = args.split_off(i + 1);
         args.pop();
     }
-    let (tender_opts, args): (Vec<String>, Vec<String>) = args.into_iter().partition(|a| {
-        a.starts_with("--net:") || a.starts_with("--block:") || a.starts_with("--mem=")
-    });
+    let (tender_opts, args): (Vec<String>, Vec<String>) =
+        args.into_iter().partition(|a| is_tender_opt(a));
     let cli = Cli::parse_from(args);
     let is_run = matches!(cli.cmd, Cmd::Run { .. });
     if !is_run && (!tender_opts.is_empty() || !app_args.is_empty()) {
         eprintln!("cargo mkernel: tender options and `-- ARGS` are only for `cargo mkernel run`");
         std::process::exit(2);
+    }
+    if let Cmd::Run { target, .. } = &cli.cmd
+        && let Err(msg) = check_tender_opts(*target, &tender_opts)
+    {
+        eprintln!("error: {msg}");
+        std::process::exit(1);
     }
     match real_main(cli.cmd, tender_opts, app_args) {
         Ok(code) => std::process::exit(code),
@@ -206,6 +216,54 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// Whether `a` is an option for the tender (or one that mkernel's hosted
+/// command line takes there), not for `cargo mkernel` itself.
+fn is_tender_opt(a: &str) -> bool {
+    [
+        "--net:",
+        "--net-mac:",
+        "--block:",
+        "--block-sector-size:",
+        "--mem=",
+        "--solo5:",
+    ]
+    .iter()
+    .any(|p| a.starts_with(p))
+}
+
+/// Refuses, before building anything, the options that a hosted mkernel
+/// program takes but `target`'s tender does not (it would say only
+/// "Invalid option"); see the README's table of flags per target.
+fn check_tender_opts(target: Target, opts: &[String]) -> Result<()> {
+    for o in opts {
+        if o.starts_with("--block-sector-size:") {
+            return fail(format!(
+                "`{o}`: the Solo5 {t} target has no sector-size option (Solo5's tenders \
+                 give every block device 512-byte sectors); `--block-sector-size:NAME=N` \
+                 exists only for a hosted mkernel program. Drop it for --target {t} \
+                 (see the README's table of flags per target)",
+                t = target.name()
+            ));
+        }
+        if o.starts_with("--net-mac:") && matches!(target, Target::Virtio) {
+            return fail(format!(
+                "`{o}`: the Solo5 virtio target takes no MAC address option (QEMU picks \
+                 the guest's); `--net-mac:NAME=HWADDR` is for spt, hvt and hosted \
+                 programs (see the README's table of flags per target)"
+            ));
+        }
+        if o.starts_with("--solo5:") {
+            return fail(format!(
+                "`{o}` is an option of the Solo5 bindings inside the unikernel, not of \
+                 the {t} tender: put it first after `--` (`cargo mkernel run --target {t} \
+                 ... -- {o} ARGS`); a hosted program ignores it there too",
+                t = target.name()
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn real_main(cmd: Cmd, tender_opts: Vec<String>, app_args: Vec<String>) -> Result<i32> {
@@ -408,6 +466,31 @@ fn manifest(sel: &Selection) -> Result<String> {
             "{} printed a manifest but did not exit 0 with MKERNEL_MANIFEST=1",
             exe.display()
         )),
+        (None, Some(s)) if !s.success() => {
+            let name = exe.file_name().map_or_else(
+                || exe.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            let how = match s.code() {
+                Some(n) => format!("with status {n}"),
+                None => format!("({s})"),
+            };
+            fail(format!(
+                "{name} exited {how} before printing its manifest (run as \
+                 `MKERNEL_MANIFEST=1 {exe}`, with no arguments): it probably parses its \
+                 command line before mkernel::run. Parse mkernel::args() inside the main \
+                 function given to mkernel::run instead (it is also the portable way: \
+                 std::env::args() differs between hosted and Solo5; see the docs of \
+                 mkernel::args), or skip parsing when MKERNEL_MANIFEST=1 is set.\n\
+                 Its stderr:\n{stderr}",
+                exe = exe.display(),
+                stderr = if out.stderr.is_empty() {
+                    "(empty)".into()
+                } else {
+                    String::from_utf8_lossy(&out.stderr)
+                }
+            ))
+        }
         (None, status) => {
             let how = match status {
                 None => "it was still running after 20 s and was killed".to_string(),

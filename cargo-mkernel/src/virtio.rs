@@ -97,21 +97,25 @@ impl Drop for Forward {
 /// dies (even by SIGKILL, which cannot be caught and passed on).
 fn die_with_parent(cmd: &mut Command) {
     let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
-    // SAFETY: the closure runs in the child between fork and exec, and
-    // calls only async-signal-safe functions (prctl, getppid), allocating
+    let hook = move || {
+        // SAFETY: prctl(PR_SET_PDEATHSIG) takes integers only and touches
+        // no memory of ours.
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // The parent died before prctl: nobody would kill the child.
+        // SAFETY: getppid has no preconditions.
+        if unsafe { libc::getppid() } != parent {
+            return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        Ok(())
+    };
+    // SAFETY: the hook runs in the child between fork and exec, and calls
+    // only async-signal-safe functions (prctl, getppid), allocating
     // nothing. PR_SET_PDEATHSIG applies to the thread that forks: this is
     // the main thread, which lives as long as the process.
     unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The parent died before prctl: nobody would kill the child.
-            if libc::getppid() != parent {
-                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
+        cmd.pre_exec(hook);
     }
 }
 

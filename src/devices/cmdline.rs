@@ -20,6 +20,16 @@
 //! name). Without `--`, the application gets no arguments. Device names are
 //! those of the Solo5 manifest: 1 to 67 ASCII letters or digits.
 //!
+//! The Solo5 bindings' own options, `--solo5:quiet` and `--solo5:debug`,
+//! which a unikernel takes at the start of its command line (after the
+//! image: `solo5-spt app.spt --solo5:quiet ARGS`) and never passes on, are
+//! accepted and ignored at the start of the application's arguments
+//! (`./app -- --solo5:quiet ARGS`), so that one command line fits both.
+//!
+//! A program that declares no devices gets only its device flags checked
+//! (any of them maps a device it does not declare); its other arguments
+//! before `--` (a test harness's) are left alone.
+//!
 //! [`parse`] only checks the syntax and the consistency of the command line
 //! itself; whether the program declares the devices it names is checked by
 //! the device layer, which knows the device list.
@@ -169,6 +179,30 @@ impl fmt::Display for CmdLineError {
 
 impl std::error::Error for CmdLineError {}
 
+/// The prefixes of the device flags (the forms of [`parse`]).
+const DEVICE_FLAGS: [&str; 4] = ["--net:", "--net-mac:", "--block:", "--block-sector-size:"];
+
+/// Whether `arg` is a device flag (well formed or not): `--net:..`,
+/// `--net-mac:..`, `--block:..`, `--block-sector-size:..`.
+pub(crate) fn is_device_flag(arg: &str) -> bool {
+    DEVICE_FLAGS.iter().any(|p| arg.starts_with(p))
+}
+
+/// The options of the Solo5 bindings, which they take off the start of a
+/// unikernel's command line (`bindings/cmdline.c`).
+const SOLO5_OPTIONS: [&str; 2] = ["--solo5:quiet", "--solo5:debug"];
+
+/// The application's arguments without the Solo5 bindings' options at their
+/// start, as a unikernel gets them (the bindings strip them there).
+pub(crate) fn without_solo5_options(mut args: Vec<String>) -> Vec<String> {
+    let n = args
+        .iter()
+        .take_while(|a| SOLO5_OPTIONS.contains(&a.as_str()))
+        .count();
+    args.drain(..n);
+    args
+}
+
 /// Parses the hosted command line `args` (WITHOUT the program name).
 ///
 /// See the [module documentation](self) for the syntax.
@@ -254,7 +288,7 @@ pub(crate) fn parse(args: &[String]) -> Result<CmdLine, CmdLineError> {
             return Err(CmdLineError::NotADeviceFlag { arg: arg.clone() });
         }
     }
-    cl.app_args = rest.cloned().collect();
+    cl.app_args = without_solo5_options(rest.cloned().collect());
 
     // Options for devices must go with a mapping of that device, of the
     // right kind.
@@ -425,6 +459,48 @@ mod tests {
         let cl = parse(&args(&["--", "a", "b"])).unwrap();
         assert_eq!(cl.app_args, args(&["a", "b"]));
         assert!(cl.nets.is_empty() && cl.blocks.is_empty());
+    }
+
+    #[test]
+    fn solo5_options_at_the_start_of_the_app_args_are_ignored() {
+        let cl = parse(&args(&[
+            "--",
+            "--solo5:quiet",
+            "--solo5:debug",
+            "a",
+            "--solo5:quiet",
+        ]))
+        .unwrap();
+        assert_eq!(cl.app_args, args(&["a", "--solo5:quiet"]));
+        let cl = parse(&args(&["--block:d=x", "--", "--solo5:quiet"])).unwrap();
+        assert!(cl.app_args.is_empty());
+        // Before `--` they are not device flags (a tender rejects them there).
+        assert!(matches!(
+            parse(&args(&["--solo5:quiet"])),
+            Err(CmdLineError::NotADeviceFlag { .. })
+        ));
+    }
+
+    #[test]
+    fn device_flags_are_recognised() {
+        for a in [
+            "--net:x=t",
+            "--net-mac:x",
+            "--block:",
+            "--block-sector-size:d=512",
+        ] {
+            assert!(is_device_flag(a), "{a}");
+        }
+        for a in [
+            "--net=t",
+            "--verbose",
+            "--block",
+            "--nocapture",
+            "x",
+            "--solo5:quiet",
+        ] {
+            assert!(!is_device_flag(a), "{a}");
+        }
     }
 
     #[test]

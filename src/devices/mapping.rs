@@ -138,8 +138,9 @@ impl Drop for ArgsGuard {
 
 impl Acquire {
     /// Decides where devices come from. `declared` is the program's device
-    /// list; the command line is parsed only when it is not empty and no
-    /// mapping was given.
+    /// list; without a mapping given to the `Builder`, the hosted command
+    /// line is parsed (only its device flags when the list is empty: any
+    /// of them maps an undeclared device).
     pub(crate) fn new(
         declared: &[Declared],
         mut given: Given,
@@ -150,10 +151,28 @@ impl Acquire {
             let src = Source::Given(given);
             check_unused(&src, declared)?;
             src
-        } else if declared.is_empty() {
-            Source::None
         } else if sys::TENDER_MAPS_DEVICES {
-            Source::Tender
+            // The tender checked the command line against the manifest.
+            if declared.is_empty() {
+                Source::None
+            } else {
+                Source::Tender
+            }
+        } else if declared.is_empty() {
+            // A program without devices may get other arguments (a test
+            // harness's), but a device flag before `--` is checked as the
+            // Solo5 tenders check it against the manifest: it maps a
+            // device that the program does not declare.
+            let argv: Vec<String> = std::env::args()
+                .skip(1)
+                .take_while(|a| a != "--")
+                .filter(|a| cmdline::is_device_flag(a))
+                .collect();
+            let cl = cmdline::parse(&argv).map_err(|e| {
+                DeviceError::new(DeviceErrorKind::CommandLine, format!("mkernel: {e}"))
+            })?;
+            check_unused(&Source::CmdLine(cl), declared)?;
+            Source::None
         } else {
             let argv: Vec<String> = std::env::args().skip(1).collect();
             let cl = cmdline::parse(&argv).map_err(|e| {

@@ -38,14 +38,46 @@ use mapping::{Acquire, Declared, Kind};
 
 /// The application's own arguments: what follows `--` on a hosted command
 /// line (without a program name), the unikernel's command line on Solo5,
-/// or what [`Builder::args`](crate::Builder::args) gave.
+/// or what [`Builder::args`](crate::Builder::args) gave. The Solo5
+/// bindings' options (`--solo5:quiet`, `--solo5:debug`) at their start are
+/// not part of them, on either platform.
+///
+/// This is the portable way to read a program's arguments.
+/// [`std::env::args()`] is not the same on both platforms: hosted it is the
+/// whole command line of the process (its name, the device flags, `--`,
+/// then the application's arguments), while in a Solo5 unikernel it is the
+/// image's name followed by the unikernel's command line (what the tender
+/// got after the image, the Solo5 options taken off):
+///
+/// | command line | `std::env::args()` (after the program name) | `mkernel::args()` |
+/// |---|---|---|
+/// | `./app --net:service=tap0 -- -v file` | `--net:service=tap0 -- -v file` | `-v file` |
+/// | `solo5-spt --net:service=tap0 app.spt -v file` | `-v file` | `-v file` |
+///
+/// So parse `mkernel::args()` (for instance with clap's
+/// `Parser::parse_from`, giving it a program name first) inside the main
+/// function of [`run`](crate::run), not `std::env::args()` before it: that
+/// one is also run by `cargo mkernel` with `MKERNEL_MANIFEST=1` and no
+/// arguments to get the manifest, and a parser that requires a flag stops
+/// the program there.
 ///
 /// ```
-/// // In a test binary there is usually no `--`: no arguments.
-/// let _args: Vec<String> = mkernel::args();
+/// // ./app --net:service=tap0 -- --verbose file    (hosted)
+/// // solo5-spt --net:service=tap0 app.spt --verbose file   (Solo5)
+/// mkernel::run((), |()| {
+///     let args = mkernel::args(); // ["--verbose", "file"] on both
+///     let verbose = args.iter().any(|a| a == "--verbose");
+///     let _ = verbose;
+/// });
+/// // With a Builder, the arguments are given:
+/// let n = mkernel::Builder::new()
+///     .args(["a", "b"])
+///     .run((), |()| mkernel::args().len());
+/// assert_eq!(n, 2);
 /// ```
+#[must_use]
 pub fn args() -> Vec<String> {
-    mapping::app_args().unwrap_or_else(sys::env_app_args)
+    mapping::app_args().unwrap_or_else(|| cmdline::without_solo5_options(sys::env_app_args()))
 }
 
 /// A device argument: the TCP/IP stack on net device `name`, configured

@@ -4,6 +4,7 @@ use super::link::{LinkEnd, LinkError};
 use crate::fiber::{self, Syscall, suspend};
 use crate::reactor::{self, NetSource, NetWait, Timer};
 use crate::sys::{self, clock};
+use core::cell::RefCell;
 use core::fmt;
 use std::io;
 use std::rc::Rc;
@@ -156,6 +157,9 @@ pub(crate) struct NetDevice {
     pub(crate) index: usize,
     pub(crate) cfg: NetCfg,
     pub(crate) backend: NetBackend,
+    /// The buffer [`Net::write_into`] lends to its closure: one per device,
+    /// of MTU + 14 bytes, allocated at the first call and reused.
+    write_buf: RefCell<Vec<u8>>,
 }
 
 impl NetDevice {
@@ -200,6 +204,48 @@ impl NetDevice {
             }
             NetBackend::Sys(d) => d.write(frame).map_err(|e| self.io_err("write", e)),
         }
+    }
+
+    pub(crate) fn write_into(
+        &self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Result<(), NetError> {
+        let max = self.cfg.mtu + 14;
+        if len > max {
+            return Err(NetError::new(
+                NetErrorKind::TooLong,
+                format!(
+                    "net device {:?}: a frame of up to {len} bytes is larger than the device allows ({max} = MTU {} + 14)",
+                    self.name, self.cfg.mtu
+                ),
+            ));
+        }
+        // Taken out of the cell while `fill` runs, so that a `fill` that
+        // writes on the same device (it may) gets a buffer of its own.
+        let mut buf = self.write_buf.take();
+        if buf.capacity() < max {
+            buf.reserve_exact(max - buf.len());
+        }
+        buf.resize(len, 0);
+        let n = fill(&mut buf[..len]);
+        let r = if n > len {
+            Err(NetError::new(
+                NetErrorKind::TooLong,
+                format!(
+                    "net device {:?}: write_into's closure says it filled {n} bytes of a {len}-byte buffer",
+                    self.name
+                ),
+            ))
+        } else {
+            self.write(&buf[..n])
+        };
+        // Keep the larger buffer if a nested call left one.
+        let mut cell = self.write_buf.borrow_mut();
+        if buf.capacity() >= cell.capacity() {
+            *cell = buf;
+        }
+        r
     }
 
     fn io_err(&self, what: &str, e: io::Error) -> NetError {
@@ -351,6 +397,58 @@ impl Net {
         self.dev.write(frame)
     }
 
+    /// Writes one frame filled in place (mkernel's `Net.write_into`): `fill`
+    /// gets a buffer of `len` bytes owned by the device, writes the frame at
+    /// its start and returns the frame's length; the first that many bytes
+    /// are written. Never suspends.
+    ///
+    /// The buffer is the device's own, allocated once (MTU + 14 bytes) and
+    /// lent to every call, so no frame is copied into a buffer of the
+    /// caller's first and none is allocated per frame. Its bytes are
+    /// whatever the previous frame left there (zeros at first): `fill`
+    /// writes every byte of the frame it returns. `fill` may write on the
+    /// same device (it then gets a buffer of its own).
+    ///
+    /// ```
+    /// use mkernel::net::link;
+    /// let (a, b) = link::pair(link::Faults::default());
+    /// let got = mkernel::Builder::new()
+    ///     .net_link("a", a)
+    ///     .net_link("b", b)
+    ///     .run((mkernel::net("a"), mkernel::net("b")), |((a, acfg), (b, bcfg))| {
+    ///         // An Ethernet header and a 46-byte payload, built in place.
+    ///         a.write_into(acfg.mtu + 14, |buf| {
+    ///             buf[..6].copy_from_slice(&bcfg.mac);
+    ///             buf[6..12].copy_from_slice(&acfg.mac);
+    ///             buf[12..14].copy_from_slice(&0x88b5u16.to_be_bytes()); // experimental
+    ///             buf[14..60].fill(0x42);
+    ///             60
+    ///         })
+    ///         .unwrap();
+    ///         let mut frame = [0u8; 1514];
+    ///         let n = b.read(&mut frame).unwrap();
+    ///         frame[..n].to_vec()
+    ///     });
+    /// assert_eq!(got.len(), 60);
+    /// assert!(got[14..].iter().all(|&x| x == 0x42));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`write`](Net::write): a [`NetError`] of kind
+    /// [`TooLong`](NetErrorKind::TooLong) (`len` is more than MTU + 14
+    /// bytes, and then `fill` is not called; or `fill` returned more than
+    /// `len`), [`TooShort`](NetErrorKind::TooShort) (`fill` returned less
+    /// than 14 bytes), [`Io`](NetErrorKind::Io) or
+    /// [`Link`](NetErrorKind::Link). The frame was not sent.
+    pub fn write_into(
+        &self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Result<(), NetError> {
+        self.dev.write_into(len, fill)
+    }
+
     /// The device's configuration.
     #[must_use]
     pub fn cfg(&self) -> NetCfg {
@@ -390,6 +488,7 @@ pub(crate) fn register(name: &str, cfg: NetCfg, backend: NetBackend) -> (Net, Ne
             index: r.net_count(),
             cfg,
             backend,
+            write_buf: RefCell::default(),
         });
         let sys_dev = match &dev.backend {
             NetBackend::Sys(d) => Some(d),

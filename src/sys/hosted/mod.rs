@@ -32,6 +32,32 @@ pub(crate) fn env_app_args() -> Vec<String> {
     std::env::args().skip_while(|a| a != "--").skip(1).collect()
 }
 
+/// Fills `buf` with random bytes from the kernel (`getrandom(2)`, which
+/// waits only until the kernel's generator is first seeded, at boot), or
+/// from `/dev/urandom` on a kernel without that system call.
+pub(crate) fn fill_random(buf: &mut [u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let rest = &mut buf[done..];
+        // SAFETY: `rest` is valid for writes of `rest.len()` bytes, and
+        // the kernel writes at most that many.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::ENOSYS) => {
+                    use std::io::Read;
+                    return std::fs::File::open("/dev/urandom")?.read_exact(rest);
+                }
+                _ => return Err(e),
+            }
+        }
+        done += n as usize;
+    }
+    Ok(())
+}
+
 /// A net device of the system: a TAP interface.
 #[derive(Debug)]
 pub(crate) struct NetDev {

@@ -763,76 +763,56 @@ pub unsafe extern "C" fn syscall(n: c_long, a1: usize, a2: usize, a3: usize) -> 
     }
 }
 
-/// Fills `buf` from the CPU's hardware generator. Without one there is no
-/// entropy source in a Solo5 unikernel: stop loudly rather than hand out
-/// predictable "random" numbers (HashMap seeds, keys).
+/// Fills `buf` from the CPU's hardware generator ([`super::random`]).
+/// Without one there is no entropy source in a Solo5 unikernel: stop
+/// loudly rather than hand out predictable "random" numbers (HashMap
+/// seeds, keys), which is what std (and the `getrandom` crate) would do
+/// with an error here.
 fn fill_random(buf: &mut [u8]) {
-    use core::arch::x86_64::{__cpuid, __cpuid_count};
-    // cpuid is available on every x86_64 CPU (a safe intrinsic).
-    let rdrand = (__cpuid(1).ecx >> 30) & 1 == 1;
-    let rdseed = (__cpuid_count(7, 0).ebx >> 18) & 1 == 1;
-    if !rdrand && !rdseed {
-        super::console_write(
-            b"mkernel: FATAL: getrandom: this CPU has neither RDRAND nor RDSEED, and a Solo5 \
-              unikernel has no other entropy source; refusing to continue without randomness\n",
-        );
+    if let Err(e) = super::random::fill(buf) {
+        super::console_write(b"mkernel: FATAL: getrandom: ");
+        super::console_write(e.to_string().as_bytes());
+        super::console_write(b"; refusing to continue without randomness\n");
         abort();
     }
-    for chunk in buf.chunks_mut(8) {
-        let v = if rdseed {
-            // SAFETY: CPUID said just above that this CPU has RDSEED.
-            unsafe { hw_rdseed() }
-        } else {
-            // SAFETY: CPUID said just above that this CPU has RDRAND (it
-            // has one of the two, and not RDSEED).
-            unsafe { hw_rdrand() }
-        };
-        chunk.copy_from_slice(&v.to_ne_bytes()[..chunk.len()]);
-    }
 }
 
-/// One 64-bit value from RDSEED, retrying while the generator reports
-/// underflow (the carry flag clear), as Intel advises.
-///
-/// (One function per instruction: a function compiled with a target
-/// feature may only run on a CPU that has that feature, and a CPU may have
-/// RDRAND without RDSEED.)
+/// `getrandom(3)`: all of `len` bytes from the CPU's generator (`flags` do
+/// not matter: it never blocks). Found by the `getrandom` crate through
+/// [`dlsym`].
 ///
 /// # Safety
-/// The CPU has RDSEED.
-#[target_feature(enable = "rdseed")]
-unsafe fn hw_rdseed() -> u64 {
-    let mut v = 0;
-    for _ in 0..1000 {
-        // Safe inside this function, which enables the feature.
-        if core::arch::x86_64::_rdseed64_step(&mut v) == 1 {
-            return v;
-        }
-        std::hint::spin_loop();
+/// C contract: `buf` is valid for writes of `len` bytes (or `len` is 0).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getrandom(buf: *mut c_void, len: usize, _flags: c_uint) -> isize {
+    if len == 0 {
+        return 0;
     }
-    generator_failed()
+    // SAFETY: `buf` is valid for writes of `len` bytes (the caller's
+    // contract), and nothing else uses it during the call.
+    let buf = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) };
+    fill_random(buf);
+    len.min(isize::MAX as usize) as isize
 }
 
-/// [`hw_rdseed`] with RDRAND.
+/// `dlsym`: nothing is loaded dynamically in a unikernel, but code written
+/// for glibc looks functions up this way before calling them (the
+/// `getrandom` crate looks up `getrandom`, and falls back to opening
+/// /dev/urandom, which a unikernel does not have). So [`getrandom`] is
+/// found; any other name is not (NULL), and such code takes its fallback.
 ///
 /// # Safety
-/// The CPU has RDRAND.
-#[target_feature(enable = "rdrand")]
-unsafe fn hw_rdrand() -> u64 {
-    let mut v = 0;
-    for _ in 0..1000 {
-        // Safe inside this function, which enables the feature.
-        if core::arch::x86_64::_rdrand64_step(&mut v) == 1 {
-            return v;
-        }
-        std::hint::spin_loop();
+/// C contract: `name` is a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlsym(_handle: *mut c_void, name: *const c_char) -> *mut c_void {
+    // SAFETY: `name` is a valid NUL-terminated string (the caller's
+    // contract), not changed during the call.
+    let name = unsafe { std::ffi::CStr::from_ptr(name) };
+    if name.to_bytes() == b"getrandom" {
+        getrandom as *mut c_void
+    } else {
+        std::ptr::null_mut()
     }
-    generator_failed()
-}
-
-fn generator_failed() -> ! {
-    super::console_write(b"mkernel: FATAL: the CPU's random generator keeps failing\n");
-    abort()
 }
 
 // --------------------------------------------------------- pthread keys

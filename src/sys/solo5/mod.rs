@@ -19,6 +19,7 @@
 // symbols std really needs.
 #[cfg(not(mkernel_solo5_no_shim))]
 mod libc;
+mod random;
 pub(crate) mod stack_memory;
 mod start;
 
@@ -43,6 +44,12 @@ pub(crate) const TENDER_MAPS_DEVICES: bool = true;
 /// The application's arguments: the unikernel's command line.
 pub(crate) fn env_app_args() -> Vec<String> {
     std::env::args().skip(1).collect()
+}
+
+/// Fills `buf` with random bytes from the CPU's generator (RDSEED, or
+/// RDRAND on a CPU without it): the only entropy source of a unikernel.
+pub(crate) fn fill_random(buf: &mut [u8]) -> io::Result<()> {
+    random::fill(buf)
 }
 
 /// The clock's beat: none on Solo5 (no threads); the scheduler reads the
