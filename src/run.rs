@@ -165,6 +165,34 @@ impl Builder {
         self
     }
 
+    /// Captures every frame net device `name` reads or writes into the
+    /// pcap file at `path` (created or truncated), as `--pcap:NAME=FILE`
+    /// does on the command line: open it with `tcpdump -r FILE` or
+    /// Wireshark. For a device mapped here (`net_link`, `net_tap`).
+    ///
+    /// ```
+    /// use mkernel::net::link;
+    /// let path = std::env::temp_dir().join(format!("mk-doc-{}.pcap", std::process::id()));
+    /// let (a, b) = link::pair(link::Faults::default());
+    /// mkernel::Builder::new()
+    ///     .net_link("a", a)
+    ///     .net_link("b", b)
+    ///     .net_pcap("a", &path)
+    ///     .run((mkernel::net("a"), mkernel::net("b")), |((a, _), _)| {
+    ///         a.write(&[0xff; 60]).unwrap();
+    ///     });
+    /// // A 24-byte pcap header, then a 16-byte record header and the frame.
+    /// assert_eq!(std::fs::metadata(&path).unwrap().len(), 24 + 16 + 60);
+    /// # std::fs::remove_file(path).unwrap();
+    /// ```
+    #[must_use]
+    pub fn net_pcap(mut self, name: &str, path: impl AsRef<Path>) -> Builder {
+        self.given
+            .pcaps
+            .push((name.to_string(), path.as_ref().to_path_buf()));
+        self
+    }
+
     /// Maps block device `name` to the file at `path`.
     pub fn block_file(mut self, name: &str, path: impl AsRef<Path>) -> Builder {
         self.given

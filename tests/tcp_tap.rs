@@ -235,11 +235,14 @@ fn echo_and_httpd_on_tap() {
     ns.tap("tap1", "10.78.0.1/24");
     let httpd = dir.join("httpd");
     let block = format!("--block:site={}", img.display());
+    let capture = tmp.join("httpd.pcap");
+    let pcap = format!("--pcap={}", capture.display());
     ns.start(
         &[
             httpd.to_str().unwrap(),
             "--net:service=tap1",
             &block,
+            &pcap,
             "--",
             "--ipv4=10.78.0.2/24",
         ],
@@ -291,6 +294,25 @@ fn echo_and_httpd_on_tap() {
         code("http://10.78.0.2/../etc/passwd", &["--path-as-is"]),
         "400"
     );
+    // The capture (`--pcap`) opens with tcpdump and shows the exchange:
+    // the client's SYN, its request and the response.
+    let dump = Command::new("tcpdump")
+        .args(["-nn", "-A", "-r"])
+        .arg(&capture)
+        .output()
+        .expect("tcpdump (installed by scripts/setup)");
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(
+        dump.contains("10.78.0.1.") && dump.contains("> 10.78.0.2.80: Flags [S]"),
+        "the SYN to port 80"
+    );
+    assert!(dump.contains("GET /big.bin HTTP/1.1"), "the request");
+    assert!(dump.contains("HTTP/1.1 200 OK"), "the response");
     let _ = std::io::stderr().flush();
     let _ = std::fs::remove_dir_all(&tmp);
     // Still alive after all that.

@@ -13,6 +13,7 @@
 //! |---|---|
 //! | `--net:NAME=IFACE` | net device `NAME` is the TAP interface `IFACE` |
 //! | `--net-mac:NAME=HWADDR` | net device `NAME` uses the MAC `HWADDR` (`aa:bb:cc:dd:ee:ff`) instead of a random one (as `solo5-hvt`) |
+//! | `--pcap:NAME=FILE`, `--pcap=FILE` | every frame net device `NAME` (or the only one) reads or writes is appended to the pcap capture `FILE` (hosted only: `tcpdump -r FILE`, Wireshark) |
 //! | `--block:NAME=PATH` | block device `NAME` is the file (or block special file) `PATH` |
 //! | `--block-sector-size:NAME=N` | block device `NAME` has `N`-byte sectors (a power of two, at least 512; default 512) |
 //!
@@ -44,8 +45,8 @@ pub(crate) const NAME_MAX: usize = 67;
 pub(crate) const MIN_SECTOR_SIZE: usize = 512;
 
 /// The accepted forms, shown in error messages.
-const FORMS: &str = "--net:NAME=IFACE, --net-mac:NAME=HWADDR, --block:NAME=PATH, \
-                     --block-sector-size:NAME=SIZE";
+const FORMS: &str = "--net:NAME=IFACE, --net-mac:NAME=HWADDR, --pcap:NAME=FILE, --pcap=FILE, \
+                     --block:NAME=PATH, --block-sector-size:NAME=SIZE";
 
 /// A parsed command line: the device mapping and the application's arguments.
 ///
@@ -62,6 +63,9 @@ pub(crate) struct CmdLine {
     pub blocks: Vec<(String, PathBuf)>,
     /// `--block-sector-size:NAME=N`: (device name, sector size in bytes).
     pub sector_sizes: Vec<(String, usize)>,
+    /// `--pcap:NAME=FILE`: (device name, capture file); `--pcap=FILE` is
+    /// kept with an empty name (the only net device).
+    pub pcaps: Vec<(String, PathBuf)>,
     /// What follows `--`, without a program name.
     pub app_args: Vec<String>,
 }
@@ -70,6 +74,15 @@ impl CmdLine {
     /// The TAP interface mapped to net device `name`, if any.
     pub(crate) fn net(&self, name: &str) -> Option<&str> {
         lookup(&self.nets, name).map(String::as_str)
+    }
+
+    /// The capture file of net device `name` (`--pcap:NAME=FILE`, or
+    /// `--pcap=FILE` for the only net device), if any.
+    pub(crate) fn pcap(&self, name: &str) -> Option<&std::path::Path> {
+        self.pcaps
+            .iter()
+            .find(|(n, _)| n == name || n.is_empty())
+            .map(|(_, p)| p.as_path())
     }
 
     /// The MAC address given to net device `name` by `--net-mac:`, if any.
@@ -180,7 +193,14 @@ impl fmt::Display for CmdLineError {
 impl std::error::Error for CmdLineError {}
 
 /// The prefixes of the device flags (the forms of [`parse`]).
-const DEVICE_FLAGS: [&str; 4] = ["--net:", "--net-mac:", "--block:", "--block-sector-size:"];
+const DEVICE_FLAGS: [&str; 6] = [
+    "--net:",
+    "--net-mac:",
+    "--block:",
+    "--block-sector-size:",
+    "--pcap:",
+    "--pcap=",
+];
 
 /// Whether `arg` is a device flag (well formed or not): `--net:..`,
 /// `--net-mac:..`, `--block:..`, `--block-sector-size:..`.
@@ -212,6 +232,7 @@ pub(crate) fn parse(args: &[String]) -> Result<CmdLine, CmdLineError> {
     let mut mapped: Vec<(String, String)> = Vec::new();
     let mut macs: Vec<(String, String)> = Vec::new();
     let mut sizes: Vec<(String, String)> = Vec::new();
+    let mut pcaps: Vec<(String, String)> = Vec::new();
     let mut rest = args.iter();
     for arg in rest.by_ref() {
         if arg == "--" {
@@ -247,6 +268,19 @@ pub(crate) fn parse(args: &[String]) -> Result<CmdLine, CmdLineError> {
             }
             remember(&mut macs, name, arg)?;
             cl.net_macs.push((name.to_owned(), mac));
+        } else if let Some(body) = arg.strip_prefix("--pcap:") {
+            let (name, path) = split(arg, body, "FILE", "service", "service.pcap")?;
+            remember(&mut pcaps, name, arg)?;
+            cl.pcaps.push((name.to_owned(), PathBuf::from(path)));
+        } else if let Some(path) = arg.strip_prefix("--pcap=") {
+            if path.is_empty() {
+                return Err(CmdLineError::Malformed {
+                    arg: arg.clone(),
+                    reason: "expected --pcap=FILE (or --pcap:NAME=FILE)".to_string(),
+                });
+            }
+            remember(&mut pcaps, "", arg)?;
+            cl.pcaps.push((String::new(), PathBuf::from(path)));
         } else if let Some(body) = arg.strip_prefix("--block:") {
             let (name, path) = split(arg, body, "PATH", "disk", "disk.img")?;
             remember(&mut mapped, name, arg)?;
@@ -300,6 +334,20 @@ pub(crate) fn parse(args: &[String]) -> Result<CmdLine, CmdLineError> {
     for (name, arg) in &sizes {
         if cl.block(name).is_none() {
             return Err(unmapped(arg, name, "--block", "PATH"));
+        }
+    }
+    for (name, arg) in &pcaps {
+        if name.is_empty() {
+            if cl.nets.len() != 1 || pcaps.len() != 1 {
+                return Err(CmdLineError::Malformed {
+                    arg: arg.clone(),
+                    reason: "--pcap=FILE is for a program with one net device; name the \
+                             device with --pcap:NAME=FILE"
+                        .to_string(),
+                });
+            }
+        } else if cl.net(name).is_none() {
+            return Err(unmapped(arg, name, "--net", "IFACE"));
         }
     }
     Ok(cl)
@@ -508,8 +556,9 @@ mod tests {
         assert_eq!(
             err(&["--net:service=tap0", "--verbose", "--", "x"]),
             "unexpected argument `--verbose` before `--`: only device flags may come before \
-             `--` (--net:NAME=IFACE, --net-mac:NAME=HWADDR, --block:NAME=PATH, \
-             --block-sector-size:NAME=SIZE); the application's own arguments go after `--`, \
+             `--` (--net:NAME=IFACE, --net-mac:NAME=HWADDR, --pcap:NAME=FILE, --pcap=FILE, \
+             --block:NAME=PATH, --block-sector-size:NAME=SIZE); the application's own \
+             arguments go after `--`, \
              e.g. `./app --net:service=tap0 -- --verbose`"
         );
         assert!(err(&["file.txt"]).starts_with("unexpected argument `file.txt` before `--`"));
@@ -710,6 +759,20 @@ mod tests {
     fn error_trait() {
         let e: Box<dyn std::error::Error> = Box::new(parse(&args(&["x"])).unwrap_err());
         assert!(e.to_string().contains("`x`"));
+    }
+
+    #[test]
+    fn pcap_flags_name_a_mapped_net_device() {
+        let cl = parse(&args(&["--net:service=tap0", "--pcap=cap.pcap"])).unwrap();
+        assert_eq!(cl.pcap("service"), Some(std::path::Path::new("cap.pcap")));
+        let cl = parse(&args(&["--net:a=tap0", "--net:b=tap1", "--pcap:b=b.pcap"])).unwrap();
+        assert_eq!(
+            (cl.pcap("a"), cl.pcap("b")),
+            (None, Some(std::path::Path::new("b.pcap")))
+        );
+        assert!(err(&["--net:a=tap0", "--net:b=tap1", "--pcap=x.pcap"]).contains("one net device"));
+        assert!(err(&["--pcap:x=x.pcap"]).contains("no `--net:x=IFACE` maps it"));
+        assert!(is_device_flag("--pcap=f") && is_device_flag("--pcap:a=f"));
     }
 
     #[test]

@@ -94,6 +94,7 @@ pub(crate) struct Given {
     pub(crate) nets: Vec<(String, GivenNet)>,
     pub(crate) blocks: Vec<(String, PathBuf)>,
     pub(crate) sector_sizes: Vec<(String, usize)>,
+    pub(crate) pcaps: Vec<(String, PathBuf)>,
     pub(crate) args: Option<Vec<String>>,
 }
 
@@ -191,6 +192,7 @@ impl Acquire {
     }
 
     pub(crate) fn net(&mut self, name: &str) -> Result<(Net, NetCfg), DeviceError> {
+        let pcap = self.pcap(name)?;
         match &mut self.source {
             Source::None => unreachable!("a declared device implies a source"),
             Source::Given(g) => {
@@ -209,15 +211,15 @@ impl Acquire {
                             mac: end.mac(),
                             mtu: end.mtu(),
                         };
-                        Ok(net::register(name, cfg, NetBackend::Link(end)))
+                        Ok(net::register(name, cfg, NetBackend::Link(end), pcap))
                     }
-                    GivenNet::Tap(iface) => open_tap(name, &iface, None),
+                    GivenNet::Tap(iface) => open_tap(name, &iface, None, pcap),
                 }
             }
             Source::CmdLine(cl) => match cl.net(name) {
                 Some(iface) => {
                     let iface = iface.to_string();
-                    open_tap(name, &iface, cl.net_mac(name))
+                    open_tap(name, &iface, cl.net_mac(name), pcap)
                 }
                 None => Err(DeviceError::new(
                     DeviceErrorKind::NotMapped,
@@ -230,9 +232,34 @@ impl Acquire {
             Source::Tender => {
                 let dev = sys::NetDev::acquire(name)
                     .map_err(|e| open_error(format!("mkernel: net device {name:?}: {e}"), e))?;
-                Ok(register_sys_net(name, dev))
+                Ok(register_sys_net(name, dev, pcap))
             }
         }
+    }
+
+    /// The capture file asked for net device `name`, created.
+    fn pcap(&self, name: &str) -> Result<Option<net::Pcap>, DeviceError> {
+        let path = match &self.source {
+            Source::CmdLine(cl) => cl.pcap(name),
+            Source::Given(g) => g
+                .pcaps
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, p)| p.as_path()),
+            _ => None,
+        };
+        path.map(|p| {
+            net::Pcap::create(p).map_err(|e| {
+                open_error(
+                    format!(
+                        "mkernel: cannot create the capture file {} for net device {name:?}: {e}",
+                        p.display()
+                    ),
+                    e,
+                )
+            })
+        })
+        .transpose()
     }
 
     pub(crate) fn block(&mut self, name: &str) -> Result<Block, DeviceError> {
@@ -320,12 +347,12 @@ fn check_unused(src: &Source, declared: &[Declared]) -> Result<(), DeviceError> 
     Ok(())
 }
 
-fn register_sys_net(name: &str, dev: sys::NetDev) -> (Net, NetCfg) {
+fn register_sys_net(name: &str, dev: sys::NetDev, pcap: Option<net::Pcap>) -> (Net, NetCfg) {
     let cfg = NetCfg {
         mac: dev.mac(),
         mtu: dev.mtu(),
     };
-    net::register(name, cfg, NetBackend::Sys(dev))
+    net::register(name, cfg, NetBackend::Sys(dev), pcap)
 }
 
 fn make_block(name: &str, dev: sys::BlockDev) -> Block {
@@ -338,7 +365,12 @@ fn make_block(name: &str, dev: sys::BlockDev) -> Block {
     })
 }
 
-fn open_tap(name: &str, iface: &str, mac: Option<[u8; 6]>) -> Result<(Net, NetCfg), DeviceError> {
+fn open_tap(
+    name: &str,
+    iface: &str,
+    mac: Option<[u8; 6]>,
+    pcap: Option<net::Pcap>,
+) -> Result<(Net, NetCfg), DeviceError> {
     let dev = sys::NetDev::open_tap(iface, mac).map_err(|e| {
         open_error(
             format!(
@@ -348,7 +380,7 @@ fn open_tap(name: &str, iface: &str, mac: Option<[u8; 6]>) -> Result<(Net, NetCf
             e,
         )
     })?;
-    Ok(register_sys_net(name, dev))
+    Ok(register_sys_net(name, dev, pcap))
 }
 
 fn open_file(name: &str, path: PathBuf, sector_size: usize) -> Result<Block, DeviceError> {

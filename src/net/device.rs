@@ -160,16 +160,54 @@ pub(crate) struct NetDevice {
     /// The buffer [`Net::write_into`] lends to its closure: one per device,
     /// of MTU + 14 bytes, allocated at the first call and reused.
     write_buf: RefCell<Vec<u8>>,
+    /// Where every frame read or written is captured (`--pcap`), if set.
+    pcap: Option<RefCell<Pcap>>,
+}
+
+/// A pcap capture file (smoltcp writes the format), flushed after every
+/// frame so that a capture of a program that is killed stays whole.
+pub(crate) struct Pcap {
+    out: std::io::BufWriter<std::fs::File>,
+    path: std::path::PathBuf,
+}
+
+impl Pcap {
+    /// Creates (truncates) `path` and writes the pcap header (Ethernet).
+    pub(crate) fn create(path: &std::path::Path) -> io::Result<Pcap> {
+        use smoltcp::phy::{PcapLinkType, PcapSink};
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+        out.global_header(PcapLinkType::Ethernet);
+        std::io::Write::flush(&mut out)?;
+        Ok(Pcap {
+            out,
+            path: path.to_owned(),
+        })
+    }
+
+    fn frame(&mut self, frame: &[u8]) {
+        use smoltcp::phy::PcapSink;
+        let now = smoltcp::time::Instant::from_micros((clock::wall() / 1000) as i64);
+        self.out.packet(now, frame);
+        if let Err(e) = std::io::Write::flush(&mut self.out) {
+            // A capture is a debugging aid: losing it must not stop the
+            // device, but it is said.
+            log::warn!("pcap capture {}: {e}", self.path.display());
+        }
+    }
 }
 
 impl NetDevice {
     pub(crate) fn try_read(&self, buf: &mut [u8]) -> Result<Option<usize>, NetError> {
-        match &self.backend {
+        let r = match &self.backend {
             NetBackend::Link(l) => l
                 .try_recv(buf, clock::monotonic())
                 .map_err(|e| self.link_err("read", e)),
             NetBackend::Sys(d) => d.try_read(buf).map_err(|e| self.io_err("read", e)),
+        };
+        if let (Some(p), Ok(Some(n))) = (&self.pcap, &r) {
+            p.borrow_mut().frame(&buf[..*n]);
         }
+        r
     }
 
     pub(crate) fn write(&self, frame: &[u8]) -> Result<(), NetError> {
@@ -200,10 +238,13 @@ impl NetDevice {
                 l.send(frame, clock::monotonic())
                     .map_err(|e| self.link_err("write", e))?;
                 reactor::with(|r| r.link_sent());
-                Ok(())
             }
-            NetBackend::Sys(d) => d.write(frame).map_err(|e| self.io_err("write", e)),
+            NetBackend::Sys(d) => d.write(frame).map_err(|e| self.io_err("write", e))?,
         }
+        if let Some(p) = &self.pcap {
+            p.borrow_mut().frame(frame);
+        }
+        Ok(())
     }
 
     pub(crate) fn write_into(
@@ -480,7 +521,12 @@ impl Net {
 }
 
 /// Makes a `Net` for a device, registered with the run's reactor.
-pub(crate) fn register(name: &str, cfg: NetCfg, backend: NetBackend) -> (Net, NetCfg) {
+pub(crate) fn register(
+    name: &str,
+    cfg: NetCfg,
+    backend: NetBackend,
+    pcap: Option<Pcap>,
+) -> (Net, NetCfg) {
     let dev = reactor::with(|r| {
         // The index is the next one: `add_net` hands it out in order.
         let dev = Rc::new(NetDevice {
@@ -489,6 +535,7 @@ pub(crate) fn register(name: &str, cfg: NetCfg, backend: NetBackend) -> (Net, Ne
             cfg,
             backend,
             write_buf: RefCell::default(),
+            pcap: pcap.map(RefCell::new),
         });
         let sys_dev = match &dev.backend {
             NetBackend::Sys(d) => Some(d),

@@ -10,5 +10,5 @@ mod device;
 pub mod link;
 
 pub use device::{Net, NetCfg, NetError, NetErrorKind};
-pub(crate) use device::{NetBackend, register};
+pub(crate) use device::{NetBackend, Pcap, register};
 pub mod stack;
