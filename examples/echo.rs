@@ -34,7 +34,10 @@ fn serve(stack: Stack, port: u16) {
             std::process::exit(1)
         }
     };
-    println!("listening on {}", listener.local_addr());
+    println!(
+        "listening on {}",
+        listener.local_addr().expect("a listener has an address")
+    );
     let orphans = mkernel::Orphans::new();
     loop {
         // Reap the finished connections.

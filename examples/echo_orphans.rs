@@ -89,7 +89,12 @@ fn terminate(orphans: &Orphans<()>) -> (usize, usize) {
 
 fn server(stack: Stack, limit: usize) {
     let listener = TcpListener::bind(&stack, PORT).expect("bind");
-    println!("server: listening on {}", listener.local_addr());
+    println!(
+        "server: listening on {}",
+        listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    );
     let orphans = Orphans::new();
     let (mut accepted, mut reaped) = (0, 0);
     loop {
@@ -137,7 +142,7 @@ fn client(stack: &Stack, id: u64, length: usize) -> bool {
         got.update(&buf[..n]);
         rem1 = rem1.saturating_sub(n);
     }
-    flow.shutdown().expect("shutdown");
+    flow.shutdown(std::net::Shutdown::Write).expect("shutdown");
     while rem1 > 0 {
         match flow.read(&mut buf).expect("read") {
             0 => break,

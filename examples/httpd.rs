@@ -299,7 +299,7 @@ fn respond_error(s: &TcpStream, code: u16, reason: &str) -> std::io::Result<()> 
     );
     s.write_all(head.as_bytes())?;
     s.write_all(body.as_bytes())?;
-    s.shutdown()?;
+    s.shutdown(std::net::Shutdown::Write)?;
     // Lingering close: read (and drop) what the client still sends, up to
     // a bound, so that the response is not lost to a reset.
     let mut sink = [0u8; 4096];
@@ -363,7 +363,7 @@ pub fn serve_connection(site: &Site, s: TcpStream) -> std::io::Result<()> {
             }
         }
         if !keep_alive {
-            s.shutdown()?;
+            s.shutdown(std::net::Shutdown::Write)?;
             return Ok(());
         }
     }
@@ -381,7 +381,7 @@ pub fn serve(listener: TcpListener, site: Rc<Site>) {
                 // A response is a head then the body: with Nagle's
                 // algorithm its last partial segment would wait for the
                 // client's (delayed, up to 40 ms on Linux) ACK.
-                s.set_nodelay(true);
+                let _ = s.set_nodelay(true);
                 let site = site.clone();
                 mkernel::spawn_orphan(&orphans, move || {
                     let _ = serve_connection(&site, s);
@@ -407,7 +407,10 @@ fn run(stack: Stack, block: Block, port: u16) {
             std::process::exit(1)
         }
     };
-    println!("listening on {}", listener.local_addr());
+    println!(
+        "listening on {}",
+        listener.local_addr().expect("a listener has an address")
+    );
     serve(listener, site)
 }
 

@@ -32,7 +32,7 @@ fn sink(s: TcpStream) -> std::io::Result<()> {
         }
     }
     s.write_all(&total.to_le_bytes())?;
-    s.shutdown()
+    s.shutdown(std::net::Shutdown::Write)
 }
 
 fn source(s: TcpStream) -> std::io::Result<()> {
@@ -51,7 +51,7 @@ fn source(s: TcpStream) -> std::io::Result<()> {
         s.write_all(&buf[..n])?;
         left -= n as u64;
     }
-    s.shutdown()
+    s.shutdown(std::net::Shutdown::Write)
 }
 
 /// Accepts connections on `listener` forever, running `each` in a task.
@@ -80,7 +80,10 @@ fn serve(stack: Stack, port: u16) {
     };
     let sinks = bind(port);
     let sources = bind(port + 1);
-    println!("listening on {}", sinks.local_addr());
+    println!(
+        "listening on {}",
+        sinks.local_addr().expect("a listener has an address")
+    );
     let a = mkernel::spawn(move || accept_loop(sinks, sink));
     accept_loop(sources, source);
     let _ = a.join();

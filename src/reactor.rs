@@ -136,13 +136,7 @@ pub(crate) struct Timer(SyscallId);
 
 impl Timer {
     pub(crate) fn new(deadline: u64, id: SyscallId) -> Timer {
-        with(|p| {
-            p.timers.push(Reverse((deadline, id)));
-            p.live_timers.insert(id);
-            let at = timer_check_at(deadline);
-            p.next_timer_cycles = p.next_timer_cycles.min(at);
-            p.refresh_due();
-        });
+        with(|p| p.arm(deadline, id));
         Timer(id)
     }
 }
@@ -181,6 +175,16 @@ impl Drop for NetWait {
 }
 
 impl Reactor {
+    /// Signals `id` once the monotonic clock reaches `deadline`, unless the
+    /// syscall is withdrawn first ([`Timer`]'s drop, or its cancellation).
+    fn arm(&mut self, deadline: u64, id: SyscallId) {
+        self.timers.push(Reverse((deadline, id)));
+        self.live_timers.insert(id);
+        let at = timer_check_at(deadline);
+        self.next_timer_cycles = self.next_timer_cycles.min(at);
+        self.refresh_due();
+    }
+
     /// Adds a net device of the run; `sys_dev` is its system device, if it
     /// has one (the idle wait watches it). Returns its index, for
     /// [`NetWait`].
@@ -418,6 +422,16 @@ impl Events for ReactorEvents {
         let out = with(|p| select(p, block, cancelled));
         with(|p| p.refresh_due());
         out
+    }
+
+    /// The timers of timed waits (`Condition::wait_timeout`, a socket's
+    /// read timeout): withdrawn when the wait ends otherwise, through the
+    /// syscall's cancellation.
+    fn arm_timer(&mut self, after: core::time::Duration, id: SyscallId) -> bool {
+        let after = after.as_nanos().min(u64::MAX as u128) as u64;
+        let deadline = clock::monotonic().saturating_add(after);
+        with(|p| p.arm(deadline, id));
+        true
     }
 }
 

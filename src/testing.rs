@@ -102,4 +102,13 @@ impl Events for VirtualClock {
         }
         out
     }
+
+    fn arm_timer(&mut self, after: Duration, id: SyscallId) -> bool {
+        let mut inner = self.inner.borrow_mut();
+        let deadline = inner
+            .now
+            .saturating_add(after.as_nanos().min(u64::MAX as u128) as u64);
+        inner.sleepers.push(Reverse((deadline, id)));
+        true
+    }
 }

@@ -182,7 +182,7 @@ fn malformed_frames() {
                 let c = TcpStream::connect(&s2, "10.1.0.1:7".parse().unwrap()).unwrap();
                 let (s, _) = l.accept().unwrap();
                 c.write_all(b"still fine").unwrap();
-                c.shutdown().unwrap();
+                c.shutdown(std::net::Shutdown::Write).unwrap();
                 let mut got = String::new();
                 (&s).read_to_string(&mut got).unwrap();
                 assert_eq!(got, "still fine");

@@ -68,7 +68,7 @@ fn send_all(s: &TcpStream, seed: u64, len: usize) -> u64 {
         s.write_all(&buf[..n]).unwrap();
         left -= n;
     }
-    s.shutdown().unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
     h.0
 }
 
@@ -209,7 +209,7 @@ fn two_hundred_concurrent_connections() {
                     let mut data = vec![0u8; 8192];
                     Gen(i as u64 + 1).fill(&mut data);
                     c.write_all(&data).unwrap();
-                    c.shutdown().unwrap();
+                    c.shutdown(std::net::Shutdown::Write).unwrap();
                     let mut got = Vec::new();
                     std::io::Read::read_to_end(&mut &c, &mut got).unwrap();
                     assert_eq!(got, data, "connection {i}");
@@ -264,7 +264,7 @@ fn refused_and_reset() {
         drop(s);
         let mut buf = [0u8; 8];
         assert_eq!(c.read(&mut buf).unwrap(), 0); // graceful close: end of stream
-        c.shutdown().unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
         let e = c.write(b"x").unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
     });

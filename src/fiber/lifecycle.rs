@@ -119,7 +119,7 @@ pub(crate) fn cancel_task(t: TaskRef) {
                 let st = slot.state;
                 slot.state = State::Running;
                 let w = slot.worker.take().expect("a started task has its worker");
-                if let State::Suspended(Wait::Syscall(id)) = st {
+                if let State::Suspended(Wait::Syscall(id) | Wait::QueueTimed(id)) = st {
                     s.syscalls.cancel(id);
                 }
                 Step::Unwind(w)

@@ -254,10 +254,16 @@ impl Scheduler {
         }
     }
 
-    /// Wakes `t` only if it waits in a wait queue.
+    /// Wakes `t` only if it waits in a wait queue. A timed wait's timer is
+    /// withdrawn (the event source hears of it at its next `select`, before
+    /// it could signal it), so that exactly one of the two wakes the task.
     pub(crate) fn wake_queued(&mut self, t: TaskRef) -> bool {
-        match self.slot(t) {
-            Some(slot) if matches!(slot.state, State::Suspended(Wait::Queue)) => self.wake(t),
+        match self.slot(t).map(|slot| slot.state) {
+            Some(State::Suspended(Wait::Queue)) => self.wake(t),
+            Some(State::Suspended(Wait::QueueTimed(id))) => {
+                self.syscalls.cancel(id);
+                self.wake(t)
+            }
             _ => false,
         }
     }
@@ -538,6 +544,30 @@ pub(crate) fn after_op() {
     if with(|s| s.current.is_some_and(|i| !s.tasks[i as usize].cancelling) && s.count_op()) {
         yield_current();
     }
+}
+
+/// Asks the run's event source to signal `id` after `after`
+/// ([`Events::arm_timer`]); false when the source has no timers. The source
+/// is taken out of the scheduler for the call, as for `select`.
+pub(crate) fn arm_timer(after: core::time::Duration, id: SyscallId) -> bool {
+    let Some(mut events) = with(|s| s.events.take()) else {
+        return false;
+    };
+    let armed = events.arm_timer(after, id);
+    with(|s| s.events = Some(events));
+    armed
+}
+
+/// Withdraws syscall `id` (a timer armed for a wait that did not happen):
+/// the event source forgets it at its next `select`.
+pub(crate) fn withdraw_syscall(id: SyscallId) {
+    with(|s| s.syscalls.cancel(id))
+}
+
+/// After a timed wait (`Wait::QueueTimed(id)`) ended, forgets a signal of
+/// `id` that came for nobody (none should: see `wake_queued`).
+pub(crate) fn forget_syscall(id: SyscallId) {
+    with(|s| s.syscalls.forget(id))
 }
 
 /// Registers the current task as waiting for `id`; returns false when a

@@ -121,6 +121,12 @@ impl Waiting {
         self.cancelled.push(id);
     }
 
+    /// Forgets `id` altogether (a timed wait that ended).
+    pub(super) fn forget(&mut self, id: SyscallId) {
+        self.waiting.remove(&id);
+        self.early.remove(&id);
+    }
+
     /// Whether some task waits on a syscall.
     #[inline]
     pub(super) fn any_waiting(&self) -> bool {
@@ -196,6 +202,17 @@ pub trait Events {
     fn select(&mut self, block: bool, cancelled: &[SyscallId]) -> Vec<Signal>;
     /// Wakes a `select` that blocks (for sources shared with other threads).
     fn interrupt(&self) {}
+    /// Arms a timer: `select` is to return the signal of `id` once `after`
+    /// has passed on the source's clock, unless `id` is cancelled first
+    /// (listed in `cancelled`). Returns false for a source without timers
+    /// (the default), for which timed waits such as
+    /// [`Condition::wait_timeout`](crate::sync::Condition::wait_timeout)
+    /// panic. The platform's source and
+    /// [`testing::VirtualClock`](crate::testing::VirtualClock) have timers.
+    fn arm_timer(&mut self, after: core::time::Duration, id: SyscallId) -> bool {
+        let _ = (after, id);
+        false
+    }
 }
 
 /// Suspends the current task until `select` returns `syscall.signal()`.

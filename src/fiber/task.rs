@@ -79,6 +79,11 @@ pub(crate) enum Wait {
     Syscall(SyscallId),
     /// A wake-up from a [`WaitQueue`](super::wait::WaitQueue).
     Queue,
+    /// A wake-up from a [`WaitQueue`](super::wait::WaitQueue), or the
+    /// signal of this syscall (its timer, armed with
+    /// [`Events::arm_timer`](super::Events::arm_timer)), whichever comes
+    /// first.
+    QueueTimed(SyscallId),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

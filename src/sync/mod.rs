@@ -44,7 +44,7 @@ mod lazy;
 mod mutex;
 
 pub use channel::{Receiver, RecvError, SendError, Sender, channel};
-pub use condition::Condition;
+pub use condition::{Condition, WaitTimeoutResult};
 pub use ivar::Ivar;
 pub use lazy::Lazy;
 pub use mutex::{Mutex, MutexGuard};

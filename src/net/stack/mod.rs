@@ -48,7 +48,7 @@ mod tcp;
 mod udp;
 
 pub use smoltcp::wire::Ipv4Cidr;
-pub use tcp::{TcpListener, TcpStream};
+pub use tcp::{Incoming, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 
 use crate::fiber::{self, Syscall, SyscallId, WaitQueue, spawn_daemon, suspend};
@@ -88,6 +88,14 @@ pub const DEFAULT_SYN_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 /// answers well within it, so this bounds how long a vanished peer is
 /// retransmitted to. Per stream: [`TcpStream::set_peer_timeout`].
 pub const DEFAULT_PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long [`TcpStream::connect`] waits for the handshake before it fails
+/// with `TimedOut`: 20 s, in which smoltcp sends the SYN 5 times (at 0, 1,
+/// 3, 7 and 15 s: its retransmission timeout starts at 1 s and doubles),
+/// about what Windows allows (21 s) and well under Linux's default
+/// (`tcp_syn_retries` = 6: 127 s), since a unikernel's peers are usually
+/// near. [`TcpStream::connect_timeout`] takes any other bound.
+pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// After how long without a segment from the peer a connection sends a
 /// keep-alive probe: 15 s (four chances within [`DEFAULT_PEER_TIMEOUT`]).
@@ -728,11 +736,28 @@ impl Inner {
         &self,
         cond: Cond,
         queue: &Rc<WaitQueue>,
+        attempt: impl FnMut(&mut Core) -> Option<io::Result<R>>,
+    ) -> io::Result<R> {
+        self.block_on_until(cond, queue, None, attempt)
+    }
+
+    /// As [`block_on`](Inner::block_on), but gives up at `deadline`
+    /// (monotonic ns) with `TimedOut` if `attempt` has given nothing by
+    /// then (it is tried once more at the deadline).
+    pub(crate) fn block_on_until<R>(
+        &self,
+        cond: Cond,
+        queue: &Rc<WaitQueue>,
+        deadline: Option<u64>,
         mut attempt: impl FnMut(&mut Core) -> Option<io::Result<R>>,
     ) -> io::Result<R> {
+        let mut timed_out = false;
         loop {
             if let Some(r) = attempt(&mut self.core.borrow_mut()) {
                 return r;
+            }
+            if timed_out {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
             }
             if fiber::cannot_wait() {
                 return Err(io::Error::new(
@@ -757,8 +782,20 @@ impl Inner {
                 }
             }
             let _unregister = Unregister(self, token);
-            queue.wait();
+            match deadline {
+                None => queue.wait(),
+                Some(d) => {
+                    let now = now_ns();
+                    timed_out =
+                        now >= d || queue.wait_for(core::time::Duration::from_nanos(d - now));
+                }
+            }
         }
+    }
+
+    /// The deadline `timeout` from now (monotonic ns), if any.
+    pub(crate) fn deadline(timeout: Option<core::time::Duration>) -> Option<u64> {
+        timeout.map(|t| now_ns().saturating_add(t.as_nanos().min(u64::MAX as u128) as u64))
     }
 
     /// A free local port for an outgoing connection or an unbound socket.

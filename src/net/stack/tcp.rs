@@ -2,8 +2,8 @@
 
 use super::Proto;
 use super::{
-    Cond, Core, DEFAULT_KEEPALIVE, DEFAULT_PEER_TIMEOUT, DEFAULT_SYN_TIMEOUT, Stack, TCP_BUFFER,
-    from_std, to_std,
+    Cond, Core, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEPALIVE, DEFAULT_PEER_TIMEOUT,
+    DEFAULT_SYN_TIMEOUT, Inner, Stack, TCP_BUFFER, from_std, to_std,
 };
 use crate::fiber::WaitQueue;
 use core::cell::{Cell, RefCell};
@@ -11,7 +11,7 @@ use core::fmt;
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::{self as stcp, RecvError, SocketBuffer, State};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -28,6 +28,17 @@ fn smol(d: Option<Duration>) -> Option<smoltcp::time::Duration> {
 
 fn std_duration(d: Option<smoltcp::time::Duration>) -> Option<Duration> {
     d.map(|d| Duration::from_micros(d.total_micros()))
+}
+
+/// A read or write timeout as `std` takes it: `Some(0)` is refused.
+pub(super) fn check_timeout(timeout: Option<Duration>) -> io::Result<()> {
+    if timeout == Some(Duration::ZERO) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "cannot set a 0 duration timeout",
+        ));
+    }
+    Ok(())
 }
 
 /// A connection's bounds, as a new stream gets them: the peer timeout
@@ -251,9 +262,62 @@ impl TcpListener {
     }
 
     /// The address listened on (the stack's address and the port).
+    ///
+    /// # Errors
+    ///
+    /// None today (the `Result` is `std`'s shape).
+    ///
+    /// ```
+    /// use mkernel::net::link;
+    /// use mkernel::net::stack::{Stack, StackConfig, TcpListener};
+    ///
+    /// let (a, _b) = link::pair(link::Faults::default());
+    /// mkernel::Builder::new().net_link("a", a).run(mkernel::net("a"), |a| {
+    ///     let stack = Stack::new(a, StackConfig::parse("10.0.0.1/24", None).unwrap());
+    ///     let l = TcpListener::bind(&stack, 80).unwrap();
+    ///     assert_eq!(l.local_addr().unwrap(), "10.0.0.1:80".parse().unwrap());
+    /// });
+    /// ```
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(SocketAddr::new(
+            self.stack.config().ipv4.address().into(),
+            self.port,
+        ))
+    }
+
+    /// An endless iterator of connections, as `std`'s: each item is
+    /// [`accept`](TcpListener::accept)'s stream, without the peer's address.
+    ///
+    /// ```
+    /// use mkernel::net::link;
+    /// use mkernel::net::stack::{Stack, StackConfig, TcpListener, TcpStream};
+    /// use std::io::{Read, Write};
+    ///
+    /// let (a, b) = link::pair(link::Faults::default());
+    /// mkernel::Builder::new().net_link("a", a).net_link("b", b).run(
+    ///     (mkernel::net("a"), mkernel::net("b")),
+    ///     |(a, b)| {
+    ///         let server = Stack::new(a, StackConfig::parse("10.0.0.1/24", None).unwrap());
+    ///         let client = Stack::new(b, StackConfig::parse("10.0.0.2/24", None).unwrap());
+    ///         let l = TcpListener::bind(&server, 7).unwrap();
+    ///         let srv = mkernel::spawn(move || {
+    ///             for s in l.incoming().take(2) {
+    ///                 s.unwrap().write_all(b"hi").unwrap();
+    ///             }
+    ///         });
+    ///         for _ in 0..2 {
+    ///             let mut c = TcpStream::connect(&client, "10.0.0.1:7".parse().unwrap()).unwrap();
+    ///             let mut buf = [0u8; 2];
+    ///             c.read_exact(&mut buf).unwrap();
+    ///             assert_eq!(&buf, b"hi");
+    ///         }
+    ///         srv.join().unwrap();
+    ///     },
+    /// );
+    /// ```
     #[must_use]
-    pub fn local_addr(&self) -> SocketAddr {
-        SocketAddr::new(self.stack.config().ipv4.address().into(), self.port)
+    pub fn incoming(&self) -> Incoming<'_> {
+        Incoming { listener: self }
     }
 
     /// Waits for a connection (suspending only this task) and returns it
@@ -311,6 +375,19 @@ impl TcpListener {
     }
 }
 
+/// The iterator of [`TcpListener::incoming`]: never ends.
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    listener: &'a TcpListener,
+}
+
+impl Iterator for Incoming<'_> {
+    type Item = io::Result<TcpStream>;
+    fn next(&mut self) -> Option<io::Result<TcpStream>> {
+        Some(self.listener.accept().map(|(s, _)| s))
+    }
+}
+
 impl Drop for TcpListener {
     fn drop(&mut self) {
         let inner = &self.stack.inner;
@@ -340,7 +417,16 @@ impl Drop for TcpListener {
 /// instead of being retransmitted to for ever. See
 /// [`set_peer_timeout`](TcpStream::set_peer_timeout) and
 /// [`set_keepalive`](TcpStream::set_keepalive). A `connect` to a peer that
-/// never answers fails with `TimedOut` after the same bound.
+/// never answers fails with `TimedOut` after [`DEFAULT_CONNECT_TIMEOUT`]
+/// (20 s; [`connect_timeout`](TcpStream::connect_timeout) for another
+/// bound).
+///
+/// Reads and writes wait for ever by default;
+/// [`set_read_timeout`](TcpStream::set_read_timeout) and
+/// [`set_write_timeout`](TcpStream::set_write_timeout) bound each call,
+/// which then fails with `TimedOut` and leaves the stream usable. Any
+/// blocking code can also be bounded from outside with
+/// [`mkernel::timeout`](crate::timeout).
 ///
 /// Dropping a stream closes it gracefully (what was written is still
 /// delivered, then a FIN); the socket leaves the stack once the close is
@@ -357,6 +443,9 @@ pub struct TcpStream {
     tx: Rc<WaitQueue>,
     fin_seen: Cell<bool>,
     shut_write: Cell<bool>,
+    shut_read: Cell<bool>,
+    read_timeout: Cell<Option<Duration>>,
+    write_timeout: Cell<Option<Duration>>,
 }
 
 impl fmt::Debug for TcpStream {
@@ -378,27 +467,80 @@ impl TcpStream {
             tx: Rc::new(WaitQueue::new()),
             fin_seen: Cell::new(false),
             shut_write: Cell::new(false),
+            shut_read: Cell::new(false),
+            read_timeout: Cell::new(None),
+            write_timeout: Cell::new(None),
         }
     }
 
     /// Connects to `addr`, suspending this task until the connection is
-    /// established. A reset answer is `ConnectionRefused`.
+    /// established, for at most [`DEFAULT_CONNECT_TIMEOUT`] (20 s: the SYN
+    /// is sent 5 times). A reset answer is `ConnectionRefused`.
     ///
     /// # Errors
     ///
-    /// `ConnectionRefused` when the peer answers with a reset, `Unsupported`
+    /// `ConnectionRefused` when the peer answers with a reset, `TimedOut`
+    /// when nobody answers within [`DEFAULT_CONNECT_TIMEOUT`], `Unsupported`
     /// for an IPv6 address, `InvalidInput` for an address smoltcp refuses
     /// (e.g. port 0), `AddrNotAvailable` when no ephemeral port is free,
     /// `Interrupted` when the task is being cancelled.
     pub fn connect(stack: &Stack, addr: SocketAddr) -> io::Result<TcpStream> {
+        TcpStream::connect_within(stack, addr, DEFAULT_CONNECT_TIMEOUT)
+    }
+
+    /// Connects to `addr` as [`connect`](TcpStream::connect) does, giving
+    /// up with `TimedOut` after `timeout` (the SYN is sent again at 1, 3, 7,
+    /// 15... s meanwhile). As with `std`, a zero `timeout` is an error.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](TcpStream::connect), with `TimedOut` after `timeout`;
+    /// `InvalidInput` for a zero `timeout`.
+    ///
+    /// ```
+    /// use mkernel::net::link;
+    /// use mkernel::net::stack::{Stack, StackConfig, TcpStream};
+    /// use std::time::Duration;
+    ///
+    /// let (a, _b) = link::pair(link::Faults::default());
+    /// mkernel::Builder::new().net_link("a", a).run(mkernel::net("a"), |a| {
+    ///     let stack = Stack::new(a, StackConfig::parse("10.0.0.2/24", None).unwrap());
+    ///     // Nobody is at 10.0.0.9.
+    ///     let t0 = mkernel::clock_monotonic();
+    ///     let e = TcpStream::connect_timeout(&stack, "10.0.0.9:80".parse().unwrap(),
+    ///                                        Duration::from_millis(100)).unwrap_err();
+    ///     assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+    ///     assert!(mkernel::clock_monotonic() - t0 >= 100_000_000);
+    /// });
+    /// ```
+    pub fn connect_timeout(
+        stack: &Stack,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> io::Result<TcpStream> {
+        if timeout.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot set a 0 duration timeout",
+            ));
+        }
+        TcpStream::connect_within(stack, addr, timeout)
+    }
+
+    fn connect_within(stack: &Stack, addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
         let remote = from_std(addr)?;
         let inner = &stack.inner;
+        let deadline = Inner::deadline(Some(timeout));
         let port = inner.claim_port(Proto::Tcp, 0)?;
         let h = {
             let mut core = inner.core.borrow_mut();
             let Core { iface, sockets, .. } = &mut *core;
             let mut s = new_socket();
             stream_defaults(&mut s);
+            // The handshake is bounded by `deadline`, not by smoltcp's
+            // timeout (which would also end it, as a `Closed` socket that
+            // looks like a reset).
+            s.set_timeout(None);
             match s.connect(iface.context(), remote, port) {
                 Ok(()) => sockets.add(s),
                 Err(e) => {
@@ -413,42 +555,55 @@ impl TcpStream {
         };
         // From here, dropping `stream` (error, cancellation) cleans up.
         let stream = TcpStream::new(stack, h, Some(port));
-        let started = std::time::Instant::now();
         inner.poll();
-        inner.block_on(Cond::TcpSend(h), &stream.tx, |core| {
-            match core.sockets.get::<stcp::Socket>(h).state() {
-                State::SynSent | State::SynReceived => None,
-                State::Closed if started.elapsed() >= DEFAULT_PEER_TIMEOUT => {
-                    Some(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("connection to {addr} timed out"),
-                    )))
+        inner
+            .block_on_until(Cond::TcpSend(h), &stream.tx, deadline, |core| {
+                let s = core.sockets.get_mut::<stcp::Socket>(h);
+                match s.state() {
+                    State::SynSent | State::SynReceived => None,
+                    State::Closed => Some(Err(io::Error::new(
+                        io::ErrorKind::ConnectionRefused,
+                        format!("connection to {addr} refused"),
+                    ))),
+                    _ => {
+                        s.set_timeout(smol(Some(DEFAULT_PEER_TIMEOUT)));
+                        Some(Ok(()))
+                    }
                 }
-                State::Closed => Some(Err(io::Error::new(
-                    io::ErrorKind::ConnectionRefused,
-                    format!("connection to {addr} refused"),
-                ))),
-                _ => Some(Ok(())),
-            }
-        })?;
+            })
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::TimedOut => io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connection to {addr} timed out after {timeout:?}"),
+                ),
+                _ => e,
+            })?;
         Ok(stream)
     }
 
     /// Reads what has arrived into `buf`, suspending this task until
-    /// something has. `Ok(0)` at the end of the stream (the peer shut its
-    /// write side down) or when `buf` is empty.
+    /// something has (for at most the [read
+    /// timeout](TcpStream::set_read_timeout), if set). `Ok(0)` at the end
+    /// of the stream (the peer shut its write side down), after
+    /// [`shutdown`](TcpStream::shutdown)`(Read)`, or when `buf` is empty.
     ///
     /// # Errors
     ///
     /// `ConnectionReset` when the connection was reset (or aborted),
-    /// `Interrupted` when the task is being cancelled.
+    /// `TimedOut` when the read timeout passed with nothing to read (the
+    /// stream stays usable), `Interrupted` when the task is being
+    /// cancelled.
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
+        if buf.is_empty() || self.shut_read.get() {
             return Ok(0);
         }
         let inner = &self.stack.inner;
         let h = self.handle;
-        let n = inner.block_on(Cond::TcpRecv(h), &self.rx, |core| {
+        let deadline = Inner::deadline(self.read_timeout.get());
+        let n = inner.block_on_until(Cond::TcpRecv(h), &self.rx, deadline, |core| {
+            if self.shut_read.get() {
+                return Some(Ok(0));
+            }
             let s = core.sockets.get_mut::<stcp::Socket>(h);
             match s.recv_slice(buf) {
                 Ok(0) => None,
@@ -474,21 +629,25 @@ impl TcpStream {
     }
 
     /// Queues some of `data` for sending (suspending this task while the
-    /// send buffer is full) and sends what it can at once. Returns how many
-    /// bytes were queued.
+    /// send buffer is full, for at most the [write
+    /// timeout](TcpStream::set_write_timeout), if set) and sends what it can
+    /// at once. Returns how many bytes were queued.
     ///
     /// # Errors
     ///
     /// `BrokenPipe` when the write side is shut down or the connection is
-    /// closing or gone, `Interrupted` when the task is being cancelled.
+    /// closing or gone, `TimedOut` when the write timeout passed with the
+    /// send buffer still full (nothing was queued), `Interrupted` when the
+    /// task is being cancelled.
     pub fn write(&self, data: &[u8]) -> io::Result<usize> {
         if data.is_empty() {
             return Ok(0);
         }
         let inner = &self.stack.inner;
         let h = self.handle;
+        let deadline = Inner::deadline(self.write_timeout.get());
         let n =
-            inner.block_on(Cond::TcpSend(h), &self.tx, |core| {
+            inner.block_on_until(Cond::TcpSend(h), &self.tx, deadline, |core| {
                 let s = core.sockets.get_mut::<stcp::Socket>(h);
                 if !s.may_send() {
                     return Some(Err(if self.shut_write.get() {
@@ -526,24 +685,170 @@ impl TcpStream {
         Ok(())
     }
 
-    /// Shuts the write side down: what was written is sent, then a FIN.
-    /// Reading still works until the peer closes its side.
+    /// Shuts down the read side, the write side or both, as `std`'s
+    /// `shutdown`:
+    ///
+    /// - `Write`: what was written is sent, then a FIN (the peer reads the
+    ///   end of the stream); later writes fail with `BrokenPipe`. Reading
+    ///   still works until the peer closes its side.
+    /// - `Read`: reads return `Ok(0)` from now on (also a read waiting now);
+    ///   what arrives is still acknowledged, and dropped with the stream.
+    /// - `Both`: both.
     ///
     /// # Errors
     ///
     /// None today: the `Result` is the shape of `std`'s.
-    pub fn shutdown(&self) -> io::Result<()> {
+    ///
+    /// ```
+    /// use mkernel::net::link;
+    /// use mkernel::net::stack::{Stack, StackConfig, TcpListener, TcpStream};
+    /// use std::io::{Read, Write};
+    /// use std::net::Shutdown;
+    ///
+    /// let (a, b) = link::pair(link::Faults::default());
+    /// mkernel::Builder::new().net_link("a", a).net_link("b", b).run(
+    ///     (mkernel::net("a"), mkernel::net("b")),
+    ///     |(a, b)| {
+    ///         let server = Stack::new(a, StackConfig::parse("10.0.0.1/24", None).unwrap());
+    ///         let client = Stack::new(b, StackConfig::parse("10.0.0.2/24", None).unwrap());
+    ///         let l = TcpListener::bind(&server, 7).unwrap();
+    ///         let srv = mkernel::spawn(move || {
+    ///             let (mut s, _) = l.accept().unwrap();
+    ///             let mut req = Vec::new();
+    ///             s.read_to_end(&mut req).unwrap(); // until the client's FIN
+    ///             s.write_all(&req).unwrap();
+    ///         });
+    ///         let mut c = TcpStream::connect(&client, "10.0.0.1:7".parse().unwrap()).unwrap();
+    ///         c.write_all(b"question").unwrap();
+    ///         c.shutdown(Shutdown::Write).unwrap();
+    ///         let mut answer = [0u8; 8];
+    ///         c.read_exact(&mut answer).unwrap(); // reading still works
+    ///         assert_eq!(&answer, b"question");
+    ///         srv.join().unwrap();
+    ///     },
+    /// );
+    /// ```
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         let inner = &self.stack.inner;
-        self.shut_write.set(true);
-        inner
-            .core
-            .borrow_mut()
-            .sockets
-            .get_mut::<stcp::Socket>(self.handle)
-            .close();
-        super::nudge_fin(&mut inner.core.borrow_mut().sockets, self.handle);
-        inner.poll();
+        if matches!(how, Shutdown::Read | Shutdown::Both) {
+            self.shut_read.set(true);
+            self.rx.notify_all();
+        }
+        if matches!(how, Shutdown::Write | Shutdown::Both) {
+            self.shut_write.set(true);
+            inner
+                .core
+                .borrow_mut()
+                .sockets
+                .get_mut::<stcp::Socket>(self.handle)
+                .close();
+            super::nudge_fin(&mut inner.core.borrow_mut().sockets, self.handle);
+            inner.poll();
+        }
         Ok(())
+    }
+
+    /// Sets the read timeout: how long a [`read`](TcpStream::read) may wait
+    /// before it fails with `TimedOut`; `None` (the default): for ever.
+    ///
+    /// `std` documents that a read past its timeout fails with `WouldBlock`
+    /// or `TimedOut` depending on the platform (Unix: `WouldBlock`); here it
+    /// is always `TimedOut`. The stream stays usable: a later read gets
+    /// what arrives then.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for `Some(Duration::ZERO)`, as `std`.
+    ///
+    /// ```
+    /// use mkernel::net::link;
+    /// use mkernel::net::stack::{Stack, StackConfig, TcpListener, TcpStream};
+    /// use std::io::{ErrorKind, Read, Write};
+    /// use std::time::Duration;
+    ///
+    /// let (a, b) = link::pair(link::Faults::default());
+    /// mkernel::Builder::new().net_link("a", a).net_link("b", b).run(
+    ///     (mkernel::net("a"), mkernel::net("b")),
+    ///     |(a, b)| {
+    ///         let server = Stack::new(a, StackConfig::parse("10.0.0.1/24", None).unwrap());
+    ///         let client = Stack::new(b, StackConfig::parse("10.0.0.2/24", None).unwrap());
+    ///         let l = TcpListener::bind(&server, 7).unwrap();
+    ///         let mut c = TcpStream::connect(&client, "10.0.0.1:7".parse().unwrap()).unwrap();
+    ///         let (mut s, _) = l.accept().unwrap();
+    ///         c.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    ///         assert_eq!(c.read_timeout().unwrap(), Some(Duration::from_millis(20)));
+    ///         let mut buf = [0u8; 4];
+    ///         assert_eq!(c.read(&mut buf).unwrap_err().kind(), ErrorKind::TimedOut);
+    ///         s.write_all(b"late").unwrap();
+    ///         c.read_exact(&mut buf).unwrap();
+    ///         assert_eq!(&buf, b"late");
+    ///         assert!(c.set_read_timeout(Some(Duration::ZERO)).is_err());
+    ///     },
+    /// );
+    /// ```
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        check_timeout(timeout)?;
+        self.read_timeout.set(timeout);
+        Ok(())
+    }
+
+    /// Sets the write timeout: how long a [`write`](TcpStream::write) may
+    /// wait for room in the send buffer before it fails with `TimedOut`
+    /// (having queued nothing); `None` (the default): for ever. As with
+    /// [`set_read_timeout`](TcpStream::set_read_timeout), always
+    /// `TimedOut`, never `WouldBlock`, and the stream stays usable.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for `Some(Duration::ZERO)`, as `std`.
+    ///
+    /// ```
+    /// use mkernel::net::link;
+    /// use mkernel::net::stack::{Stack, StackConfig, TcpListener, TcpStream};
+    /// use std::io::ErrorKind;
+    /// use std::time::Duration;
+    ///
+    /// let (a, b) = link::pair(link::Faults::default());
+    /// mkernel::Builder::new().net_link("a", a).net_link("b", b).run(
+    ///     (mkernel::net("a"), mkernel::net("b")),
+    ///     |(a, b)| {
+    ///         let server = Stack::new(a, StackConfig::parse("10.0.0.1/24", None).unwrap());
+    ///         let client = Stack::new(b, StackConfig::parse("10.0.0.2/24", None).unwrap());
+    ///         let l = TcpListener::bind(&server, 7).unwrap();
+    ///         let c = TcpStream::connect(&client, "10.0.0.1:7".parse().unwrap()).unwrap();
+    ///         let (_s, _) = l.accept().unwrap(); // never reads
+    ///         c.set_write_timeout(Some(Duration::from_millis(50))).unwrap();
+    ///         assert_eq!(c.write_timeout().unwrap(), Some(Duration::from_millis(50)));
+    ///         let chunk = vec![0u8; 16384];
+    ///         let e = loop {
+    ///             if let Err(e) = c.write(&chunk) { break e; }
+    ///         };
+    ///         assert_eq!(e.kind(), ErrorKind::TimedOut);
+    ///     },
+    /// );
+    /// ```
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        check_timeout(timeout)?;
+        self.write_timeout.set(timeout);
+        Ok(())
+    }
+
+    /// The read timeout (see [`set_read_timeout`](TcpStream::set_read_timeout)).
+    ///
+    /// # Errors
+    ///
+    /// None today (`std`'s shape).
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.read_timeout.get())
+    }
+
+    /// The write timeout (see [`set_write_timeout`](TcpStream::set_write_timeout)).
+    ///
+    /// # Errors
+    ///
+    /// None today (`std`'s shape).
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.write_timeout.get())
     }
 
     /// Closes the stream (as dropping it does): a graceful close in the
@@ -644,14 +949,73 @@ impl TcpStream {
     }
 
     /// Disables (true) or enables (false, the default) Nagle's algorithm.
-    pub fn set_nodelay(&self, nodelay: bool) {
-        self.stack
-            .inner
-            .core
-            .borrow_mut()
-            .sockets
-            .get_mut::<stcp::Socket>(self.handle)
-            .set_nagle_enabled(!nodelay);
+    ///
+    /// # Errors
+    ///
+    /// None today (`std`'s shape).
+    ///
+    /// ```
+    /// use mkernel::net::link;
+    /// use mkernel::net::stack::{Stack, StackConfig, TcpListener, TcpStream};
+    ///
+    /// let (a, b) = link::pair(link::Faults::default());
+    /// mkernel::Builder::new().net_link("a", a).net_link("b", b).run(
+    ///     (mkernel::net("a"), mkernel::net("b")),
+    ///     |(a, b)| {
+    ///         let server = Stack::new(a, StackConfig::parse("10.0.0.1/24", None).unwrap());
+    ///         let client = Stack::new(b, StackConfig::parse("10.0.0.2/24", None).unwrap());
+    ///         let _l = TcpListener::bind(&server, 7).unwrap();
+    ///         let c = TcpStream::connect(&client, "10.0.0.1:7".parse().unwrap()).unwrap();
+    ///         assert!(!c.nodelay().unwrap());
+    ///         c.set_nodelay(true).unwrap();
+    ///         assert!(c.nodelay().unwrap());
+    ///         assert_eq!(c.ttl().unwrap(), 64);
+    ///         c.set_ttl(8).unwrap();
+    ///         assert_eq!(c.ttl().unwrap(), 8);
+    ///         assert!(c.set_ttl(0).is_err());
+    ///     },
+    /// );
+    /// ```
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.with_socket(|s| s.set_nagle_enabled(!nodelay));
+        Ok(())
+    }
+
+    /// Whether Nagle's algorithm is disabled (see
+    /// [`set_nodelay`](TcpStream::set_nodelay)).
+    ///
+    /// # Errors
+    ///
+    /// None today (`std`'s shape).
+    pub fn nodelay(&self) -> io::Result<bool> {
+        Ok(self.with_socket(|s| !s.nagle_enabled()))
+    }
+
+    /// Sets the time-to-live of the stream's IP packets (1-255; the
+    /// default is 64).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for 0 or a value over 255.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        let ttl = u8::try_from(ttl).ok().filter(|&t| t > 0).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a TTL is 1-255, not {ttl}"),
+            )
+        })?;
+        self.with_socket(|s| s.set_hop_limit(Some(ttl)));
+        Ok(())
+    }
+
+    /// The time-to-live of the stream's IP packets (see
+    /// [`set_ttl`](TcpStream::set_ttl)).
+    ///
+    /// # Errors
+    ///
+    /// None today (`std`'s shape).
+    pub fn ttl(&self) -> io::Result<u32> {
+        Ok(u32::from(self.with_socket(|s| s.hop_limit()).unwrap_or(64)))
     }
 }
 
