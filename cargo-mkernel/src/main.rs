@@ -481,7 +481,8 @@ fn manifest(sel: &Selection) -> Result<String> {
                  command line before mkernel::run. Parse mkernel::args() inside the main \
                  function given to mkernel::run instead (it is also the portable way: \
                  std::env::args() differs between hosted and Solo5; see the docs of \
-                 mkernel::args), or skip parsing when MKERNEL_MANIFEST=1 is set.\n\
+                 mkernel::args, and the Cmdliner → clap pattern in mkernel's docs/porting.md), \
+                 or skip parsing when MKERNEL_MANIFEST=1 is set.\n\
                  Its stderr:\n{stderr}",
                 exe = exe.display(),
                 stderr = if out.stderr.is_empty() {
