@@ -585,6 +585,12 @@ impl Inner {
                     SlotState::Loading { done, .. } => done.clone(),
                     SlotState::Free => unreachable!("a mapped slot holds a page"),
                 };
+                if done.is_set() {
+                    // A load that ended without clearing its slot (its
+                    // task unwound while the state was borrowed): stale.
+                    st.remove(n);
+                    continue;
+                }
                 if !counted {
                     st.stats.misses += 1;
                     counted = true;
