@@ -39,8 +39,21 @@
 //! consistent across a cancellation (or a crash) writes what must change
 //! together in one page, or keeps a log or a copy-on-write root (write the
 //! new pages elsewhere, then switch a one-page root with one write).
+//!
+//! # A page cache
+//!
+//! [`Cache`] reads bytes and integers at any offset through a page cache
+//! over a `Block` (single-flight deferred loads, CLOCK eviction, hit and
+//! miss counters), and buffers writes in dirty pages until
+//! [`Cache::commit`] writes them as ordered, coalesced runs: the
+//! [`cache`] module teaches it, and says what is on the device when.
 
+pub mod cache;
 mod deferred;
+
+pub use cache::{
+    Bytes, Cache, CacheBuilder, CacheStats, Chunk, Chunks, Commit, DEFAULT_CACHE_PAGES,
+};
 
 use crate::fiber;
 use crate::reactor;
