@@ -32,6 +32,12 @@ pub(crate) fn env_app_args() -> Vec<String> {
     std::env::args().skip_while(|a| a != "--").skip(1).collect()
 }
 
+/// The heap's size and use: unknown hosted (memory is the process's,
+/// overcommitted and shared with the rest of the system).
+pub(crate) fn heap() -> Option<(usize, usize)> {
+    None
+}
+
 /// A net device of the system: a TAP interface.
 #[derive(Debug)]
 pub(crate) struct NetDev {

@@ -22,6 +22,8 @@ mod libc;
 pub(crate) mod stack_memory;
 mod start;
 
+pub(crate) use start::heap;
+
 use crate::sys::Running;
 use core::cell::RefCell;
 use solo5_sys as sys;
