@@ -11,8 +11,21 @@
 //! ```
 //!
 //! Application flags (after `--`): `--port=N` (default 80),
-//! `--ipv4=ADDR/PREFIX` (default 10.0.0.2/24), `--ipv4-gateway=ADDR`.
-//! Prints `listening on ADDR:PORT` once ready.
+//! `--ipv4=ADDR/PREFIX` (default 10.0.0.2/24), `--ipv4-gateway=ADDR`,
+//! `--header-timeout=SECONDS` (default 10, [`HEADER_TIMEOUT`]),
+//! `--idle-timeout=SECONDS` (default 30, [`IDLE_TIMEOUT`]),
+//! `--stats=SECONDS` (print `stats: ...` lines that often: TCP sockets,
+//! the connection cap, the heap on Solo5). Prints `listening on
+//! ADDR:PORT` once ready, after a line `connection cap: N` (or `none`).
+//!
+//! Slow and idle clients are shed: a connection must send a whole request
+//! head within the header timeout (from its first byte; on a new
+//! connection, from the accept), and a kept-alive connection may wait at
+//! most the idle timeout for its next request. A connection past either is
+//! closed without a response (the stack forgets it: the client learns it
+//! from a reset at its next segment). With the stack's connection cap
+//! (`Stack::max_connections`), 10,000 slowloris clients cannot exhaust a
+//! unikernel's memory: see `tests/solo5_limits.rs`.
 //!
 //! One task per connection; `GET` and `HEAD`; `Content-Length`;
 //! keep-alive (HTTP/1.1 unless `Connection: close`; HTTP/1.0 with
@@ -24,11 +37,35 @@ use mkernel::Block;
 use mkernel::net::stack::{self, Stack, StackConfig, TcpListener, TcpStream};
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 /// Longest request line accepted.
 pub const MAX_REQUEST_LINE: usize = 8 * 1024;
 /// Longest request head (request line and headers) accepted.
 pub const MAX_HEAD: usize = 32 * 1024;
+/// How long a request head may take to arrive whole: 10 s, from its first
+/// byte (on a new connection, from the accept).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a kept-alive connection may wait for its next request: 30 s.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The bounds on slow and idle clients (see the module's docs).
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// [`HEADER_TIMEOUT`] by default.
+    pub header: Duration,
+    /// [`IDLE_TIMEOUT`] by default.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            header: HEADER_TIMEOUT,
+            idle: IDLE_TIMEOUT,
+        }
+    }
+}
 
 /// The files of a ustar archive on a block device: name -> (offset, size).
 pub struct Site {
@@ -261,7 +298,22 @@ pub fn parse_head(head: &[u8]) -> Request {
 /// earlier reads); returns the head's length including the empty line,
 /// `Ok(None)` at a clean end of stream, or an error status for a
 /// request that is too large.
-fn read_head(s: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Result<Option<usize>, ()>> {
+///
+/// The head must arrive within `t.header` of its first byte (of the call
+/// when `first`: a new connection), and the first byte within `t.idle`.
+/// The bound is the stream's peer timeout, set before each read to what
+/// is left: a client that sends nothing more has its connection closed by
+/// the stack at the deadline (the read fails with `ConnectionReset`), one
+/// that trickles bytes is stopped here at the first read past it
+/// (`TimedOut`).
+fn read_head(
+    s: &TcpStream,
+    buf: &mut Vec<u8>,
+    first: bool,
+    t: Timeouts,
+) -> std::io::Result<Result<Option<usize>, ()>> {
+    let start = Instant::now();
+    let mut deadline = (first || !buf.is_empty()).then(|| start + t.header);
     let mut scanned: usize = 0;
     loop {
         if let Some(i) = buf[scanned.saturating_sub(3)..]
@@ -281,12 +333,27 @@ fn read_head(s: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Result<Option<
         if (!line_done && buf.len() > MAX_REQUEST_LINE) || buf.len() > MAX_HEAD {
             return Ok(Err(()));
         }
+        let now = Instant::now();
+        let left = match deadline {
+            Some(d) => d.saturating_duration_since(now),
+            None => (start + t.idle).saturating_duration_since(now),
+        };
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the request head took too long",
+            ));
+        }
+        s.set_peer_timeout(Some(left));
         let old = buf.len();
         buf.resize(old + 4096, 0);
         let n = s.read(&mut buf[old..])?;
         buf.truncate(old + n);
         if n == 0 {
             return Ok(Ok(None));
+        }
+        if deadline.is_none() {
+            deadline = Some(Instant::now() + t.header);
         }
     }
 }
@@ -319,14 +386,22 @@ fn respond_error(s: &TcpStream, code: u16, reason: &str) -> std::io::Result<()> 
 ///
 /// The connection's I/O error, when reading a request or writing a
 /// response fails.
-pub fn serve_connection(site: &Site, s: TcpStream) -> std::io::Result<()> {
+pub fn serve_connection(site: &Site, s: TcpStream, t: Timeouts) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(4096);
+    // No keep-alive probes: the client's answers would count as activity,
+    // and the idle timeout is the peer timeout.
+    s.set_keepalive(None);
+    let mut first = true;
     loop {
-        let end = match read_head(&s, &mut buf)? {
+        let end = match read_head(&s, &mut buf, first, t)? {
             Ok(Some(end)) => end,
             Ok(None) => return Ok(()),
             Err(()) => return respond_error(&s, 400, "Bad Request"),
         };
+        first = false;
+        // While responding: the stack's bound on a peer that stops
+        // acknowledging.
+        s.set_peer_timeout(Some(stack::DEFAULT_PEER_TIMEOUT));
         let req = parse_head(&buf[..end - 4]);
         buf.drain(..end);
         let (path, body, keep_alive) = match req {
@@ -369,8 +444,14 @@ pub fn serve_connection(site: &Site, s: TcpStream) -> std::io::Result<()> {
     }
 }
 
-/// Accepts connections forever, one task each.
+/// Accepts connections forever, one task each, with the default
+/// [`Timeouts`].
 pub fn serve(listener: TcpListener, site: Rc<Site>) {
+    serve_with(listener, site, Timeouts::default())
+}
+
+/// Accepts connections forever, one task each, with timeouts `t`.
+pub fn serve_with(listener: TcpListener, site: Rc<Site>, t: Timeouts) {
     let orphans = mkernel::Orphans::new();
     loop {
         while let Some(Some(p)) = orphans.care() {
@@ -384,7 +465,7 @@ pub fn serve(listener: TcpListener, site: Rc<Site>) {
                 let _ = s.set_nodelay(true);
                 let site = site.clone();
                 mkernel::spawn_orphan(&orphans, move || {
-                    let _ = serve_connection(&site, s);
+                    let _ = serve_connection(&site, s, t);
                 })
             }
             Err(e) => eprintln!("accept: {e}"),
@@ -392,7 +473,49 @@ pub fn serve(listener: TcpListener, site: Rc<Site>) {
     }
 }
 
-fn run(stack: Stack, block: Block, port: u16) {
+/// httpd's own flags, taken out of `args`; the rest is returned.
+fn own_flags(args: Vec<String>) -> Result<(Timeouts, Option<Duration>, Vec<String>), String> {
+    let mut t = Timeouts::default();
+    let mut stats = None;
+    let mut rest = Vec::new();
+    for a in args {
+        let secs = |v: &str| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| format!("{a}: expected a positive number of seconds"))
+        };
+        if let Some(v) = a.strip_prefix("--header-timeout=") {
+            t.header = secs(v)?;
+        } else if let Some(v) = a.strip_prefix("--idle-timeout=") {
+            t.idle = secs(v)?;
+        } else if let Some(v) = a.strip_prefix("--stats=") {
+            stats = Some(secs(v)?);
+        } else {
+            rest.push(a);
+        }
+    }
+    Ok((t, stats, rest))
+}
+
+/// Prints a `stats:` line every `every`, for ever.
+fn print_stats(stack: Stack, every: Duration) {
+    loop {
+        let heap = match mkernel::heap() {
+            Some(h) => format!(" heap_used {} heap_size {}", h.used, h.size),
+            None => String::new(),
+        };
+        println!(
+            "stats: tcp_sockets {} tasks {}{heap}",
+            stack.tcp_socket_count(),
+            mkernel::stats().live_tasks
+        );
+        mkernel::sleep(every);
+    }
+}
+
+fn run(stack: Stack, block: Block, port: u16, t: Timeouts, stats: Option<Duration>) {
     let site = match Site::open(block) {
         Ok(s) => Rc::new(s),
         Err(e) => {
@@ -407,11 +530,20 @@ fn run(stack: Stack, block: Block, port: u16) {
             std::process::exit(1)
         }
     };
+    match stack.max_connections() {
+        Some(n) => println!("connection cap: {n}"),
+        None => println!("connection cap: none"),
+    }
+    // Runs as long as the server (which never returns).
+    let _stats = stats.map(|every| {
+        let stack = stack.clone();
+        mkernel::spawn(move || print_stats(stack, every))
+    });
     println!(
         "listening on {}",
         listener.local_addr().expect("a listener has an address")
     );
-    serve(listener, site)
+    serve_with(listener, site, t)
 }
 
 #[allow(
@@ -419,9 +551,13 @@ fn run(stack: Stack, block: Block, port: u16) {
     reason = "unused where this file is included as a module (demo, tests, benches)"
 )]
 fn main() {
-    let port = match StackConfig::from_args(&mkernel::args())
-        .and_then(|(_, rest)| stack::port_from_args(&rest, 80))
-    {
+    let parsed = own_flags(mkernel::args()).and_then(|(t, stats, rest)| {
+        StackConfig::from_args(&rest)
+            .and_then(|(_, rest)| stack::port_from_args(&rest, 80))
+            .map(|port| (port, t, stats))
+            .map_err(|e| e.to_string())
+    });
+    let (port, t, stats) = match parsed {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
@@ -430,6 +566,6 @@ fn main() {
     };
     mkernel::run(
         (mkernel::stack("service"), mkernel::block("site")),
-        move |(stack, block)| run(stack, block, port),
+        move |(stack, block)| run(stack, block, port, t, stats),
     );
 }

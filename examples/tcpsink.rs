@@ -71,6 +71,9 @@ fn accept_loop(listener: TcpListener, each: fn(TcpStream) -> std::io::Result<()>
 }
 
 fn serve(stack: Stack, port: u16) {
+    // A bulk service: buffers larger than the stack's default (16 KiB),
+    // since smoltcp's window is the receive buffer.
+    stack.set_tcp_buffers(CHUNK, CHUNK);
     let bind = |p| match TcpListener::bind(&stack, p) {
         Ok(l) => l,
         Err(e) => {

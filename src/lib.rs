@@ -32,7 +32,7 @@
 //!
 //! | layer | modules | what | unsafe code in |
 //! |---|---|---|---|
-//! | 6 | `run` | [`run`], [`Builder`]: composes a run from the layers below | |
+//! | 6 | `run` | [`run`], [`Builder`]: composes a run from the layers below; [`heap`] | |
 //! | 5 | `devices` | the typed device list ([`Devices`], [`map`], [`try_map`]), the manifest, the command line, [`args`], [`stack()`], [`DeviceError`] | |
 //! | 4 | `net`, `block`, `time`, `random` | [`Net`] (frames, in-memory links, TCP/IP), [`Block`] (atomic and deferred I/O), [`sleep`], [`timeout`] and the clocks, [`fill_random`] (the platform's entropy source) | `block::deferred` (a suspended task's buffer lent to the reactor) |
 //! | 3 | `reactor`, `sync`, `testing` | the run's event source (timers, device waiters, the deferred queue, the idle wait); [`sync`]; [`testing`] | |
@@ -187,5 +187,5 @@ pub use devices::{DeviceError, Devices, args, block, constant, map, net, stack, 
 pub use fiber::*;
 pub use net::{Net, NetCfg};
 pub use random::fill_random;
-pub use run::{Builder, run};
+pub use run::{Builder, Heap, heap, run};
 pub use time::{Elapsed, clock_monotonic, clock_wall, sleep, timeout};

@@ -375,3 +375,37 @@ impl log::Log for ConsoleLogger {
 
     fn flush(&self) {}
 }
+
+/// The unikernel's heap: its size and how much of it is allocated.
+///
+/// On Solo5 every allocation comes from one heap, the memory the tender
+/// gives (`--mem=MB`) less the image, the TLS block and the initial stack
+/// (1 MiB); task stacks, socket buffers and everything else the program
+/// allocates are taken from it, and an allocation that finds no room
+/// aborts the unikernel (Rust's allocation-failure handler). Hosted there
+/// is no such heap (memory is the process's, overcommitted): [`heap`]
+/// returns `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Heap {
+    /// Bytes of the heap.
+    pub size: usize,
+    /// Bytes allocated now (the sizes asked for, without the allocator's
+    /// own overhead of a few words per allocation).
+    pub used: usize,
+}
+
+/// The heap's size and use on Solo5; `None` hosted (see [`Heap`]). The
+/// TCP/IP stack derives its default connection cap from the size
+/// ([`Stack::max_connections`](crate::net::stack::Stack::max_connections)).
+///
+/// ```
+/// let h = mkernel::heap();
+/// if let Some(h) = h {
+///     assert!(h.used <= h.size);
+/// }
+/// ```
+#[must_use]
+pub fn heap() -> Option<Heap> {
+    crate::sys::heap().map(|(size, used)| Heap { size, used })
+}

@@ -323,3 +323,106 @@ fn httpd_refuses_a_truncated_site_image() {
         "{err}"
     );
 }
+
+/// Slow and idle clients are shed by httpd's timeouts (1 s for the head,
+/// 2 s of keep-alive idleness here): a client that sends a partial request
+/// line and then nothing (slowloris) loses its connection at the header
+/// timeout, and so does one that trickles a byte every 200 ms; a
+/// kept-alive connection is closed after the idle timeout; a client that
+/// asks every 500 ms is served throughout. Each shed connection leaves the
+/// server's stack (its TCP sockets fall back to the listener's).
+#[test]
+fn httpd_sheds_slow_and_idle_clients() {
+    let dir = std::env::temp_dir().join(format!("mkt-slow-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("site")).unwrap();
+    std::fs::write(dir.join("site/index.html"), b"hi\n").unwrap();
+    let img = dir.join("site.img");
+    let ok = std::process::Command::new("tar")
+        .args(["--format=ustar", "-cf"])
+        .arg(&img)
+        .arg("-C")
+        .arg(dir.join("site"))
+        .arg(".")
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("skipping: tar --format=ustar failed");
+        return;
+    }
+    let t = httpd::Timeouts {
+        header: Duration::from_secs(1),
+        idle: Duration::from_secs(2),
+    };
+    let (a, b) = link::pair(Faults::default());
+    mkernel::Builder::new()
+        .net_link("a", a)
+        .net_link("b", b)
+        .block_file("site", &img)
+        .run(
+            (mkernel::net("a"), mkernel::net("b"), mkernel::block("site")),
+            move |(na, nb, blk)| {
+                let server = Stack::new(na, StackConfig::parse("10.0.0.1/24", None).unwrap());
+                let client = Stack::new(nb, StackConfig::parse("10.0.0.2/24", None).unwrap());
+                let site = Rc::new(httpd::Site::open(blk).unwrap());
+                let listener = TcpListener::bind(&server, 80).unwrap();
+                let at_rest = server.tcp_socket_count();
+                let srv = mkernel::spawn(move || httpd::serve_with(listener, site, t));
+                let addr = "10.0.0.1:80".parse().unwrap();
+                let get = |c: &TcpStream| {
+                    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+                    let mut got = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !got.ends_with(b"hi\n") {
+                        let n = c.read(&mut buf).unwrap();
+                        assert!(n > 0, "closed mid-response");
+                        got.extend_from_slice(&buf[..n]);
+                    }
+                };
+                let t0 = Instant::now();
+                // Slowloris: a partial line, then nothing.
+                let slow = TcpStream::connect(&client, addr).unwrap();
+                slow.write_all(b"GET /index.ht").unwrap();
+                // A trickler: a byte every 200 ms.
+                let trickle = mkernel::spawn({
+                    let client = client.clone();
+                    move || {
+                        let c = TcpStream::connect(&client, addr).unwrap();
+                        for &b in b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n" {
+                            if c.write_all(&[b]).is_err() {
+                                break;
+                            }
+                            mkernel::sleep(Duration::from_millis(200));
+                        }
+                        c
+                    }
+                });
+                // Kept alive, then idle.
+                let idle = TcpStream::connect(&client, addr).unwrap();
+                get(&idle);
+                // Busy: a request every 500 ms for 3 s, all served.
+                let busy = TcpStream::connect(&client, addr).unwrap();
+                for _ in 0..6 {
+                    get(&busy);
+                    mkernel::sleep(Duration::from_millis(500));
+                }
+                assert!(t0.elapsed() >= Duration::from_secs(3));
+                // By now the slowloris (1 s), the trickler (1 s) and the idle
+                // connection (2 s) are gone from the server; the busy one is
+                // left.
+                assert_eq!(server.tcp_socket_count(), at_rest + 1);
+                // The trickler saw its connection closed by the server.
+                let c = trickle.join().unwrap();
+                let mut buf = [0u8; 64];
+                assert!(matches!(c.read(&mut buf), Ok(0) | Err(_)));
+                // The slowloris and the idle client learn it at their
+                // next segment: a reset.
+                for c in [&slow, &idle] {
+                    let _ = c.write_all(b"x\r\n\r\n");
+                    assert!(c.read(&mut buf).is_err(), "not reset");
+                }
+                get(&busy);
+                srv.cancel();
+                let _ = srv.join();
+            },
+        );
+}

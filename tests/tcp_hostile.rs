@@ -148,3 +148,79 @@ fn full_backlog_queues_instead_of_refusing() {
     assert!(stats.syns_queued > 0, "{stats:?}");
     assert!(took < Duration::from_secs(20), "{took:?}");
 }
+
+/// At the stack's connection cap (4 TCP sockets here, a backlog of 2),
+/// new connections wait (their SYNs in the SYN queue, then the client's
+/// retries) instead of being reset; the established ones keep working;
+/// and a waiting one gets through once a connection has left the stack.
+#[test]
+fn connection_cap_holds_new_connections_back() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    const N: usize = 5;
+    let (took, stats) = run_pair(|server, client, _cut| {
+        server.set_max_connections(Some(4));
+        assert_eq!(server.max_connections(), Some(4));
+        let l = TcpListener::bind_with_backlog(&server, 7, 2).unwrap();
+        let accepted = Rc::new(RefCell::new(Vec::new()));
+        let acc = {
+            let accepted = accepted.clone();
+            mkernel::spawn(move || {
+                loop {
+                    let (s, _) = l.accept().unwrap();
+                    accepted.borrow_mut().push(s);
+                }
+            })
+        };
+        let connected = Rc::new(RefCell::new(Vec::new()));
+        let clients: Vec<_> = (0..N)
+            .map(|i| {
+                let client = client.clone();
+                let connected = connected.clone();
+                mkernel::spawn(move || {
+                    let c = TcpStream::connect(&client, "10.0.0.1:7".parse().unwrap())
+                        .unwrap_or_else(|e| panic!("connection {i}: {e}"));
+                    connected.borrow_mut().push(c);
+                })
+            })
+            .collect();
+        mkernel::sleep(Duration::from_millis(1500));
+        // Four connections took the four sockets; the fifth waits.
+        assert_eq!(server.tcp_socket_count(), 4);
+        assert_eq!(accepted.borrow().len(), 4);
+        assert_eq!(connected.borrow().len(), 4);
+        // The established ones are served (each accepted stream with its
+        // client: the accept order need not be the connect order).
+        let peer_of = |c: &TcpStream| {
+            let local = c.local_addr().unwrap();
+            accepted
+                .borrow()
+                .iter()
+                .position(|s| s.peer_addr().unwrap() == local)
+                .unwrap()
+        };
+        for c in connected.borrow().iter() {
+            c.write_all(b"?").unwrap();
+            let mut b = [0u8; 1];
+            assert_eq!(accepted.borrow()[peer_of(c)].read(&mut b).unwrap(), 1);
+        }
+        // One connection leaves (both ends close): the fifth gets in.
+        let t0 = Instant::now();
+        let c = connected.borrow_mut().remove(0);
+        let i = peer_of(&c);
+        drop(c);
+        drop(accepted.borrow_mut().remove(i));
+        for c in clients {
+            c.join().unwrap();
+        }
+        let took = t0.elapsed();
+        assert_eq!(connected.borrow().len(), 4);
+        assert!(server.tcp_socket_count() <= 4);
+        acc.cancel();
+        let _ = acc.join();
+        (took, server.stats())
+    });
+    eprintln!("the waiting connection got in {took:?} after one left; {stats:?}");
+    assert!(stats.syns_queued > 0, "{stats:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}

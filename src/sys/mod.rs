@@ -14,8 +14,8 @@
 //!
 //! Both provide: [`NetDev`], [`BlockDev`], [`Poller`] (the idle wait),
 //! `ticker` (the clock beat), `overflow` (stack-overflow reports),
-//! [`env_app_args`], [`fill_random`] (the entropy source), and the
-//! constants below. [`clock`] is shared (the
+//! [`env_app_args`], [`fill_random`] (the entropy source), [`heap`] (its
+//! size and use on Solo5, `None` hosted), and the constants below. [`clock`] is shared (the
 //! Solo5 shim answers `clock_gettime`).
 //!
 //! `unsafe` code is allowed here (system calls, hypercalls, the shim).
@@ -29,7 +29,7 @@ mod os;
 
 pub(crate) use os::{
     BlockDev, DEFAULT_STACK_SIZE, DEFAULT_SWITCHES_PER_CLOCK_READ, NetDev, Poller,
-    TENDER_MAPS_DEVICES, env_app_args, fill_random, overflow, stack_memory, ticker,
+    TENDER_MAPS_DEVICES, env_app_args, fill_random, heap, overflow, stack_memory, ticker,
 };
 
 /// What the stack-overflow handler needs to know of the task that was

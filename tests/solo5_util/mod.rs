@@ -642,6 +642,21 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Takes the lines printed since the last look into [`Server::seen`],
+    /// without waiting.
+    pub fn drain(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+    }
+
+    /// The server's exit status if it has exited (`None`: still running).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("waitpid")
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         // The group this struct created (pgid = the child's pid).

@@ -69,8 +69,19 @@ use std::rc::{Rc, Weak};
 /// The address used when `--ipv4` is not given: `10.0.0.2/24`.
 pub const DEFAULT_IPV4: &str = "10.0.0.2/24";
 
-/// Bytes of each TCP socket's receive buffer and of its send buffer.
-pub const TCP_BUFFER: usize = 64 * 1024;
+/// Bytes of each TCP socket's receive buffer and of its send buffer by
+/// default: 16 KiB, so that a connection costs 32 KiB of buffers (a
+/// unikernel's memory is not overcommitted: every byte is taken from its
+/// heap, used or not). Per stack: [`Stack::set_tcp_buffers`]; per
+/// listener, for the streams it accepts: [`TcpListener::set_buffers`]. A
+/// bulk transfer may want larger ones (64 KiB or more: smoltcp's window is
+/// the receive buffer).
+pub const TCP_BUFFER: usize = 16 * 1024;
+
+/// What the default connection cap counts for a connection besides its
+/// two buffers and a task stack: smoltcp's socket, the task's record, a
+/// server's own buffers (httpd's request buffer), rounded up: 8 KiB.
+pub const CONNECTION_OVERHEAD: usize = 8 * 1024;
 
 /// Listening sockets a [`TcpListener`] keeps ready by default: how many
 /// connections may be half-open or waiting for `accept` at once.
@@ -436,6 +447,38 @@ pub(crate) struct Core {
     pub(crate) iface: Interface,
     pub(crate) sockets: SocketSet<'static>,
     phy: Phy,
+    /// TCP sockets in `sockets` (listening, connected, closing).
+    tcp_count: usize,
+    /// The connection cap ([`Stack::max_connections`]; `usize::MAX`: none).
+    tcp_cap: usize,
+}
+
+impl Core {
+    /// Adds a TCP socket to the set, counting it.
+    pub(crate) fn add_tcp(&mut self, s: stcp::Socket<'static>) -> SocketHandle {
+        self.tcp_count += 1;
+        self.sockets.add(s)
+    }
+
+    /// Removes a TCP socket from the set.
+    pub(crate) fn remove_tcp(&mut self, h: SocketHandle) {
+        self.tcp_count -= 1;
+        self.sockets.remove(h);
+    }
+
+    /// Whether one more TCP socket fits under the cap.
+    pub(crate) fn below_cap(&self) -> bool {
+        self.tcp_count < self.tcp_cap
+    }
+}
+
+/// The default connection cap: `None` hosted; on Solo5, three quarters of
+/// the heap divided by what a connection costs (its buffers, a task stack
+/// of the run's size, [`CONNECTION_OVERHEAD`]).
+fn derived_cap((rx, tx): (usize, usize)) -> Option<usize> {
+    let (heap, _) = crate::sys::heap()?;
+    let stack = crate::fiber::stats().stacks.stack_size;
+    Some((heap / 4 * 3 / (rx + tx + stack + CONNECTION_OVERHEAD)).max(1))
 }
 
 pub(crate) struct Inner {
@@ -457,6 +500,10 @@ pub(crate) struct Inner {
     pub(crate) listeners: RefCell<Vec<Rc<tcp::Listening>>>,
     /// Handshakes that ended before `accept` (see [`StackStats`]).
     handshakes_failed: Cell<u64>,
+    /// Buffer sizes (receive, send) of the TCP sockets made from now on.
+    pub(crate) tcp_buffers: Cell<(usize, usize)>,
+    /// The cap set by [`Stack::set_max_connections`]; `None`: derived.
+    cap_set: Cell<Option<Option<usize>>>,
 }
 
 /// Counters of a [`Stack`]'s listeners, see [`Stack::stats`].
@@ -532,6 +579,8 @@ impl Stack {
                 iface,
                 sockets: SocketSet::new(Vec::new()),
                 phy,
+                tcp_count: 0,
+                tcp_cap: derived_cap((TCP_BUFFER, TCP_BUFFER)).unwrap_or(usize::MAX),
             }),
             waiters: RefCell::new(Vec::new()),
             next_token: Cell::new(0),
@@ -541,6 +590,8 @@ impl Stack {
             next_port: Cell::new(49152 + (now_ns() % 16384) as u16),
             listeners: RefCell::new(Vec::new()),
             handshakes_failed: Cell::new(0),
+            tcp_buffers: Cell::new((TCP_BUFFER, TCP_BUFFER)),
+            cap_set: Cell::new(None),
         });
         let weak = Rc::downgrade(&inner);
         spawn_daemon(move || daemon(weak));
@@ -564,6 +615,98 @@ impl Stack {
     #[must_use]
     pub fn socket_count(&self) -> usize {
         self.inner.core.borrow().sockets.iter().count()
+    }
+
+    /// Sets the sizes in bytes of the receive and send buffers of the TCP
+    /// sockets this stack makes from now on: listeners bound later (and
+    /// the streams they accept), outgoing connections. Default
+    /// [`TCP_BUFFER`] each; at least 1 byte. A listener has its own:
+    /// [`TcpListener::set_buffers`]. The derived connection cap follows
+    /// (see [`max_connections`](Stack::max_connections)).
+    ///
+    /// ```
+    /// use mkernel::net::link;
+    /// use mkernel::net::stack::{Stack, StackConfig, TcpListener, TCP_BUFFER};
+    ///
+    /// let (a, _b) = link::pair(link::Faults::default());
+    /// mkernel::Builder::new().net_link("a", a).run(mkernel::net("a"), |a| {
+    ///     let stack = Stack::new(a, StackConfig::default());
+    ///     assert_eq!(stack.tcp_buffers(), (TCP_BUFFER, TCP_BUFFER));
+    ///     stack.set_tcp_buffers(256 * 1024, 64 * 1024);
+    ///     let l = TcpListener::bind(&stack, 80).unwrap();
+    ///     assert_eq!(l.buffers(), (256 * 1024, 64 * 1024));
+    /// });
+    /// ```
+    pub fn set_tcp_buffers(&self, rx: usize, tx: usize) {
+        let b = (rx.max(1), tx.max(1));
+        self.inner.tcp_buffers.set(b);
+        if self.inner.cap_set.get().is_none() {
+            self.inner.core.borrow_mut().tcp_cap = derived_cap(b).unwrap_or(usize::MAX);
+        }
+    }
+
+    /// The buffer sizes (receive, send) of the TCP sockets made from now
+    /// on (see [`set_tcp_buffers`](Stack::set_tcp_buffers)).
+    #[must_use]
+    pub fn tcp_buffers(&self) -> (usize, usize) {
+        self.inner.tcp_buffers.get()
+    }
+
+    /// Sets the connection cap: the TCP sockets the stack may hold before
+    /// its listeners stop taking new connections; `None`: no cap.
+    ///
+    /// Every TCP socket counts, since each holds its buffers: the
+    /// listeners' listening sockets, connections waiting for `accept`,
+    /// accepted and outgoing streams, and dropped ones still closing. At
+    /// the cap, a listener whose socket became a connection gets no new
+    /// listening socket until the count falls below the cap again (a
+    /// connection closed and left the stack); meanwhile new SYNs wait in
+    /// the SYN queue for up to 1 s and are then dropped, and clients send
+    /// them again (see [`TcpListener`]). No established connection is
+    /// reset for the cap, and nothing aborts. Outgoing connections
+    /// ([`TcpStream::connect`]) count but are not refused.
+    ///
+    /// Default: derived from the memory, so that connections cannot
+    /// exhaust it. On Solo5, three quarters of the heap ([`crate::heap`])
+    /// divided by what a connection costs: its two buffers
+    /// ([`tcp_buffers`](Stack::tcp_buffers)), a task stack of the run's
+    /// size ([`Builder::stack_size`](crate::Builder::stack_size)) for its
+    /// handler, and [`CONNECTION_OVERHEAD`]: with `solo5-spt --mem=512`,
+    /// 16 KiB buffers and 64 KiB stacks, about 3,800 connections. Hosted:
+    /// no cap (the process's memory is overcommitted; set one if the
+    /// machine's memory matters).
+    ///
+    /// ```
+    /// use mkernel::net::link;
+    /// use mkernel::net::stack::{Stack, StackConfig};
+    ///
+    /// let (a, _b) = link::pair(link::Faults::default());
+    /// mkernel::Builder::new().net_link("a", a).run(mkernel::net("a"), |a| {
+    ///     let stack = Stack::new(a, StackConfig::default());
+    ///     assert_eq!(stack.max_connections(), None); // hosted
+    ///     stack.set_max_connections(Some(1000));
+    ///     assert_eq!(stack.max_connections(), Some(1000));
+    /// });
+    /// ```
+    pub fn set_max_connections(&self, max: Option<usize>) {
+        self.inner.cap_set.set(Some(max));
+        self.inner.core.borrow_mut().tcp_cap = max.unwrap_or(usize::MAX);
+        // Listeners short of sockets get them back if the cap rose.
+        self.inner.poll();
+    }
+
+    /// The connection cap (see [`set_max_connections`](Stack::set_max_connections)).
+    #[must_use]
+    pub fn max_connections(&self) -> Option<usize> {
+        let cap = self.inner.core.borrow().tcp_cap;
+        (cap != usize::MAX).then_some(cap)
+    }
+
+    /// TCP sockets the stack holds now (what the cap counts, see
+    /// [`set_max_connections`](Stack::set_max_connections)).
+    #[must_use]
+    pub fn tcp_socket_count(&self) -> usize {
+        self.inner.core.borrow().tcp_count
     }
 
     /// The listeners' counters: SYNs queued and dropped for a full
@@ -643,6 +786,7 @@ impl Inner {
                     iface,
                     sockets,
                     phy,
+                    ..
                 } = &mut *core;
                 iface.poll(instant(now), phy, sockets);
             }
@@ -651,16 +795,35 @@ impl Inner {
                     .set(self.handshakes_failed.get() + failed);
             }
         }
-        self.reap(now);
+        if self.reap(now) && tcp::short(&self.listeners.borrow()) {
+            // Room under the cap again: the listeners short of listening
+            // sockets get them now, and a SYN waiting for one is handed
+            // over.
+            let mut core = self.core.borrow_mut();
+            let failed = tcp::tend(&mut core, &self.listeners.borrow());
+            self.handshakes_failed
+                .set(self.handshakes_failed.get() + failed);
+            if core.phy.admissible() {
+                let Core {
+                    iface,
+                    sockets,
+                    phy,
+                    ..
+                } = &mut *core;
+                iface.poll(instant(now), phy, sockets);
+            }
+        }
         self.wake_ready();
         self.rearm(now);
     }
 
-    fn reap(&self, now: u64) {
+    /// Removes the closed sockets; whether it removed any.
+    fn reap(&self, now: u64) -> bool {
         let mut closing = self.closing.borrow_mut();
         if closing.is_empty() {
-            return;
+            return false;
         }
+        let mut removed = false;
         let mut core = self.core.borrow_mut();
         let mut ports = self.ports.borrow_mut();
         closing.retain(|&(h, deadline, port)| {
@@ -670,7 +833,8 @@ impl Inner {
                     if let Some(p) = port {
                         ports.remove(&(Proto::Tcp, p));
                     }
-                    core.sockets.remove(h);
+                    core.remove_tcp(h);
+                    removed = true;
                     false
                 }
                 _ => {
@@ -683,6 +847,7 @@ impl Inner {
                 }
             }
         });
+        removed
     }
 
     fn wake_ready(&self) {

@@ -3,7 +3,7 @@
 use super::Proto;
 use super::{
     Cond, Core, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEPALIVE, DEFAULT_PEER_TIMEOUT,
-    DEFAULT_SYN_TIMEOUT, Inner, Stack, TCP_BUFFER, from_std, to_std,
+    DEFAULT_SYN_TIMEOUT, Inner, Stack, from_std, to_std,
 };
 use crate::fiber::WaitQueue;
 use core::cell::{Cell, RefCell};
@@ -15,10 +15,11 @@ use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
-fn new_socket() -> stcp::Socket<'static> {
+/// A socket with buffers of `rx` and `tx` bytes.
+fn new_socket((rx, tx): (usize, usize)) -> stcp::Socket<'static> {
     stcp::Socket::new(
-        SocketBuffer::new(vec![0; TCP_BUFFER]),
-        SocketBuffer::new(vec![0; TCP_BUFFER]),
+        SocketBuffer::new(vec![0; rx]),
+        SocketBuffer::new(vec![0; tx]),
     )
 }
 
@@ -73,6 +74,18 @@ pub(crate) struct Listening {
     /// accepted.
     pending: Rc<RefCell<Vec<SocketHandle>>>,
     syn_timeout: Cell<Option<Duration>>,
+    /// How many sockets `pending` holds when the connection cap allows.
+    backlog: usize,
+    /// Buffer sizes (receive, send) of its new sockets.
+    buffers: Cell<(usize, usize)>,
+}
+
+/// Whether a listener has fewer sockets than its backlog (the connection
+/// cap held back the replacement of an accepted one).
+pub(crate) fn short(listeners: &[Rc<Listening>]) -> bool {
+    listeners
+        .iter()
+        .any(|l| l.pending.borrow().len() < l.backlog)
 }
 
 /// Before and after each poll of the interface: a listener's socket whose
@@ -81,11 +94,22 @@ pub(crate) struct Listening {
 /// whose handshake completed gets a stream's bounds (the SYN-RECEIVED
 /// timeout must not cut a connection waiting for `accept`); and the device
 /// learns how many listening sockets each listener has ready (its SYN
-/// queue holds the SYNs beyond). Returns how many handshakes failed.
+/// queue holds the SYNs beyond). A listener short of sockets (held back
+/// by the connection cap) gets new listening ones while the cap allows.
+/// Returns how many handshakes failed.
 pub(crate) fn tend(core: &mut Core, listeners: &[Rc<Listening>]) -> u64 {
     let mut failed = 0;
     core.phy.free.clear();
     for l in listeners {
+        let mut pending = l.pending.borrow_mut();
+        while pending.len() < l.backlog && core.below_cap() {
+            let mut s = new_socket(l.buffers.get());
+            if listen_on(&mut s, l.port, l.syn_timeout.get()).is_err() {
+                break;
+            }
+            pending.push(core.add_tcp(s));
+        }
+        drop(pending);
         let mut free = 0;
         for &h in l.pending.borrow().iter() {
             let s = core.sockets.get_mut::<stcp::Socket>(h);
@@ -139,9 +163,17 @@ pub(crate) fn tend(core: &mut Core, listeners: &[Rc<Listening>]) -> u64 {
 ///   holds the backlog for at most that long after it stops.
 /// - Accepted streams are bounded too: see [`TcpStream::set_peer_timeout`].
 ///
+/// - **At the stack's connection cap** ([`Stack::max_connections`](super::Stack::max_connections),
+///   derived from the heap on Solo5) a connection that `accept` takes is
+///   not replaced by a new listening socket until a connection has left
+///   the stack: new SYNs wait in the SYN queue or are dropped (and sent
+///   again), established connections are served on, nothing is reset.
+///
 /// Memory: each socket of the backlog has its buffers, 2 ×
-/// [`TCP_BUFFER`] (128 KiB, allocated zeroed: hosted, untouched pages of
-/// a listening socket are not resident).
+/// [`TCP_BUFFER`](super::TCP_BUFFER) by default (32 KiB, allocated zeroed:
+/// hosted, untouched pages of a listening socket are not resident); an
+/// accepted stream keeps its listening socket's buffers. See
+/// [`set_buffers`](TcpListener::set_buffers).
 ///
 /// Dropping the listener closes its listening sockets (accepted streams
 /// live on).
@@ -178,7 +210,8 @@ impl TcpListener {
     }
 
     /// Like [`bind`](TcpListener::bind), with `backlog` listening sockets
-    /// (at least 1; each has its buffers, 2 × [`TCP_BUFFER`] bytes).
+    /// (at least 1; each has its buffers, of the stack's
+    /// [`tcp_buffers`](super::Stack::tcp_buffers) sizes).
     ///
     /// # Errors
     ///
@@ -187,26 +220,29 @@ impl TcpListener {
         let inner = &stack.inner;
         let port = inner.claim_port(Proto::Tcp, port)?;
         let backlog = backlog.max(1);
+        let buffers = inner.tcp_buffers.get();
         let mut pending = Vec::with_capacity(backlog);
         {
             let mut core = inner.core.borrow_mut();
             for _ in 0..backlog {
-                let mut s = new_socket();
+                let mut s = new_socket(buffers);
                 if let Err(e) = listen_on(&mut s, port, Some(DEFAULT_SYN_TIMEOUT)) {
                     for h in pending {
-                        core.sockets.remove(h);
+                        core.remove_tcp(h);
                     }
                     drop(core);
                     inner.free_port(Proto::Tcp, port);
                     return Err(e);
                 }
-                pending.push(core.sockets.add(s));
+                pending.push(core.add_tcp(s));
             }
         }
         let listening = Rc::new(Listening {
             port,
             pending: Rc::new(RefCell::new(pending)),
             syn_timeout: Cell::new(Some(DEFAULT_SYN_TIMEOUT)),
+            backlog,
+            buffers: Cell::new(buffers),
         });
         inner.listeners.borrow_mut().push(listening.clone());
         Ok(TcpListener {
@@ -247,6 +283,56 @@ impl TcpListener {
                 s.set_timeout(smol(timeout));
             }
         }
+    }
+
+    /// Sets the sizes in bytes of the receive and send buffers of this
+    /// listener's sockets, and so of the streams it accepts (at least 1
+    /// byte each). Its listening sockets that no SYN has reached yet are
+    /// made again at once with the new sizes. Default: the stack's
+    /// [`tcp_buffers`](super::Stack::tcp_buffers) when bound.
+    ///
+    /// A connection's buffers bound its throughput (smoltcp's window is the
+    /// receive buffer) and its memory: a bulk service may want 256 KiB, a
+    /// service of many small requests 4 KiB. The stack's derived connection
+    /// cap counts the stack's sizes, not these: set the cap too
+    /// ([`Stack::set_max_connections`](super::Stack::set_max_connections))
+    /// when they are much larger.
+    ///
+    /// ```
+    /// use mkernel::net::link;
+    /// use mkernel::net::stack::{Stack, StackConfig, TcpListener, TCP_BUFFER};
+    ///
+    /// let (a, _b) = link::pair(link::Faults::default());
+    /// mkernel::Builder::new().net_link("a", a).run(mkernel::net("a"), |a| {
+    ///     let stack = Stack::new(a, StackConfig::default());
+    ///     let l = TcpListener::bind(&stack, 80).unwrap();
+    ///     assert_eq!(l.buffers(), (TCP_BUFFER, TCP_BUFFER));
+    ///     l.set_buffers(4096, 8192);
+    ///     assert_eq!(l.buffers(), (4096, 8192));
+    /// });
+    /// ```
+    pub fn set_buffers(&self, rx: usize, tx: usize) {
+        let b = (rx.max(1), tx.max(1));
+        self.listening.buffers.set(b);
+        let mut core = self.stack.inner.core.borrow_mut();
+        let mut pending = self.listening.pending.borrow_mut();
+        for h in pending.iter_mut() {
+            if core.sockets.get::<stcp::Socket>(*h).state() != State::Listen {
+                continue;
+            }
+            let mut s = new_socket(b);
+            if listen_on(&mut s, self.port, self.listening.syn_timeout.get()).is_ok() {
+                core.remove_tcp(*h);
+                *h = core.add_tcp(s);
+            }
+        }
+    }
+
+    /// The buffer sizes (receive, send) of this listener's new sockets
+    /// (see [`set_buffers`](TcpListener::set_buffers)).
+    #[must_use]
+    pub fn buffers(&self) -> (usize, usize) {
+        self.listening.buffers.get()
     }
 
     /// The SYN-RECEIVED timeout (see [`set_syn_timeout`](TcpListener::set_syn_timeout)).
@@ -346,9 +432,11 @@ impl TcpListener {
                 if s.keep_alive().is_none() {
                     stream_defaults(s);
                 }
-                let mut s = new_socket();
-                if listen_on(&mut s, port, syn_timeout).is_ok() {
-                    p.push(core.sockets.add(s));
+                // At the connection cap, the listener stays short of this
+                // socket until a connection leaves (`tend` makes it then).
+                let mut s = new_socket(self.listening.buffers.get());
+                if core.below_cap() && listen_on(&mut s, port, syn_timeout).is_ok() {
+                    p.push(core.add_tcp(s));
                     if let Some(n) = core.phy.free.get_mut(&port) {
                         *n += 1;
                     }
@@ -534,15 +622,14 @@ impl TcpStream {
         let port = inner.claim_port(Proto::Tcp, 0)?;
         let h = {
             let mut core = inner.core.borrow_mut();
-            let Core { iface, sockets, .. } = &mut *core;
-            let mut s = new_socket();
+            let mut s = new_socket(inner.tcp_buffers.get());
             stream_defaults(&mut s);
             // The handshake is bounded by `deadline`, not by smoltcp's
             // timeout (which would also end it, as a `Closed` socket that
             // looks like a reset).
             s.set_timeout(None);
-            match s.connect(iface.context(), remote, port) {
-                Ok(()) => sockets.add(s),
+            match s.connect(core.iface.context(), remote, port) {
+                Ok(()) => core.add_tcp(s),
                 Err(e) => {
                     drop(core);
                     inner.free_port(Proto::Tcp, port);

@@ -58,6 +58,12 @@ pub(crate) fn fill_random(buf: &mut [u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// The heap's size and use: unknown hosted (memory is the process's,
+/// overcommitted and shared with the rest of the system).
+pub(crate) fn heap() -> Option<(usize, usize)> {
+    None
+}
+
 /// A net device of the system: a TAP interface.
 #[derive(Debug)]
 pub(crate) struct NetDev {

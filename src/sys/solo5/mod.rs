@@ -23,6 +23,8 @@ mod random;
 pub(crate) mod stack_memory;
 mod start;
 
+pub(crate) use start::heap;
+
 use crate::sys::Running;
 use core::cell::RefCell;
 use solo5_sys as sys;

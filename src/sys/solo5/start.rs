@@ -29,6 +29,17 @@ const INITIAL_STACK: usize = 1 << 20;
 /// where glibc's TCB keeps fields some code may read (e.g. `%fs:0x28`).
 const TCB_SIZE: usize = 256;
 
+/// Bytes given to the allocator at start-up (0 until then).
+static HEAP_SIZE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The heap: bytes given to the allocator at start-up (what the tender's
+/// `--mem` leaves after the image, the TLS block and the initial stack),
+/// and bytes allocated now.
+pub(crate) fn heap() -> Option<(usize, usize)> {
+    let size = HEAP_SIZE.load(std::sync::atomic::Ordering::Relaxed);
+    (size > 0).then(|| (size, ALLOCATOR.lock().counters().allocated_bytes))
+}
+
 unsafe extern "C" {
     // Defined by mkernel's linker script (cargo-mkernel/src/unikernel.ld);
     // the TLS values are absolute symbols, read through their addresses.
@@ -112,6 +123,7 @@ pub unsafe extern "C" fn solo5_app_main(info: *const sys::solo5_start_info) -> c
         super::console_write(b"mkernel: the heap region is too small\n");
         return 255;
     }
+    HEAP_SIZE.store(heap_end - base, std::sync::atomic::Ordering::Relaxed);
 
     // --- argv from the Solo5 command line ---
     // (Solo5's cmdline may be null when empty on some targets.)
