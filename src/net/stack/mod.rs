@@ -43,10 +43,12 @@
 //! assert_eq!(&got, b"hello");
 //! ```
 
+mod dns;
 mod phy;
 mod tcp;
 mod udp;
 
+pub use dns::{DNS_TIMEOUT, DNS_TRIES, MAX_NAMESERVERS, Nameservers};
 pub use smoltcp::wire::Ipv4Cidr;
 pub use tcp::{Incoming, TcpListener, TcpStream};
 pub use udp::UdpSocket;
@@ -136,6 +138,9 @@ pub struct StackConfig {
     pub ipv4: Ipv4Cidr,
     /// The default route, if any.
     pub gateway: Option<Ipv4Addr>,
+    /// The name servers [`Stack::resolve`] asks, in order (`--nameserver`);
+    /// none by default.
+    pub nameservers: Nameservers,
 }
 
 impl Default for StackConfig {
@@ -144,6 +149,7 @@ impl Default for StackConfig {
         StackConfig {
             ipv4: Ipv4Cidr::new(Ipv4Addr::new(10, 0, 0, 2), 24),
             gateway: None,
+            nameservers: Nameservers::default(),
         }
     }
 }
@@ -166,21 +172,49 @@ impl StackConfig {
         Ok(StackConfig {
             ipv4: parse_cidr(ipv4)?,
             gateway: gateway.map(parse_gateway).transpose()?,
+            nameservers: Nameservers::default(),
         })
     }
 
-    /// Takes `--ipv4=ADDR/PREFIX` and `--ipv4-gateway=ADDR` out of `args`
-    /// (for instance [`mkernel::args()`](crate::args)) and returns the
-    /// configuration and the other arguments, in order. Without `--ipv4`,
-    /// the address is [`DEFAULT_IPV4`]; without `--ipv4-gateway`, there is
-    /// no default route.
+    /// Sets the name servers [`Stack::resolve`] asks, in order (as
+    /// `--nameserver=ADDR` given once per address).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming `--nameserver` for more than
+    /// [`MAX_NAMESERVERS`] addresses or an address that is not unicast; the
+    /// configuration is then unchanged.
+    ///
+    /// ```
+    /// use mkernel::net::stack::StackConfig;
+    /// let mut cfg = StackConfig::default();
+    /// cfg.set_nameservers(&["10.0.0.1".parse().unwrap()]).unwrap();
+    /// assert_eq!(cfg.nameservers.as_slice(), ["10.0.0.1".parse::<std::net::Ipv4Addr>().unwrap()]);
+    /// ```
+    pub fn set_nameservers(&mut self, addrs: &[Ipv4Addr]) -> Result<(), ConfigError> {
+        let mut ns = Nameservers::default();
+        for &a in addrs {
+            ns.push(a)?;
+        }
+        self.nameservers = ns;
+        Ok(())
+    }
+
+    /// Takes `--ipv4=ADDR/PREFIX`, `--ipv4-gateway=ADDR` and
+    /// `--nameserver=ADDR` (up to [`MAX_NAMESERVERS`] times, asked in that
+    /// order) out of `args` (for instance [`mkernel::args()`](crate::args))
+    /// and returns the configuration and the other arguments, in order.
+    /// Without `--ipv4`, the address is [`DEFAULT_IPV4`]; without
+    /// `--ipv4-gateway`, there is no default route; without
+    /// `--nameserver`, no name server.
     ///
     /// # Errors
     ///
     /// A [`ConfigError`] that names the flag and says what is expected:
-    /// [`Malformed`](ConfigErrorKind::Malformed) for a bad value,
-    /// [`MissingValue`](ConfigErrorKind::MissingValue) for `--ipv4` or
-    /// `--ipv4-gateway` without `=VALUE`,
+    /// [`Malformed`](ConfigErrorKind::Malformed) for a bad value (or a
+    /// fourth `--nameserver`),
+    /// [`MissingValue`](ConfigErrorKind::MissingValue) for `--ipv4`,
+    /// `--ipv4-gateway` or `--nameserver` without `=VALUE`,
     /// [`GatewayOutsideNetwork`](ConfigErrorKind::GatewayOutsideNetwork)
     /// for a gateway outside the network of `--ipv4`.
     ///
@@ -189,6 +223,11 @@ impl StackConfig {
     /// let e = StackConfig::from_args(&["--ipv4-gateway".to_string()]).unwrap_err();
     /// assert_eq!(e.kind(), ConfigErrorKind::MissingValue);
     /// assert_eq!(e.flag(), "--ipv4-gateway");
+    /// let args = ["--nameserver=10.0.0.1".to_string(), "--nameserver=10.0.0.53".to_string()];
+    /// let (cfg, _) = StackConfig::from_args(&args).unwrap();
+    /// assert_eq!(cfg.nameservers.as_slice().len(), 2);
+    /// let e = StackConfig::from_args(&["--nameserver=dns.local".to_string()]).unwrap_err();
+    /// assert_eq!(e.flag(), "--nameserver");
     /// ```
     pub fn from_args(args: &[String]) -> Result<(StackConfig, Vec<String>), ConfigError> {
         let mut cfg = StackConfig::default();
@@ -198,7 +237,9 @@ impl StackConfig {
                 cfg.ipv4 = parse_cidr(v)?;
             } else if let Some(v) = a.strip_prefix("--ipv4-gateway=") {
                 cfg.gateway = Some(parse_gateway(v)?);
-            } else if a == "--ipv4" || a == "--ipv4-gateway" {
+            } else if let Some(v) = a.strip_prefix("--nameserver=") {
+                cfg.nameservers.push(dns::parse_nameserver(v)?)?;
+            } else if a == "--ipv4" || a == "--ipv4-gateway" || a == "--nameserver" {
                 return Err(ConfigError::new(
                     ConfigErrorKind::MissingValue,
                     a,
@@ -344,7 +385,7 @@ pub fn port_from_args(args: &[String], default: u16) -> Result<u16, ConfigError>
                     ConfigErrorKind::UnknownArgument,
                     a,
                     format!(
-                        "unknown argument {a:?} (expected --port=N, --ipv4=ADDR/PREFIX, --ipv4-gateway=ADDR)"
+                        "unknown argument {a:?} (expected --port=N, --ipv4=ADDR/PREFIX, --ipv4-gateway=ADDR, --nameserver=ADDR)"
                     ),
                 ));
             }
