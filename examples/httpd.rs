@@ -15,8 +15,10 @@
 //! `--header-timeout=SECONDS` (default 10, [`HEADER_TIMEOUT`]),
 //! `--idle-timeout=SECONDS` (default 30, [`IDLE_TIMEOUT`]),
 //! `--stats=SECONDS` (print `stats: ...` lines that often: TCP sockets,
-//! the connection cap, the heap on Solo5). Prints `listening on
-//! ADDR:PORT` once ready, after a line `connection cap: N` (or `none`).
+//! the connection cap, the heap on Solo5; and a first line
+//! `connection cap: N` or `none`). Prints `listening on ADDR:PORT` once
+//! ready, the only line without `--stats` (the same hosted and as a
+//! unikernel).
 //!
 //! Slow and idle clients are shed: a connection must send a whole request
 //! head within the header timeout (from its first byte; on a new
@@ -530,9 +532,11 @@ fn run(stack: Stack, block: Block, port: u16, t: Timeouts, stats: Option<Duratio
             std::process::exit(1)
         }
     };
-    match stack.max_connections() {
-        Some(n) => println!("connection cap: {n}"),
-        None => println!("connection cap: none"),
+    if stats.is_some() {
+        match stack.max_connections() {
+            Some(n) => println!("connection cap: {n}"),
+            None => println!("connection cap: none"),
+        }
     }
     // Runs as long as the server (which never returns).
     let _stats = stats.map(|every| {
