@@ -5,93 +5,11 @@
 //! when not root, without /dev/net/tun, or without `ip` or `dnsmasq`
 //! (`scripts/setup` installs them).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod netns_util;
 
-/// The namespace and the processes started in it, removed on drop.
-struct Netns {
-    name: String,
-    children: Vec<Child>,
-}
-
-impl Netns {
-    fn new() -> Result<Netns, String> {
-        let name = format!("mkt-dns-{}", std::process::id());
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .map_err(|e| format!("cannot run ip: {e}"))?
-            .success();
-        if !ok {
-            return Err(format!("ip netns add {name} failed"));
-        }
-        let ns = Netns {
-            name,
-            children: Vec::new(),
-        };
-        ns.run(&["ip", "link", "set", "lo", "up"])?;
-        Ok(ns)
-    }
-
-    fn cmd(&self, argv: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name]).args(argv);
-        c
-    }
-
-    fn run(&self, argv: &[&str]) -> Result<String, String> {
-        let out = self
-            .cmd(argv)
-            .output()
-            .map_err(|e| format!("{argv:?}: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "{argv:?} failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-fn skip_reason() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc_geteuid() } != 0 {
-        return Some("not root".into());
-    }
-    if !Path::new("/dev/net/tun").exists() {
-        return Some("no /dev/net/tun".into());
-    }
-    for tool in ["ip", "dnsmasq"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            return Some(format!("{tool} not installed (scripts/setup)"));
-        }
-    }
-    None
-}
-
-unsafe extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
-}
+use netns_util::{Netns, skip_reason};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 
 /// Builds the `resolve` example and returns its path.
 fn resolve_example() -> PathBuf {
@@ -118,23 +36,19 @@ fn resolve_example() -> PathBuf {
 /// `NotFound` (dnsmasq answers NXDOMAIN for its `--local` domain).
 #[test]
 fn resolve_through_dnsmasq() {
-    if let Some(why) = skip_reason() {
+    if let Some(why) = skip_reason(&["ip", "dnsmasq"]) {
         eprintln!("skipping the DNS TAP test: {why}");
         return;
     }
     let resolve = resolve_example();
-    let mut ns = match Netns::new() {
+    let mut ns = match Netns::new("dns") {
         Ok(ns) => ns,
         Err(e) => {
             eprintln!("skipping the DNS TAP test: {e}");
             return;
         }
     };
-    ns.run(&["ip", "tuntap", "add", "dev", "tap0", "mode", "tap"])
-        .unwrap();
-    ns.run(&["ip", "addr", "add", "10.79.0.1/24", "dev", "tap0"])
-        .unwrap();
-    ns.run(&["ip", "link", "set", "tap0", "up"]).unwrap();
+    ns.tap("tap0", "10.79.0.1/24");
     let dnsmasq = ns
         .cmd(&[
             "dnsmasq",

@@ -4,119 +4,13 @@
 //! leaves it. Skipped (with the reason printed) when not root or without
 //! /dev/net/tun.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod netns_util;
+
+use netns_util::{Netns, skip_reason};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// The namespace and the processes started in it, removed on drop.
-struct Netns {
-    name: String,
-    children: Vec<Child>,
-}
-
-impl Netns {
-    fn new(tag: &str) -> Result<Netns, String> {
-        let name = format!("mkt-{tag}-{}", std::process::id());
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .map_err(|e| format!("cannot run ip: {e}"))?
-            .success();
-        if !ok {
-            return Err(format!("ip netns add {name} failed"));
-        }
-        let ns = Netns {
-            name,
-            children: Vec::new(),
-        };
-        ns.run(&["ip", "link", "set", "lo", "up"])?;
-        Ok(ns)
-    }
-
-    fn cmd(&self, argv: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name]).args(argv);
-        c
-    }
-
-    fn run(&self, argv: &[&str]) -> Result<String, String> {
-        let out = self
-            .cmd(argv)
-            .output()
-            .map_err(|e| format!("{argv:?}: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "{argv:?} failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    fn tap(&self, tap: &str, host_cidr: &str) {
-        self.run(&["ip", "tuntap", "add", "dev", tap, "mode", "tap"])
-            .unwrap();
-        self.run(&["ip", "addr", "add", host_cidr, "dev", tap])
-            .unwrap();
-        self.run(&["ip", "link", "set", tap, "up"]).unwrap();
-    }
-
-    /// Starts `argv` in the namespace and waits for its `listening on` line.
-    fn start(&mut self, argv: &[&str], expect: &str) {
-        let mut child = self
-            .cmd(argv)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        self.children.push(child);
-        assert_eq!(line.trim_end(), expect);
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-fn skip_reason() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc_geteuid() } != 0 {
-        return Some("not root".into());
-    }
-    if !Path::new("/dev/net/tun").exists() {
-        return Some("no /dev/net/tun".into());
-    }
-    for tool in ["ip", "ping", "curl", "python3", "tar"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            return Some(format!("{tool} not installed"));
-        }
-    }
-    None
-}
-
-unsafe extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
-}
 
 /// Builds the examples and returns the directory holding them.
 fn examples() -> PathBuf {
@@ -162,7 +56,7 @@ sys.exit(1 if errors else 0)
 
 #[test]
 fn echo_and_httpd_on_tap() {
-    if let Some(why) = skip_reason() {
+    if let Some(why) = skip_reason(&["ip", "ping", "curl", "python3", "tar"]) {
         eprintln!("skipping the TAP test: {why}");
         return;
     }
