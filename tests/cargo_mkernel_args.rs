@@ -51,27 +51,32 @@ fn a_program_that_parses_its_arguments_first_is_told_what_to_change() {
 /// `--block-sector-size:` exists only hosted (no Solo5 tender has it), and
 /// `--solo5:quiet` belongs after `--`: refused before anything is built,
 /// naming the flag and the target.
+/// Runs `cargo mkernel run --target TARGET ARGS` and asserts it is refused
+/// (status 1) before anything is built, and not by the tender's own
+/// "Invalid option"; returns its stderr.
+fn refused(target: &str, args: &[&str]) -> String {
+    let mut argv = vec!["run", "--target", target];
+    argv.extend_from_slice(args);
+    let out = run_with_timeout(&mut cargo_mkernel(repo(), &argv), Duration::from_secs(120));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{target}: {stderr}");
+    assert!(!stderr.contains("Invalid option"), "{stderr}");
+    assert!(!stderr.contains("Compiling"), "built something: {stderr}");
+    stderr
+}
+
 #[test]
 fn flags_a_target_lacks_are_refused_by_name() {
-    let limit = Duration::from_secs(120);
     for target in ["spt", "hvt", "virtio"] {
-        let out = run_with_timeout(
-            &mut cargo_mkernel(
-                repo(),
-                &[
-                    "run",
-                    "--target",
-                    target,
-                    "--example",
-                    "block",
-                    "--block:disk=disk.img",
-                    "--block-sector-size:disk=4096",
-                ],
-            ),
-            limit,
+        let stderr = refused(
+            target,
+            &[
+                "--example",
+                "block",
+                "--block:disk=disk.img",
+                "--block-sector-size:disk=4096",
+            ],
         );
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{target}: {stderr}");
         assert!(
             stderr.contains(&format!(
                 "`--block-sector-size:disk=4096`: the Solo5 {target} target has no \
@@ -83,25 +88,8 @@ fn flags_a_target_lacks_are_refused_by_name() {
             stderr.contains("exists only for a hosted mkernel program"),
             "{stderr}"
         );
-        assert!(!stderr.contains("Invalid option"), "{stderr}");
-        assert!(!stderr.contains("Compiling"), "built something: {stderr}");
 
-        let out = run_with_timeout(
-            &mut cargo_mkernel(
-                repo(),
-                &[
-                    "run",
-                    "--target",
-                    target,
-                    "--example",
-                    "hello",
-                    "--solo5:quiet",
-                ],
-            ),
-            limit,
-        );
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{target}: {stderr}");
+        let stderr = refused(target, &["--example", "hello", "--solo5:quiet"]);
         assert!(
             stderr.contains(&format!(
                 "`--solo5:quiet` is an option of the Solo5 bindings inside the unikernel, \

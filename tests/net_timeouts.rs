@@ -5,27 +5,14 @@
 //! generous but meaningful bounds (a timeout never fires early, and fires
 //! within 10 % or a few tens of milliseconds after its time).
 
-use mkernel::net::link::{self, CutSwitch, Faults};
-use mkernel::net::stack::{
-    DEFAULT_CONNECT_TIMEOUT, Stack, StackConfig, TcpListener, TcpStream, UdpSocket,
-};
+mod stack_pair;
+
+use mkernel::net::stack::{DEFAULT_CONNECT_TIMEOUT, Stack, TcpListener, TcpStream, UdpSocket};
+use stack_pair::run_pair;
 use std::io::{ErrorKind, Read};
 use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
-
-fn run_pair<T: 'static>(f: impl FnOnce(Stack, Stack, CutSwitch) -> T + 'static) -> T {
-    let (a, b) = link::pair(Faults::default());
-    let cut = a.cut_switch();
-    mkernel::Builder::new()
-        .net_link("a", a)
-        .net_link("b", b)
-        .run((mkernel::net("a"), mkernel::net("b")), move |(a, b)| {
-            let sa = Stack::new(a, StackConfig::parse("10.0.0.1/24", None).unwrap());
-            let sb = Stack::new(b, StackConfig::parse("10.0.0.2/24", None).unwrap());
-            f(sa, sb, cut)
-        })
-}
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()

@@ -102,19 +102,7 @@ sys.exit(0 if ok == n else 1)
 "#;
 
 fn skip_reason() -> Option<String> {
-    if let Some(why) = util::cannot_make_netns() {
-        return Some(why);
-    }
-    for tool in ["ping", "python3"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            return Some(format!("{tool} not installed"));
-        }
-    }
-    None
+    util::cannot_make_netns().or_else(|| util::tool_check::missing_tool(&["ping", "python3"]))
 }
 
 /// Runs `argv` in `ns` (at most `limit`); its status and stdout.

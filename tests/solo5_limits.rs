@@ -131,19 +131,7 @@ print(f"figures ok={fig['ok']} fail={fig['fail']} reconnects={fig['reconnects']}
 "#;
 
 fn skip_reason() -> Option<String> {
-    if let Some(why) = util::cannot_make_netns() {
-        return Some(why);
-    }
-    for tool in ["python3", "tar"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            return Some(format!("{tool} not installed"));
-        }
-    }
-    None
+    util::cannot_make_netns().or_else(|| util::tool_check::missing_tool(&["python3", "tar"]))
 }
 
 /// A ustar site image holding a 1 KiB `index.html`.

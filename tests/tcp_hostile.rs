@@ -5,23 +5,12 @@
 //! (The SYN flood and the 2,000-connection burst over a real TAP, hosted
 //! and under solo5-spt, are in `tests/solo5_hostile.rs`.)
 
-use mkernel::net::link::{self, CutSwitch, Faults};
-use mkernel::net::stack::{Stack, StackConfig, TcpListener, TcpStream};
+mod stack_pair;
+
+use mkernel::net::stack::{Stack, TcpListener, TcpStream};
+use stack_pair::run_pair;
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
-
-fn run_pair<T: 'static>(f: impl FnOnce(Stack, Stack, CutSwitch) -> T + 'static) -> T {
-    let (a, b) = link::pair(Faults::default());
-    let cut = a.cut_switch();
-    mkernel::Builder::new()
-        .net_link("a", a)
-        .net_link("b", b)
-        .run((mkernel::net("a"), mkernel::net("b")), move |(a, b)| {
-            let sa = Stack::new(a, StackConfig::parse("10.0.0.1/24", None).unwrap());
-            let sb = Stack::new(b, StackConfig::parse("10.0.0.2/24", None).unwrap());
-            f(sa, sb, cut)
-        })
-}
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -4,6 +4,9 @@
 
 #![allow(dead_code, reason = "each test file uses only part of these helpers")]
 
+#[path = "../tool_check/mod.rs"]
+mod tool_check;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -102,17 +105,7 @@ pub fn skip_reason(tools: &[&str]) -> Option<String> {
     if !Path::new("/dev/net/tun").exists() {
         return Some("no /dev/net/tun".into());
     }
-    for tool in tools {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            return Some(format!("{tool} not installed (scripts/setup)"));
-        }
-    }
-    None
+    tool_check::missing_tool(tools)
 }
 
 unsafe extern "C" {

@@ -7,6 +7,8 @@
 #![allow(dead_code, reason = "each test file uses only part of these helpers")]
 
 pub mod raw;
+#[path = "../tool_check/mod.rs"]
+pub mod tool_check;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
