@@ -811,54 +811,45 @@ impl Inner {
     /// became ready and moves the daemon's deadline if needed.
     pub(crate) fn poll(&self) {
         let now = now_ns();
-        {
-            let mut core = self.core.borrow_mut();
-            let listeners = self.listeners.borrow();
-            let mut failed = 0;
-            // Again while a SYN set aside can be taken now (a handshake
-            // failed during the poll and its socket listens again).
-            for round in 0..4 {
-                failed += tcp::tend(&mut core, &listeners);
-                if round > 0 && !core.phy.admissible() {
-                    break;
-                }
-                core.phy.expire_held(now);
-                let Core {
-                    iface,
-                    sockets,
-                    phy,
-                    ..
-                } = &mut *core;
-                iface.poll(instant(now), phy, sockets);
-            }
-            if failed > 0 {
-                self.handshakes_failed
-                    .set(self.handshakes_failed.get() + failed);
-            }
-        }
+        // Again while a SYN set aside can be taken now (a handshake failed
+        // during the poll and its socket listens again).
+        self.feed(&mut self.core.borrow_mut(), now, 4);
         if self.reap(now) && tcp::short(&self.listeners.borrow()) {
             // Room under the cap again: the listeners short of listening
             // sockets get them now, and a SYN waiting for one is handed
             // over.
-            let mut core = self.core.borrow_mut();
-            let failed = tcp::tend(&mut core, &self.listeners.borrow());
-            self.handshakes_failed
-                .set(self.handshakes_failed.get() + failed);
-            if core.phy.admissible() {
-                let Core {
-                    iface,
-                    sockets,
-                    phy,
-                    ..
-                } = &mut *core;
-                iface.poll(instant(now), phy, sockets);
-            }
+            self.feed(&mut self.core.borrow_mut(), now, 1);
         }
         self.wake_ready();
         self.rearm(now);
     }
 
     /// Removes the closed sockets; whether it removed any.
+    /// Tops up the listeners short of listening sockets and feeds smoltcp,
+    /// up to `rounds` times while a SYN set aside can be taken.
+    fn feed(&self, core: &mut Core, now: u64, rounds: usize) {
+        let listeners = self.listeners.borrow();
+        let mut failed = 0;
+        for round in 0..rounds {
+            failed += tcp::tend(core, &listeners);
+            if round > 0 && !core.phy.admissible() {
+                break;
+            }
+            core.phy.expire_held(now);
+            let Core {
+                iface,
+                sockets,
+                phy,
+                ..
+            } = core;
+            iface.poll(instant(now), phy, sockets);
+        }
+        if failed > 0 {
+            self.handshakes_failed
+                .set(self.handshakes_failed.get() + failed);
+        }
+    }
+
     fn reap(&self, now: u64) -> bool {
         let mut closing = self.closing.borrow_mut();
         if closing.is_empty() {
