@@ -257,14 +257,18 @@ impl Scheduler {
     /// Wakes `t` only if it waits in a wait queue. A timed wait's timer is
     /// withdrawn (the event source hears of it at its next `select`, before
     /// it could signal it), so that exactly one of the two wakes the task.
-    pub(crate) fn wake_queued(&mut self, t: TaskRef) -> bool {
+    pub(crate) fn wake_queued(&mut self, t: TaskRef) -> Woken {
         match self.slot(t).map(|slot| slot.state) {
-            Some(State::Suspended(Wait::Queue)) => self.wake(t),
+            Some(State::Suspended(Wait::Queue)) => {
+                self.wake(t);
+                Woken::Untimed
+            }
             Some(State::Suspended(Wait::QueueTimed(id))) => {
                 self.syscalls.cancel(id);
-                self.wake(t)
+                self.wake(t);
+                Woken::Timed
             }
-            _ => false,
+            _ => Woken::No,
         }
     }
 
@@ -384,6 +388,17 @@ impl Scheduler {
     pub(crate) fn live_tasks(&self) -> usize {
         self.live
     }
+}
+
+/// What [`Scheduler::wake_queued`] did.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Woken {
+    /// The task was not waiting in a queue (any more).
+    No,
+    /// It waited without a time limit.
+    Untimed,
+    /// It waited with a timer ([`Wait::QueueTimed`]), now withdrawn.
+    Timed,
 }
 
 /// Stops the run for a broken rule: the message goes to stderr, the

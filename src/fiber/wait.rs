@@ -1,7 +1,7 @@
 //! The one primitive under the cooperative `sync` types and the devices:
 //! a FIFO of parked tasks.
 
-use super::scheduler;
+use super::scheduler::{self, Woken};
 use super::syscall::Syscall;
 use super::task::{TaskRef, Wait};
 use core::cell::RefCell;
@@ -13,12 +13,13 @@ use std::collections::VecDeque;
 /// correct under cancellation: a waiter cancelled after being notified
 /// passes the notification on as it unwinds.
 ///
-/// A timed waiter ([`wait_for`](WaitQueue::wait_for)) is marked as such in
-/// the queue; when a notification wakes it, it is put in `notified`, which
-/// is how it tells a notification from its timer once it runs again.
+/// A timed waiter ([`wait_for`](WaitQueue::wait_for)) waits as
+/// `Wait::QueueTimed`; when a notification wakes it, it is put in
+/// `notified`, which is how it tells a notification from its timer once it
+/// runs again.
 #[derive(Default)]
 pub(crate) struct WaitQueue {
-    waiters: RefCell<VecDeque<(TaskRef, bool)>>,
+    waiters: RefCell<VecDeque<TaskRef>>,
     notified: RefCell<Vec<TaskRef>>,
 }
 
@@ -35,7 +36,7 @@ impl WaitQueue {
         let Some(parking) = scheduler::prepare_park(Wait::Queue) else {
             return;
         };
-        self.waiters.borrow_mut().push_back((parking.task, false));
+        self.waiters.borrow_mut().push_back(parking.task);
         struct OnCancel<'a>(&'a WaitQueue);
         impl Drop for OnCancel<'_> {
             fn drop(&mut self) {
@@ -76,7 +77,7 @@ impl WaitQueue {
         let me = parking.task;
         let must_wait = scheduler::register_syscall(id);
         debug_assert!(must_wait, "a timer armed just now cannot have fired");
-        self.waiters.borrow_mut().push_back((me, true));
+        self.waiters.borrow_mut().push_back(me);
         struct OnCancel<'a>(&'a WaitQueue, TaskRef);
         impl Drop for OnCancel<'_> {
             fn drop(&mut self) {
@@ -101,32 +102,34 @@ impl WaitQueue {
             notified.swap_remove(i);
             return false;
         }
-        self.waiters.borrow_mut().retain(|&(t, _)| t != me);
+        self.waiters.borrow_mut().retain(|&t| t != me);
         true
     }
 
     /// Wakes the longest-waiting task; false if none waits.
     pub(crate) fn notify_one(&self) -> bool {
         loop {
-            let Some((t, timed)) = self.waiters.borrow_mut().pop_front() else {
+            let Some(t) = self.waiters.borrow_mut().pop_front() else {
                 return false;
             };
-            if scheduler::with(|s| s.wake_queued(t)) {
-                if timed {
+            match scheduler::with(|s| s.wake_queued(t)) {
+                Woken::No => {}
+                Woken::Untimed => return true,
+                Woken::Timed => {
                     self.notified.borrow_mut().push(t);
+                    return true;
                 }
-                return true;
             }
         }
     }
 
     /// Wakes every waiting task.
     pub(crate) fn notify_all(&self) {
-        let all: Vec<(TaskRef, bool)> = self.waiters.borrow_mut().drain(..).collect();
+        let all: Vec<TaskRef> = self.waiters.borrow_mut().drain(..).collect();
         let mut notified = Vec::new();
         scheduler::with(|s| {
-            for (t, timed) in all {
-                if s.wake_queued(t) && timed {
+            for t in all {
+                if s.wake_queued(t) == Woken::Timed {
                     notified.push(t);
                 }
             }
