@@ -8,7 +8,9 @@
 //!    on a TAP under 64 concurrent keep-alive connections, for a 4 KiB and
 //!    a 64 KiB file; beside it the same client against a hyper static
 //!    server (files in memory, tokio current-thread runtime: one core, as
-//!    the unikernel) across a veth pair, and on the loopback.
+//!    the unikernel) across a veth pair, and on the loopback;
+//! 3. `httpd`'s 4 KiB requests/s with 0 and with 5,000 other connections
+//!    held open and idle (the cost of a request must not grow with them).
 //!
 //! Everything runs in two network namespaces this program creates and
 //! always deletes (`mkb-c-PID`: the clients, the TAPs and the unikernels;
@@ -19,7 +21,7 @@
 //! Not root, or no /dev/net/tun: says why and exits 0. Knobs (environment):
 //! `MKBENCH_SECS` (seconds per measurement, default 3), `MKBENCH_REPS`
 //! (repetitions, default 3; the table shows medians), `MKBENCH_MTU` (MTU of
-//! the TAPs and the veth, default 1500), `MKBENCH_ONLY=tput|http` (one
+//! the TAPs and the veth, default 1500), `MKBENCH_ONLY=tput|http|idle` (one
 //! part only), `MKBENCH_PERF=DIR` (run the unikernels under
 //! `perf record -g`, profiles in DIR).
 
@@ -35,6 +37,8 @@ const ROLE: &str = "MKBENCH_TCP_ROLE";
 /// Concurrent keep-alive connections of the HTTP client.
 const CONNS: usize = 64;
 const SMALL: usize = 4 * 1024;
+/// Idle connections held open in part 3.
+const IDLE: usize = 5000;
 const LARGE: usize = 64 * 1024;
 /// HTTP warm-up before each measurement.
 const WARMUP: Duration = Duration::from_millis(500);
@@ -314,6 +318,8 @@ fn bench() {
             &format!("--block:site={}", img.display()),
             "--",
             &format!("--ipv4={HTTPD_UK}/24"),
+            // The idle connections of part 3 must outlive the measurement.
+            "--idle-timeout=600",
         ],
         "httpd",
     );
@@ -352,7 +358,10 @@ fn bench() {
         "{:<22} {:>16} {:>16} {:>12} {:>14}",
         "throughput, Gbit/s", "mkernel (TAP)", "Linux (veth)", "mk / Linux", "mk / 1 Gbit/s"
     );
-    for (label, dir) in rows.into_iter().filter(|_| only != "http") {
+    for (label, dir) in rows
+        .into_iter()
+        .filter(|_| only.is_empty() || only == "tput")
+    {
         let mk = tput(&format!("{SINK_UK}:5001"), dir);
         let lx = tput(&format!("{VETH_S}:5001"), dir);
         println!(
@@ -378,7 +387,10 @@ fn bench() {
         ("hyper (loopback)", "127.0.0.1:8080".to_string()),
     ];
     let files = [("small.bin", SMALL), ("large.bin", LARGE)];
-    for (file, size) in files.into_iter().filter(|_| only != "tput") {
+    for (file, size) in files
+        .into_iter()
+        .filter(|_| only.is_empty() || only == "http")
+    {
         let mut got: Vec<[f64; 5]> = Vec::new();
         for (label, addr) in &servers {
             let mut runs: Vec<[f64; 5]> = Vec::new();
@@ -415,6 +427,47 @@ fn bench() {
             got[0][2] / got[1][2]
         );
     }
+
+    // 3. The same 4 KiB requests with IDLE other connections held open
+    // (each made one request, then sits idle): the cost of a request must
+    // not grow with the connections the stack holds.
+    if only.is_empty() || only == "idle" {
+        let addr = format!("{HTTPD_UK}:80");
+        let rps = |ns: &Netns| {
+            let v = (0..reps)
+                .map(|_| {
+                    let out =
+                        ns.client(&["http", &addr, "/small.bin", &SMALL.to_string(), &secs_s]);
+                    out.split_whitespace()
+                        .nth(2)
+                        .unwrap()
+                        .parse::<f64>()
+                        .unwrap()
+                })
+                .collect();
+            median(v)
+        };
+        let idle0 = rps(&ns);
+        let mut cmd = ns.cmd(c, &[exe, "hold", &addr, &IDLE.to_string()]);
+        cmd.env(ROLE, "client");
+        ns.start(cmd, &format!("held {IDLE}"));
+        let idle_n = rps(&ns);
+        println!(
+            "\n{:<34} {:>10} {:>10} {:>10}",
+            format!("HTTP 4 KiB, {CONNS} conns, httpd"),
+            "0 idle",
+            format!("{IDLE} idle"),
+            "ratio"
+        );
+        println!(
+            "{:<34} {:>10.0} {:>10.0} {:>10.2}",
+            "req/s",
+            idle0,
+            idle_n,
+            idle_n / idle0
+        );
+        println!("ratio httpd_idle{IDLE}_vs_idle0={:.3}", idle_n / idle0);
+    }
     drop(ns);
 }
 
@@ -435,7 +488,52 @@ fn client_main(args: &[String]) {
             );
             println!("{p50} {p99} {rps} {} {}", errors[0], errors[1]);
         }
+        "hold" => hold(addr, args[2].parse().unwrap()),
         other => panic!("unknown client command {other}"),
+    }
+}
+
+/// Opens `n` connections, makes one request on each (so that no header
+/// timeout closes them), says `held N`, and keeps them until killed.
+fn hold(addr: SocketAddr, n: usize) {
+    let want = (n + 256) as libc::rlim_t;
+    let lim = libc::rlimit {
+        rlim_cur: want,
+        rlim_max: want,
+    };
+    // SAFETY: setrlimit reads the struct we pass; failure is checked.
+    let ok = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0;
+    assert!(ok, "cannot raise the open-file limit to {want}");
+    let mut conns = Vec::with_capacity(n);
+    let req = b"GET /index.html HTTP/1.1\r\nHost: bench\r\n\r\n";
+    let mut buf = [0u8; 4096];
+    for i in 0..n {
+        let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("idle connection {i}: {e}"));
+        s.write_all(req).unwrap();
+        // The response is small: read until its head and body are in.
+        let mut got = Vec::new();
+        loop {
+            let k = s.read(&mut buf).unwrap();
+            assert!(k > 0, "idle connection {i}: closed before its response");
+            got.extend_from_slice(&buf[..k]);
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if got.len() >= end + 4 + len {
+                    break;
+                }
+            }
+        }
+        conns.push(s);
+    }
+    println!("held {n}");
+    std::io::stdout().flush().unwrap();
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
     }
 }
 

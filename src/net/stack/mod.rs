@@ -2,12 +2,17 @@
 //! style: a blocking-looking call suspends only its task.
 //!
 //! How it works: one runtime-owned task (a daemon) waits until the net
-//! device has a frame or smoltcp's next timer is due, feeds smoltcp
-//! (`Interface::poll`), and wakes exactly the tasks waiting on sockets that
-//! became ready (each socket has a wait queue per direction). A task that
-//! writes puts the data in the socket's buffer and polls the interface at
-//! once, so the data leaves without waiting for the daemon; if that moves
-//! smoltcp's next deadline earlier, the daemon's timer is moved too. No
+//! device has a frame or smoltcp's next timer is due, hands every waiting
+//! frame to smoltcp, and wakes exactly the tasks waiting on sockets that
+//! became ready (each socket has a wait queue per direction). A connection
+//! past its handshake lives in a socket set of its own, and each incoming
+//! segment is routed to its connection's set by its addresses and ports,
+//! so that the cost of a frame, a read or a write does not grow with the
+//! connections the stack holds (smoltcp scans a whole set for each). A
+//! task that writes puts the data in the socket's buffer and sends from
+//! its connection's set at once, so the data leaves without waiting for
+//! the daemon (and bulk senders stay pipelined); if that moves the
+//! connection's next deadline earlier, the daemon's timer is moved too. No
 //! busy polling; frames are received into and sent from buffers allocated
 //! once.
 //!
@@ -45,6 +50,7 @@
 
 mod dns;
 mod phy;
+mod sockets;
 mod tcp;
 mod udp;
 
@@ -59,11 +65,14 @@ use crate::reactor::{NetWait, Timer};
 use core::cell::{Cell, RefCell};
 use core::fmt;
 use phy::Phy;
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{
+    Config, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet,
+};
 use smoltcp::socket::{tcp as stcp, udp as sudp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, IpEndpoint};
-use std::collections::HashSet;
+use sockets::{Sock, TcpSockets};
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::{Rc, Weak};
@@ -470,10 +479,10 @@ impl fmt::Debug for Stack {
 /// What a waiting task waits for.
 #[derive(Clone)]
 pub(crate) enum Cond {
-    TcpRecv(SocketHandle),
+    TcpRecv(Sock),
     /// Also "connected" and "accepted" (a socket past its handshake).
-    TcpSend(SocketHandle),
-    Accept(Rc<RefCell<Vec<SocketHandle>>>),
+    TcpSend(Sock),
+    Accept(Rc<RefCell<Vec<Sock>>>),
     UdpRecv(SocketHandle),
     UdpSend(SocketHandle),
 }
@@ -484,9 +493,22 @@ struct Waiter {
     queue: Rc<WaitQueue>,
 }
 
+/// The tasks waiting on sockets. Those waiting on a connection in a set of
+/// its own are found by its [`Sock`], so that a poll looks only at the
+/// connections it touched; the others (listeners, outgoing connections
+/// still connecting, UDP: few) are looked at on every poll.
+#[derive(Default)]
+struct Waiters {
+    shared: Vec<Waiter>,
+    by_sock: HashMap<Sock, Vec<Waiter>>,
+}
+
 pub(crate) struct Core {
     pub(crate) iface: Interface,
+    /// The shared socket set: UDP sockets, and the TCP sockets that have no
+    /// set of their own (see [`sockets`]).
     pub(crate) sockets: SocketSet<'static>,
+    tcp: TcpSockets,
     phy: Phy,
     /// TCP sockets in `sockets` (listening, connected, closing).
     tcp_count: usize,
@@ -495,16 +517,79 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    /// Adds a TCP socket to the set, counting it.
-    pub(crate) fn add_tcp(&mut self, s: stcp::Socket<'static>) -> SocketHandle {
+    /// Adds a TCP socket to the shared set, counting it.
+    pub(crate) fn add_tcp(&mut self, s: stcp::Socket<'static>) -> Sock {
         self.tcp_count += 1;
-        self.sockets.add(s)
+        self.tcp.add(&mut self.sockets, s)
     }
 
-    /// Removes a TCP socket from the set.
-    pub(crate) fn remove_tcp(&mut self, h: SocketHandle) {
+    /// Removes a TCP socket from the stack.
+    pub(crate) fn remove_tcp(&mut self, h: Sock) {
         self.tcp_count -= 1;
-        self.sockets.remove(h);
+        self.tcp.remove(&mut self.sockets, h);
+    }
+
+    /// A TCP socket.
+    pub(crate) fn tcp(&mut self, h: Sock) -> &mut stcp::Socket<'static> {
+        self.tcp.get_mut(&mut self.sockets, h)
+    }
+
+    /// A TCP socket, to look at.
+    pub(crate) fn tcp_ref(&self, h: Sock) -> &stcp::Socket<'static> {
+        self.tcp.get(&self.sockets, h)
+    }
+
+    /// Gives a connected socket a set of its own (see [`sockets`]).
+    pub(crate) fn promote(&mut self, h: Sock) {
+        self.tcp.promote(&mut self.sockets, h);
+    }
+
+    /// Sends what the connection `h` in a set of its own has to send, and
+    /// records its next deadline; false for a socket in the shared set.
+    fn egress_own(&mut self, h: Sock, now: u64) -> bool {
+        let Core {
+            iface, phy, tcp, ..
+        } = self;
+        let Some(set) = tcp.own_set(h) else {
+            return false;
+        };
+        while iface.poll_egress(instant(now), phy, set) == PollResult::SocketStateChanged {}
+        let due = iface.poll_at(instant(now), set).map(ns_of);
+        tcp.set_due(h, due);
+        true
+    }
+
+    /// Hands every frame waiting on the device to smoltcp, each to the
+    /// socket set it belongs to; the connections in sets of their own that
+    /// got one go to `touched`. Whether an ARP frame came (a neighbour
+    /// became known: sockets waiting for it may send now).
+    fn ingress(&mut self, now: u64, touched: &mut Vec<Sock>) -> bool {
+        let mut arp = false;
+        let Core {
+            iface,
+            sockets,
+            phy,
+            tcp,
+            ..
+        } = self;
+        while phy.stage(now).is_some() {
+            let frame = phy.staged();
+            let to = tcp.route(frame);
+            if to.is_none() && frame.len() >= 14 && frame[12..14] == [0x08, 0x06] {
+                arp = true;
+            }
+            let set = match to.and_then(|h| tcp.own_set(h)) {
+                Some(set) => set,
+                None => &mut *sockets,
+            };
+            if iface.poll_ingress_single(instant(now), phy, set) == PollIngressSingleResult::None {
+                break;
+            }
+            if let Some(h) = to {
+                touched.push(h);
+            }
+        }
+        arp
     }
 
     /// Whether one more TCP socket fits under the cap.
@@ -526,11 +611,17 @@ pub(crate) struct Inner {
     net: Net,
     config: StackConfig,
     pub(crate) core: RefCell<Core>,
-    waiters: RefCell<Vec<Waiter>>,
+    waiters: RefCell<Waiters>,
     next_token: Cell<u64>,
     /// Dropped TCP sockets finishing their close, with their deadline.
     /// The local port is given back when the socket goes, if it owned it.
-    closing: RefCell<Vec<(SocketHandle, u64, Option<u16>)>>,
+    closing: RefCell<Vec<(Sock, u64, Option<u16>)>>,
+    /// The shared set's next deadline, as of the last poll (it changes only
+    /// in polls: its sockets are not written to outside them).
+    shared_due: Cell<Option<u64>>,
+    /// The connections in sets of their own touched since the last wake-up
+    /// of their waiters.
+    touched: RefCell<Vec<Sock>>,
     /// The daemon's current wait: its syscall and deadline.
     daemon: Cell<Option<(SyscallId, u64)>>,
     /// Local ports in use, per protocol (TCP and UDP ports are separate
@@ -569,6 +660,10 @@ fn now_ns() -> u64 {
 
 fn instant(ns: u64) -> Instant {
     Instant::from_micros((ns / 1000) as i64)
+}
+
+fn ns_of(i: Instant) -> u64 {
+    (i.total_micros().max(0) as u64).saturating_mul(1000)
 }
 
 pub(crate) fn to_std(ep: IpEndpoint) -> SocketAddr {
@@ -619,13 +714,16 @@ impl Stack {
             core: RefCell::new(Core {
                 iface,
                 sockets: SocketSet::new(Vec::new()),
+                tcp: TcpSockets::new(),
                 phy,
                 tcp_count: 0,
                 tcp_cap: derived_cap((TCP_BUFFER, TCP_BUFFER)).unwrap_or(usize::MAX),
             }),
-            waiters: RefCell::new(Vec::new()),
+            waiters: RefCell::new(Waiters::default()),
             next_token: Cell::new(0),
             closing: RefCell::new(Vec::new()),
+            shared_due: Cell::new(None),
+            touched: RefCell::new(Vec::new()),
             daemon: Cell::new(None),
             ports: RefCell::new(HashSet::new()),
             next_port: Cell::new(49152 + (now_ns() % 16384) as u16),
@@ -655,7 +753,8 @@ impl Stack {
     /// dropped ones still finishing their close).
     #[must_use]
     pub fn socket_count(&self) -> usize {
-        self.inner.core.borrow().sockets.iter().count()
+        let core = self.inner.core.borrow();
+        core.sockets.iter().count() + core.tcp.own_count()
     }
 
     /// Sets the sizes in bytes of the receive and send buffers of the TCP
@@ -807,8 +906,11 @@ fn daemon(weak: Weak<Inner>) {
 }
 
 impl Inner {
-    /// Feeds smoltcp, reaps closed sockets, wakes the tasks whose sockets
-    /// became ready and moves the daemon's deadline if needed.
+    /// Feeds smoltcp every frame waiting on the device, sends what is due,
+    /// reaps closed sockets, wakes the tasks whose sockets became ready and
+    /// moves the daemon's deadline if needed. Its cost grows with the
+    /// frames and the connections they touch, not with the connections
+    /// the stack holds (see [`sockets`]).
     pub(crate) fn poll(&self) {
         let now = now_ns();
         // Again while a SYN set aside can be taken now (a handshake failed
@@ -824,11 +926,11 @@ impl Inner {
         self.rearm(now);
     }
 
-    /// Removes the closed sockets; whether it removed any.
     /// Tops up the listeners short of listening sockets and feeds smoltcp,
     /// up to `rounds` times while a SYN set aside can be taken.
     fn feed(&self, core: &mut Core, now: u64, rounds: usize) {
         let listeners = self.listeners.borrow();
+        let mut touched = self.touched.borrow_mut();
         let mut failed = 0;
         for round in 0..rounds {
             failed += tcp::tend(core, &listeners);
@@ -836,20 +938,66 @@ impl Inner {
                 break;
             }
             core.phy.expire_held(now);
-            let Core {
-                iface,
-                sockets,
-                phy,
-                ..
-            } = core;
-            iface.poll(instant(now), phy, sockets);
+            core.iface.poll_maintenance(instant(now));
+            let from = touched.len();
+            let arp = core.ingress(now, &mut touched);
+            // Connections that completed their handshake in this pass get
+            // their own sets before anything is sent.
+            failed += tcp::tend(core, &listeners);
+            {
+                let Core {
+                    iface,
+                    sockets,
+                    phy,
+                    ..
+                } = core;
+                while iface.poll_egress(instant(now), phy, sockets)
+                    == PollResult::SocketStateChanged
+                {}
+            }
+            // The connections that got segments, those whose timers are
+            // due, and after an ARP frame all (one of them may have been
+            // waiting for that neighbour: rare).
+            core.tcp.take_due(now, &mut touched);
+            if arp {
+                touched.extend(core.tcp.owned());
+            }
+            let mut sent: Vec<Sock> = touched[from..].to_vec();
+            sent.sort_unstable();
+            sent.dedup();
+            for h in sent {
+                core.egress_own(h, now);
+            }
         }
+        let Core { iface, sockets, .. } = core;
+        self.shared_due
+            .set(iface.poll_at(instant(now), sockets).map(ns_of));
         if failed > 0 {
             self.handshakes_failed
                 .set(self.handshakes_failed.get() + failed);
         }
     }
 
+    /// Sends what TCP socket `h` has to send after its task used it (a
+    /// write, a read that opened the window, a close), and wakes the tasks
+    /// waiting on it if that changed its state. For a connection in a set
+    /// of its own this touches nothing else; a socket in the shared set
+    /// takes a whole poll.
+    pub(crate) fn kick(&self, h: Sock) {
+        let now = now_ns();
+        let mut core = self.core.borrow_mut();
+        if !core.egress_own(h, now) {
+            drop(core);
+            self.poll();
+            return;
+        }
+        drop(core);
+        self.touched.borrow_mut().push(h);
+        self.wake_ready();
+        self.rearm(now);
+    }
+
+    /// Removes the closed sockets; whether it removed any.
     fn reap(&self, now: u64) -> bool {
         let mut closing = self.closing.borrow_mut();
         if closing.is_empty() {
@@ -859,7 +1007,7 @@ impl Inner {
         let mut core = self.core.borrow_mut();
         let mut ports = self.ports.borrow_mut();
         closing.retain(|&(h, deadline, port)| {
-            let s = core.sockets.get_mut::<stcp::Socket>(h);
+            let s = core.tcp(h);
             match s.state() {
                 stcp::State::Closed | stcp::State::TimeWait => {
                     if let Some(p) = port {
@@ -874,6 +1022,11 @@ impl Inner {
                         // Aborted: the reset leaves at the next poll, then
                         // the socket is Closed and removed.
                         s.abort();
+                        if core.tcp.own_set(h).is_some() {
+                            core.tcp.set_due(h, Some(now));
+                        } else {
+                            self.shared_due.set(Some(now));
+                        }
                     }
                     true
                 }
@@ -882,31 +1035,33 @@ impl Inner {
         removed
     }
 
+    /// Wakes the tasks whose sockets are ready: those waiting on the
+    /// connections touched since the last time, and the shared set's.
     fn wake_ready(&self) {
+        let mut touched = self.touched.borrow_mut();
         let waiters = self.waiters.borrow();
-        if waiters.is_empty() {
-            return;
-        }
         let core = self.core.borrow();
-        for w in waiters.iter() {
-            if ready(&core.sockets, &w.cond) {
+        for w in &waiters.shared {
+            if ready(&core, &w.cond) {
                 w.queue.notify_all();
             }
         }
+        if !waiters.by_sock.is_empty() {
+            for h in touched.iter() {
+                for w in waiters.by_sock.get(h).into_iter().flatten() {
+                    if ready(&core, &w.cond) {
+                        w.queue.notify_all();
+                    }
+                }
+            }
+        }
+        touched.clear();
     }
 
     fn next_deadline(&self) -> Option<u64> {
-        let now = now_ns();
-        let mut core = self.core.borrow_mut();
-        let Core { iface, sockets, .. } = &mut *core;
-        let t = iface
-            .poll_at(instant(now), sockets)
-            .map(|i| (i.total_micros().max(0) as u64).saturating_mul(1000));
+        let t = self.core.borrow_mut().tcp.next_due();
         let c = self.closing.borrow().iter().map(|&(_, d, _)| d).min();
-        match (t, c) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [t, c, self.shared_due.get()].into_iter().flatten().min()
     }
 
     /// Moves the daemon's timer earlier when smoltcp now wants to be
@@ -964,21 +1119,50 @@ impl Inner {
             }
             let token = self.next_token.get();
             self.next_token.set(token + 1);
-            self.waiters.borrow_mut().push(Waiter {
+            let waiter = Waiter {
                 token,
                 cond: cond.clone(),
                 queue: queue.clone(),
-            });
-            struct Unregister<'a>(&'a Inner, u64);
+            };
+            // A connection in a set of its own is looked at only when
+            // touched (it never moves back to the shared set).
+            let key = match cond {
+                Cond::TcpRecv(h) | Cond::TcpSend(h)
+                    if self.core.borrow_mut().tcp.own_set(h).is_some() =>
+                {
+                    Some(h)
+                }
+                _ => None,
+            };
+            {
+                let mut ws = self.waiters.borrow_mut();
+                match key {
+                    Some(h) => ws.by_sock.entry(h).or_default().push(waiter),
+                    None => ws.shared.push(waiter),
+                }
+            }
+            struct Unregister<'a>(&'a Inner, u64, Option<Sock>);
             impl Drop for Unregister<'_> {
                 fn drop(&mut self) {
                     let mut ws = self.0.waiters.borrow_mut();
-                    if let Some(i) = ws.iter().position(|w| w.token == self.1) {
-                        ws.swap_remove(i);
+                    let list = match self.2 {
+                        Some(h) => match ws.by_sock.get_mut(&h) {
+                            Some(l) => l,
+                            None => return,
+                        },
+                        None => &mut ws.shared,
+                    };
+                    if let Some(i) = list.iter().position(|w| w.token == self.1) {
+                        list.swap_remove(i);
+                    }
+                    if let Some(h) = self.2 {
+                        if ws.by_sock.get(&h).is_some_and(|l| l.is_empty()) {
+                            ws.by_sock.remove(&h);
+                        }
                     }
                 }
             }
-            let _unregister = Unregister(self, token);
+            let _unregister = Unregister(self, token, key);
             match deadline {
                 None => queue.wait(),
                 Some(d) => {
@@ -1036,22 +1220,27 @@ impl Inner {
 
     /// Takes a dropped TCP socket: closes it gracefully and removes it
     /// once closed (or aborts it after a while).
-    pub(crate) fn release_tcp(&self, h: SocketHandle, port: Option<u16>) {
+    pub(crate) fn release_tcp(&self, h: Sock, port: Option<u16>) {
         {
             let mut core = self.core.borrow_mut();
-            let s = core.sockets.get_mut::<stcp::Socket>(h);
+            let s = core.tcp(h);
             match s.state() {
                 stcp::State::Listen | stcp::State::SynSent | stcp::State::SynReceived => s.abort(),
                 // Unread data: a reset, as BSD sockets do.
                 _ if s.recv_queue() > 0 => s.abort(),
                 _ => s.close(),
             }
-            nudge_fin(&mut core.sockets, h);
+            nudge_fin(&mut core, h);
         }
         self.closing
             .borrow_mut()
             .push((h, now_ns() + LINGER_NS, port));
-        self.poll();
+        self.kick(h);
+        // A socket closed already (reset, timed out) leaves at once, and
+        // gives its port back.
+        if self.reap(now_ns()) && tcp::short(&self.listeners.borrow()) {
+            self.poll();
+        }
     }
 
     pub(crate) fn release_udp(&self, h: SocketHandle) {
@@ -1086,9 +1275,8 @@ impl fmt::Display for Proto {
 /// "ingress only"), so the FIN is never sent again. Keep-alive probes make
 /// the peer answer with duplicate ACKs, which trigger smoltcp's fast
 /// retransmit, which resends the FIN.
-fn nudge_fin(sockets: &mut SocketSet<'static>, h: SocketHandle) {
-    sockets
-        .get_mut::<stcp::Socket>(h)
+fn nudge_fin(core: &mut Core, h: Sock) {
+    core.tcp(h)
         .set_keep_alive(Some(smoltcp::time::Duration::from_millis(500)));
 }
 
@@ -1099,23 +1287,23 @@ fn handshaking(s: stcp::State) -> bool {
     )
 }
 
-fn ready(sockets: &SocketSet<'static>, cond: &Cond) -> bool {
+fn ready(core: &Core, cond: &Cond) -> bool {
     match cond {
         Cond::TcpRecv(h) => {
-            let s = sockets.get::<stcp::Socket>(*h);
+            let s = core.tcp_ref(*h);
             !handshaking(s.state()) && (s.can_recv() || !s.may_recv())
         }
         Cond::TcpSend(h) => {
-            let s = sockets.get::<stcp::Socket>(*h);
+            let s = core.tcp_ref(*h);
             !handshaking(s.state()) && (s.can_send() || !s.may_send())
         }
         Cond::Accept(hs) => hs.borrow().iter().any(|h| {
             !matches!(
-                sockets.get::<stcp::Socket>(*h).state(),
+                core.tcp_ref(*h).state(),
                 stcp::State::Listen | stcp::State::SynReceived
             )
         }),
-        Cond::UdpRecv(h) => sockets.get::<sudp::Socket>(*h).can_recv(),
-        Cond::UdpSend(h) => sockets.get::<sudp::Socket>(*h).can_send(),
+        Cond::UdpRecv(h) => core.sockets.get::<sudp::Socket>(*h).can_recv(),
+        Cond::UdpSend(h) => core.sockets.get::<sudp::Socket>(*h).can_send(),
     }
 }

@@ -64,6 +64,8 @@ pub(crate) struct Phy {
     /// SYNs waiting for a listening socket, oldest first.
     held: VecDeque<Held>,
     pub(crate) syn_stats: SynStats,
+    /// The length of the frame in `rx` that smoltcp gets next.
+    staged: Option<usize>,
 }
 
 impl Phy {
@@ -78,6 +80,7 @@ impl Phy {
             free: HashMap::new(),
             held: VecDeque::new(),
             syn_stats: SynStats::default(),
+            staged: None,
         }
     }
 
@@ -187,13 +190,16 @@ impl phy::TxToken for Tx<'_> {
     }
 }
 
-impl phy::Device for Phy {
-    type RxToken<'a> = Rx<'a>;
-    type TxToken<'a> = Tx<'a>;
-
-    fn receive(&mut self, now: Instant) -> Option<(Rx<'_>, Tx<'_>)> {
-        // First a SYN set aside whose listener has a socket ready again
-        // (no scan of the queue while no listener has one).
+impl Phy {
+    /// Takes the next frame into the receive buffer and returns its
+    /// length, without handing it to smoltcp yet (the stack first looks
+    /// at which socket set it belongs to; the next [`receive`] hands it
+    /// over). A SYN set aside whose listener has a socket ready again comes
+    /// first; a SYN to a listener with none ready is set aside here.
+    ///
+    /// [`receive`]: phy::Device::receive
+    pub(crate) fn stage(&mut self, now_ns: u64) -> Option<usize> {
+        // No scan of the SYN queue while no listener has a socket ready.
         let ready = if self.held.is_empty() || self.free.values().all(|&n| n == 0) {
             None
         } else {
@@ -207,13 +213,8 @@ impl phy::Device for Phy {
             }
             let n = h.frame.len();
             self.rx[..n].copy_from_slice(&h.frame);
-            return Some((
-                Rx(&self.rx[..n]),
-                Tx {
-                    net: &self.net,
-                    buf: &mut self.tx,
-                },
-            ));
+            self.staged = Some(n);
+            return Some(n);
         }
         loop {
             match self.net.try_read(&mut self.rx) {
@@ -222,7 +223,6 @@ impl phy::Device for Phy {
                         if let Some((port, from)) = syn_to(&self.rx[..n], self.addr) {
                             if let Some(free) = self.free.get_mut(&port) {
                                 if *free == 0 {
-                                    let now_ns = (now.total_micros().max(0) as u64) * 1000;
                                     self.hold(port, from, n, now_ns);
                                     continue;
                                 }
@@ -230,13 +230,8 @@ impl phy::Device for Phy {
                             }
                         }
                     }
-                    return Some((
-                        Rx(&self.rx[..n]),
-                        Tx {
-                            net: &self.net,
-                            buf: &mut self.tx,
-                        },
-                    ));
+                    self.staged = Some(n);
+                    return Some(n);
                 }
                 Ok(None) => return None,
                 Err(e) => {
@@ -245,6 +240,28 @@ impl phy::Device for Phy {
                 }
             }
         }
+    }
+
+    /// The frame [`stage`](Phy::stage) took.
+    pub(crate) fn staged(&self) -> &[u8] {
+        &self.rx[..self.staged.unwrap_or(0)]
+    }
+}
+
+impl phy::Device for Phy {
+    type RxToken<'a> = Rx<'a>;
+    type TxToken<'a> = Tx<'a>;
+
+    /// The staged frame, once.
+    fn receive(&mut self, _now: Instant) -> Option<(Rx<'_>, Tx<'_>)> {
+        let n = self.staged.take()?;
+        Some((
+            Rx(&self.rx[..n]),
+            Tx {
+                net: &self.net,
+                buf: &mut self.tx,
+            },
+        ))
     }
 
     fn transmit(&mut self, _now: Instant) -> Option<Tx<'_>> {

@@ -1,6 +1,7 @@
 //! TCP: `TcpListener` and `TcpStream`.
 
 use super::Proto;
+use super::sockets::Sock;
 use super::{
     Cond, Core, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEPALIVE, DEFAULT_PEER_TIMEOUT,
     DEFAULT_SYN_TIMEOUT, Inner, Stack, from_std, to_std,
@@ -8,7 +9,6 @@ use super::{
 use crate::fiber::WaitQueue;
 use core::cell::{Cell, RefCell};
 use core::fmt;
-use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::{self as stcp, RecvError, SocketBuffer, State};
 use std::io;
 use std::net::{Shutdown, SocketAddr};
@@ -72,7 +72,7 @@ pub(crate) struct Listening {
     port: u16,
     /// Its sockets: listening, handshaking, or connected and not yet
     /// accepted.
-    pending: Rc<RefCell<Vec<SocketHandle>>>,
+    pending: Rc<RefCell<Vec<Sock>>>,
     syn_timeout: Cell<Option<Duration>>,
     /// How many sockets `pending` holds when the connection cap allows.
     backlog: usize,
@@ -112,7 +112,7 @@ pub(crate) fn tend(core: &mut Core, listeners: &[Rc<Listening>]) -> u64 {
         drop(pending);
         let mut free = 0;
         for &h in l.pending.borrow().iter() {
-            let s = core.sockets.get_mut::<stcp::Socket>(h);
+            let s = core.tcp(h);
             match s.state() {
                 State::Listen => free += 1,
                 State::SynReceived => {}
@@ -128,6 +128,7 @@ pub(crate) fn tend(core: &mut Core, listeners: &[Rc<Listening>]) -> u64 {
                     if s.keep_alive().is_none() {
                         stream_defaults(s);
                     }
+                    core.promote(h);
                 }
             }
         }
@@ -278,7 +279,7 @@ impl TcpListener {
         self.listening.syn_timeout.set(timeout);
         let mut core = self.stack.inner.core.borrow_mut();
         for &h in self.listening.pending.borrow().iter() {
-            let s = core.sockets.get_mut::<stcp::Socket>(h);
+            let s = core.tcp(h);
             if s.state() == State::Listen {
                 s.set_timeout(smol(timeout));
             }
@@ -317,7 +318,7 @@ impl TcpListener {
         let mut core = self.stack.inner.core.borrow_mut();
         let mut pending = self.listening.pending.borrow_mut();
         for h in pending.iter_mut() {
-            if core.sockets.get::<stcp::Socket>(*h).state() != State::Listen {
+            if core.tcp_ref(*h).state() != State::Listen {
                 continue;
             }
             let mut s = new_socket(b);
@@ -422,16 +423,14 @@ impl TcpListener {
             let h = inner.block_on(Cond::Accept(pending.clone()), &self.queue, |core| {
                 let mut p = pending.borrow_mut();
                 let i = p.iter().position(|h| {
-                    !matches!(
-                        core.sockets.get::<stcp::Socket>(*h).state(),
-                        State::Listen | State::SynReceived
-                    )
+                    !matches!(core.tcp_ref(*h).state(), State::Listen | State::SynReceived)
                 })?;
                 let h = p.remove(i);
-                let s = core.sockets.get_mut::<stcp::Socket>(h);
+                let s = core.tcp(h);
                 if s.keep_alive().is_none() {
                     stream_defaults(s);
                 }
+                core.promote(h);
                 // At the connection cap, the listener stays short of this
                 // socket until a connection leaves (`tend` makes it then).
                 let mut s = new_socket(self.listening.buffers.get());
@@ -524,7 +523,7 @@ impl Drop for TcpListener {
 /// [`shutdown`](TcpStream::shutdown)).
 pub struct TcpStream {
     stack: Stack,
-    handle: SocketHandle,
+    handle: Sock,
     /// The ephemeral port this stream took (outgoing connections).
     port: Option<u16>,
     rx: Rc<WaitQueue>,
@@ -546,7 +545,7 @@ impl fmt::Debug for TcpStream {
 }
 
 impl TcpStream {
-    fn new(stack: &Stack, handle: SocketHandle, port: Option<u16>) -> TcpStream {
+    fn new(stack: &Stack, handle: Sock, port: Option<u16>) -> TcpStream {
         TcpStream {
             stack: stack.clone(),
             handle,
@@ -645,7 +644,7 @@ impl TcpStream {
         inner.poll();
         inner
             .block_on_until(Cond::TcpSend(h), &stream.tx, deadline, |core| {
-                let s = core.sockets.get_mut::<stcp::Socket>(h);
+                let s = core.tcp(h);
                 match s.state() {
                     State::SynSent | State::SynReceived => None,
                     State::Closed => Some(Err(io::Error::new(
@@ -654,6 +653,7 @@ impl TcpStream {
                     ))),
                     _ => {
                         s.set_timeout(smol(Some(DEFAULT_PEER_TIMEOUT)));
+                        core.promote(h);
                         Some(Ok(()))
                     }
                 }
@@ -691,7 +691,7 @@ impl TcpStream {
             if self.shut_read.get() {
                 return Some(Ok(0));
             }
-            let s = core.sockets.get_mut::<stcp::Socket>(h);
+            let s = core.tcp(h);
             match s.recv_slice(buf) {
                 Ok(0) => None,
                 Ok(n) => Some(Ok(n)),
@@ -710,7 +710,7 @@ impl TcpStream {
         })?;
         if n > 0 {
             // The window opened: tell the peer now.
-            inner.poll();
+            inner.kick(h);
         }
         Ok(n)
     }
@@ -735,7 +735,7 @@ impl TcpStream {
         let deadline = Inner::deadline(self.write_timeout.get());
         let n =
             inner.block_on_until(Cond::TcpSend(h), &self.tx, deadline, |core| {
-                let s = core.sockets.get_mut::<stcp::Socket>(h);
+                let s = core.tcp(h);
                 if !s.may_send() {
                     return Some(Err(if self.shut_write.get() {
                         io::Error::new(
@@ -755,7 +755,7 @@ impl TcpStream {
                     io::Error::new(io::ErrorKind::BrokenPipe, format!("TCP send: {e}"))
                 }))
             })?;
-        inner.poll();
+        inner.kick(h);
         Ok(n)
     }
 
@@ -823,14 +823,12 @@ impl TcpStream {
         }
         if matches!(how, Shutdown::Write | Shutdown::Both) {
             self.shut_write.set(true);
-            inner
-                .core
-                .borrow_mut()
-                .sockets
-                .get_mut::<stcp::Socket>(self.handle)
-                .close();
-            super::nudge_fin(&mut inner.core.borrow_mut().sockets, self.handle);
-            inner.poll();
+            {
+                let mut core = inner.core.borrow_mut();
+                core.tcp(self.handle).close();
+                super::nudge_fin(&mut core, self.handle);
+            }
+            inner.kick(self.handle);
         }
         Ok(())
     }
@@ -967,11 +965,9 @@ impl TcpStream {
         f: impl FnOnce(&stcp::Socket<'static>) -> Option<smoltcp::wire::IpEndpoint>,
     ) -> io::Result<SocketAddr> {
         let core = self.stack.inner.core.borrow();
-        f(core.sockets.get::<stcp::Socket>(self.handle))
-            .map(to_std)
-            .ok_or_else(|| {
-                io::Error::new(io::ErrorKind::NotConnected, "the TCP connection is closed")
-            })
+        f(core.tcp_ref(self.handle)).map(to_std).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotConnected, "the TCP connection is closed")
+        })
     }
 
     /// Sets how long the peer may stay silent (send no segment at all)
@@ -1017,7 +1013,7 @@ impl TcpStream {
     /// Keep it below the peer timeout, or idle connections are reset.
     pub fn set_keepalive(&self, interval: Option<Duration>) {
         self.with_socket(|s| s.set_keep_alive(smol(interval)));
-        self.stack.inner.poll();
+        self.stack.inner.kick(self.handle);
     }
 
     /// The keep-alive interval (see [`set_keepalive`](TcpStream::set_keepalive)).
@@ -1026,13 +1022,7 @@ impl TcpStream {
     }
 
     fn with_socket<R>(&self, f: impl FnOnce(&mut stcp::Socket<'static>) -> R) -> R {
-        f(self
-            .stack
-            .inner
-            .core
-            .borrow_mut()
-            .sockets
-            .get_mut::<stcp::Socket>(self.handle))
+        f(self.stack.inner.core.borrow_mut().tcp(self.handle))
     }
 
     /// Disables (true) or enables (false, the default) Nagle's algorithm.
