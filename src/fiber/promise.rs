@@ -86,7 +86,7 @@ pub fn spawn_named<T: 'static>(
     let name = name.into();
     scheduler::with(|s| {
         if s.trace.is_some() {
-            super::trace::name(s, task, &name);
+            super::trace::name(s, task, name.clone());
         }
         s.tasks[task.idx as usize].name = Some(name);
     });

@@ -323,9 +323,9 @@ pub(super) fn cancel(s: &mut Scheduler, t: TaskRef) {
     }
 }
 
-pub(super) fn name(s: &mut Scheduler, t: TaskRef, name: &Cow<'static, str>) {
+pub(super) fn name(s: &mut Scheduler, t: TaskRef, name: Cow<'static, str>) {
     if let Some(r) = ring(s) {
-        r.names.push((t.uid, name.clone()));
+        r.names.push((t.uid, name));
     }
 }
 
