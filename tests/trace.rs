@@ -182,3 +182,33 @@ fn the_trace_option_prints_the_trace_between_markers() {
     assert_eq!(c.runs.values().sum::<u64>(), c.switches);
     assert!(plain.stderr.is_empty());
 }
+
+/// Under `solo5-spt`, the same option prints the trace on the console; it
+/// passes the same checks. (The demo itself cannot run as a unikernel: it
+/// writes its site image with the host's file system and maps devices with
+/// the `Builder`; `philosophers` sleeps, locks and joins.)
+#[test]
+fn under_spt_the_trace_option_prints_a_well_formed_trace_on_the_console() {
+    let image = util::build_image("spt", "philosophers");
+    let tender = util::solo5_root().join("tenders/spt/solo5-spt");
+    let spt = util::run_with_timeout(
+        Command::new(&tender).arg(&image).arg("--mkernel:trace"),
+        Duration::from_secs(60),
+    );
+    let console =
+        String::from_utf8_lossy(&spt.stdout).into_owned() + &String::from_utf8_lossy(&spt.stderr);
+    assert!(spt.status.success(), "{console}");
+    let begin = console
+        .find(mkernel::TRACE_BEGIN)
+        .expect("the begin marker")
+        + mkernel::TRACE_BEGIN.len();
+    let end = console.find(mkernel::TRACE_END).expect("the end marker");
+    let c = trace_util::check(console[begin..end].trim());
+    assert_eq!(
+        c.runs, c.stats_runs,
+        "the runs on each track, and task_stats'"
+    );
+    assert_eq!(c.runs.values().sum::<u64>(), c.switches);
+    assert!(c.wakes_by.contains_key("timer"), "{:?}", c.wakes_by);
+    assert!(c.ends.contains_key("sleep"), "{:?}", c.ends);
+}
