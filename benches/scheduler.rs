@@ -5,7 +5,8 @@
 //!     (tokio: its async mutex and `Notify`), ns per handoff (no raw
 //!     corosensei peer: it has no such primitives);
 //! (d) memory per parked task (VmHWM delta / N, N = 100,000), each runtime
-//!     measured in a fresh child process (this binary re-executed).
+//!     measured in a fresh child process (this binary re-executed);
+//! (e) the cost of a trace event when tracing is on (`Builder::trace`).
 //!
 //! `cargo bench --bench scheduler`. A summary with medians and ratios to
 //! tokio is printed at the end.
@@ -202,6 +203,49 @@ fn tokio_handoff(iters: u64) -> Duration {
     })
 }
 
+// ---- (e) what a trace costs when it is on ----
+
+/// `iters` yields of two tasks, traced or not (the trace recorded and
+/// thrown away).
+fn mkernel_yield_traced(iters: u64, on: bool) -> (Duration, u64) {
+    let mut b = mkernel::Builder::new();
+    if on {
+        b = b.trace(mkernel::Trace::discard());
+    }
+    b.run((), move |()| {
+        let half = iters.div_ceil(2);
+        let start = Instant::now();
+        let p = mkernel::spawn(move || {
+            for _ in 0..half {
+                mkernel::yield_now();
+            }
+        });
+        for _ in 0..half {
+            mkernel::yield_now();
+        }
+        p.join().unwrap();
+        (start.elapsed(), mkernel::stats().switches)
+    })
+}
+
+/// ns per trace event: (traced - untraced) / events, medians of 7 runs of
+/// 1M switches each (a yield switch records 2 events: a suspension and a run).
+fn trace_cost_per_event() -> (f64, f64) {
+    const N: u64 = 1_000_000;
+    let per_switch = |on: bool| {
+        let mut v: Vec<f64> = (0..7)
+            .map(|_| {
+                let (t, sw) = mkernel_yield_traced(N, on);
+                t.as_nanos() as f64 / sw as f64
+            })
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v[3]
+    };
+    let (off, on) = (per_switch(false), per_switch(true));
+    (off, (on - off) / 2.0)
+}
+
 // ---- (d) memory per parked task ----
 
 fn status_kib(field: &str) -> u64 {
@@ -395,6 +439,11 @@ fn main() {
             );
         }
     }
+    let (off, per_event) = trace_cost_per_event();
+    println!(
+        "{:44} {off:.1} ns per switch untraced, {per_event:.1} ns per event traced (2 per switch)",
+        "trace on (Trace::discard), yield ping-pong:"
+    );
     let m = parked_bytes("mkernel");
     let r = parked_bytes("corosensei");
     let t = parked_bytes("tokio");

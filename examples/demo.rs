@@ -11,7 +11,11 @@
 //!
 //! ```text
 //! cargo run --release --example demo
+//! MKERNEL_TRACE=demo.json cargo run --release --example demo   # and a trace
+//! cargo mkernel trace demo.json                                # its fairness report
 //! ```
+//!
+//! `DEMO_WINDOW_MS` shortens (or lengthens) the 2 s the clients run.
 
 #[allow(dead_code, reason = "the demo uses only part of the httpd example")]
 #[path = "httpd.rs"]
@@ -26,6 +30,14 @@ use std::time::Duration;
 
 const CLIENTS: usize = 32;
 const WINDOW: Duration = Duration::from_secs(2);
+
+/// How long the clients run: `DEMO_WINDOW_MS`, else [`WINDOW`].
+fn window() -> Duration {
+    std::env::var("DEMO_WINDOW_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(WINDOW, Duration::from_millis)
+}
 
 /// The site: a few files of various sizes, with reproducible contents.
 fn site_files() -> Vec<(String, Vec<u8>)> {
@@ -203,13 +215,16 @@ fn main() {
                 let listener = TcpListener::bind_with_backlog(&server_stack, 80, CLIENTS)
                     .expect("bind port 80");
                 let addr: SocketAddr = "10.0.0.2:80".parse().unwrap();
-                let server = mkernel::spawn(move || httpd::serve(listener, site));
+                let server =
+                    mkernel::spawn_named("httpd server", move || httpd::serve(listener, site));
                 let t0 = mkernel::clock_monotonic();
-                let end = t0 + WINDOW.as_nanos() as u64;
+                let end = t0 + window().as_nanos() as u64;
                 let clients: Vec<_> = (0..CLIENTS)
                     .map(|i| {
                         let (stack, files) = (client_stack.clone(), f.clone());
-                        mkernel::spawn(move || client(stack, addr, files, i, end))
+                        mkernel::spawn_named(format!("client {i}"), move || {
+                            client(stack, addr, files, i, end)
+                        })
                     })
                     .collect();
                 let reports: Vec<ClientReport> = mkernel::join_all(clients)

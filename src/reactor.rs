@@ -23,7 +23,7 @@
 //!   expires. It never spins.
 
 use crate::fiber::{
-    Events, Signal, SyscallId, cycles, fatal, ns_to_cycles_at_most, publish_due, signal_for,
+    Events, Signal, SyscallId, cycles, fatal, ns_to_cycles_at_most, publish_due, signal_for, trace,
 };
 use crate::sys::{self, clock};
 use core::cell::RefCell;
@@ -136,6 +136,7 @@ pub(crate) struct Timer(SyscallId);
 
 impl Timer {
     pub(crate) fn new(deadline: u64, id: SyscallId) -> Timer {
+        trace::hint_sleep(id);
         with(|p| p.arm(deadline, id));
         Timer(id)
     }
@@ -156,6 +157,7 @@ pub(crate) struct NetWait {
 
 impl NetWait {
     pub(crate) fn new(dev: usize, id: SyscallId) -> NetWait {
+        trace::hint_net(id);
         with(|p| {
             let first = !p.net_waiters.iter().any(|&(d, _)| d == dev);
             p.net_waiters.push((dev, id));
@@ -208,6 +210,7 @@ impl Reactor {
 
     /// Queues a deferred operation (performed when no task can run).
     pub(crate) fn defer(&mut self, op: Rc<dyn Deferred>) {
+        trace::hint_block(op.id());
         self.block_queue.push_back(op);
     }
 
@@ -349,6 +352,7 @@ impl Reactor {
             }
         });
         for (d, id) in woken {
+            trace::net_ready(id);
             out.push(signal_of(id));
             if !self.net_waiters.iter().any(|&(x, _)| x == d) {
                 self.watch(d, false);
@@ -377,6 +381,7 @@ impl Reactor {
             }
             self.timers.pop();
             if deadline <= now && self.live_timers.remove(&id) {
+                trace::timer_expired(id);
                 out.push(signal_of(id));
             }
         }
@@ -476,6 +481,7 @@ fn select(p: &mut Reactor, block: bool, cancelled: &[SyscallId]) -> Vec<Signal> 
                 let until = cycles().wrapping_add(BLOCK_SLICE_CYCLES);
                 while let Some(op) = p.block_queue.front() {
                     if op.step() {
+                        trace::block_done(op.id());
                         out.push(signal_of(op.id()));
                         p.block_queue.pop_front();
                     }

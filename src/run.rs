@@ -1,9 +1,10 @@
 //! Starting a run: `run` and `Builder`.
 
 use crate::devices::Devices;
+use crate::devices::cmdline;
 use crate::devices::mapping::{Acquire, Given, GivenNet, manifest_json};
 use crate::devices::{DeviceError, DeviceErrorKind};
-use crate::fiber::{DEFAULT_STACK_SIZE, Events};
+use crate::fiber::{DEFAULT_STACK_SIZE, Events, Trace};
 use crate::fiber::{Runtime, Settings};
 use crate::net::link::LinkEnd;
 use crate::reactor::{self, ReactorEvents, ReactorGuard};
@@ -44,6 +45,7 @@ pub struct Builder {
     seed: u64,
     events: Option<Box<dyn Events>>,
     given: Given,
+    trace: Option<Trace>,
 }
 
 impl core::fmt::Debug for Builder {
@@ -55,6 +57,7 @@ impl core::fmt::Debug for Builder {
             .field("seed", &self.seed)
             .field("events", &self.events.as_ref().map(|_| "<custom>"))
             .field("given", &self.given)
+            .field("trace", &self.trace)
             .finish()
     }
 }
@@ -77,7 +80,31 @@ impl Builder {
             seed: 0,
             events: None,
             given: Given::default(),
+            trace: None,
         }
+    }
+
+    /// Records a trace of the run's scheduling (spawns, runs, suspensions
+    /// with their reason, wake-ups with their waker, ends, device notices)
+    /// and writes it when the run ends, as [`Trace`] says.
+    ///
+    /// Without this, a run records a trace when the environment asks
+    /// (hosted: `MKERNEL_TRACE=PATH`, with `MKERNEL_TRACE_EVENTS=N` for the
+    /// ring's size) or its application arguments start with
+    /// `--mkernel:trace` (both platforms: the trace goes to the console).
+    ///
+    /// ```
+    /// let path = std::env::temp_dir().join(format!("mk-builder-trace-{}.json", std::process::id()));
+    /// mkernel::Builder::new()
+    ///     .trace(mkernel::Trace::file(&path).capacity(4096))
+    ///     .run((), |()| mkernel::yield_now());
+    /// assert!(std::fs::read_to_string(&path).unwrap().contains("\"cat\":\"run\""));
+    /// # std::fs::remove_file(path).unwrap();
+    /// ```
+    #[must_use]
+    pub fn trace(mut self, trace: Trace) -> Builder {
+        self.trace = Some(trace);
+        self
     }
 
     /// How many non-suspending runtime calls (`spawn`, `join` of a finished
@@ -308,6 +335,7 @@ impl Builder {
                 "mkernel: device arguments need the platform's event source, but this run replaced it with Builder::events"
             );
         }
+        let trace = self.trace.or_else(trace_from_environment);
         let rt = Runtime::enter(Settings {
             events,
             publishes_due: platform.is_some(),
@@ -315,6 +343,7 @@ impl Builder {
             stack_size: self.stack_size,
             seed: self.seed,
             max_clock_every: self.clock_every,
+            trace,
         });
         let (mut ctx, _args) = Acquire::new(&declared, self.given)?;
         // The devices are opened in the main task, before `main`: a `map`
@@ -331,6 +360,23 @@ impl Builder {
             Err(p) => resume_unwind(p),
         }
     }
+}
+
+/// The trace the environment asks for: `MKERNEL_TRACE=PATH` (hosted; its
+/// size from `MKERNEL_TRACE_EVENTS`), or `--mkernel:trace` at the start of
+/// the application's arguments (both platforms: the console).
+fn trace_from_environment() -> Option<Trace> {
+    if let Some(path) = std::env::var_os("MKERNEL_TRACE").filter(|p| !p.is_empty()) {
+        let mut t = Trace::file(path);
+        if let Some(n) = std::env::var("MKERNEL_TRACE_EVENTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            t = t.capacity(n);
+        }
+        return Some(t);
+    }
+    cmdline::trace_option(&crate::sys::env_app_args()).then(Trace::console)
 }
 
 /// The console logger: what the crate (and the program) logs through the

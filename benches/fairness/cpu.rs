@@ -148,7 +148,12 @@ pub fn run(rt: Rt, n: usize, window_ns: u64) -> Run {
 }
 
 fn mkernel_run(n: usize, window_ns: u64) -> Run {
-    mkernel::run((), move |()| {
+    mkernel_run_with(mkernel::Builder::new(), n, window_ns)
+}
+
+/// The mkernel run with these settings (a trace: `tests/trace_fairness.rs`).
+pub fn mkernel_run_with(b: mkernel::Builder, n: usize, window_ns: u64) -> Run {
+    b.run((), move |()| {
         let end = Rc::new(Cell::new(u64::MAX));
         let ps: Vec<_> = (0..n)
             .map(|_| {

@@ -209,11 +209,27 @@ pub(crate) fn is_device_flag(arg: &str) -> bool {
 }
 
 /// The options of the Solo5 bindings, which they take off the start of a
-/// unikernel's command line (`bindings/cmdline.c`).
-const SOLO5_OPTIONS: [&str; 2] = ["--solo5:quiet", "--solo5:debug"];
+/// unikernel's command line (`bindings/cmdline.c`), and mkernel's own
+/// (`--mkernel:trace`: see [`trace_option`]), which it takes off in the same
+/// place on both platforms.
+const SOLO5_OPTIONS: [&str; 3] = ["--solo5:quiet", "--solo5:debug", TRACE_OPTION];
 
-/// The application's arguments without the Solo5 bindings' options at their
-/// start, as a unikernel gets them (the bindings strip them there).
+/// The option that prints a trace of the run on the console at its end
+/// (`Trace::console`), among the options at the start of the application's
+/// arguments.
+pub(crate) const TRACE_OPTION: &str = "--mkernel:trace";
+
+/// Whether `args` (the application's, as the platform gives them) start
+/// with options that include [`TRACE_OPTION`].
+pub(crate) fn trace_option(args: &[String]) -> bool {
+    args.iter()
+        .take_while(|a| SOLO5_OPTIONS.contains(&a.as_str()))
+        .any(|a| a == TRACE_OPTION)
+}
+
+/// The application's arguments without the Solo5 bindings' options (and
+/// mkernel's) at their start, as a unikernel gets them (the bindings strip
+/// theirs there).
 pub(crate) fn without_solo5_options(mut args: Vec<String>) -> Vec<String> {
     let n = args
         .iter()

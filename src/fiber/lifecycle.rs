@@ -7,6 +7,7 @@ use super::scheduler::{ROOT_FINISHED, Scheduler, fatal, with};
 use super::task::{
     Entry, Exit, State, TaskRef, TaskResult, TaskYielder, Wait, Worker, WorkerInner,
 };
+use super::trace::By;
 use super::{Error, Violation};
 use core::any::Any;
 use core::panic::Location;
@@ -129,6 +130,7 @@ pub(crate) fn cancel_task(t: TaskRef) {
             State::Done | State::Consumed => Step::Nothing,
         }
     });
+    let ended = !matches!(step, Step::Nothing);
     let prev = with(|s| s.current.replace(t.idx));
     match step {
         Step::Nothing => {}
@@ -146,7 +148,12 @@ pub(crate) fn cancel_task(t: TaskRef) {
         slot.cancelling = false;
         slot.state = State::Done;
         let old = slot.result.replace(Err(Error::Cancelled));
-        (old, core::mem::take(&mut slot.resources))
+        let resources = core::mem::take(&mut slot.resources);
+        if ended && s.trace.is_some() {
+            // Only a task that had not finished ends here.
+            super::trace::cancel(s, t);
+        }
+        (old, resources)
     });
     drop(old_result);
     Resource::finalise_all(resources);
@@ -166,7 +173,7 @@ pub(super) fn after_finish(t: TaskRef) {
         let Some(slot) = s.slot(t) else { return };
         if slot.joined_by_parent {
             if let Some(p) = slot.parent {
-                s.wake(p);
+                s.wake_by(p, By::Task(t.uid));
             }
         }
     });
@@ -284,8 +291,13 @@ fn complete(s: &mut Scheduler, t: TaskRef) -> Option<Option<TaskResult>> {
     let slot = &s.tasks[t.idx as usize];
     if slot.joined_by_parent {
         if let Some(p) = slot.parent {
-            s.wake(p);
+            s.wake_by(p, By::Task(t.uid));
         }
+    }
+    if s.trace.is_some() {
+        // After the wake-up, which the task's last run caused.
+        let panicked = matches!(s.tasks[t.idx as usize].result, Some(Err(_)));
+        super::trace::finish(s, t, panicked);
     }
     if s.root == Some(t) {
         ROOT_FINISHED.with(|f| f.set(true));

@@ -16,6 +16,7 @@ mod stack;
 mod stats;
 mod syscall;
 mod task;
+pub(crate) mod trace;
 pub(crate) mod wait;
 
 pub use clock::DEFAULT_SWITCHES_PER_CLOCK_READ;
@@ -24,7 +25,9 @@ pub use error::{Error, Violation};
 pub use hook::{Hook, WaitHook};
 pub use orphans::{Orphans, spawn_orphan};
 pub(crate) use promise::spawn_daemon;
-pub use promise::{Promise, both, join_all, join_any, join_first, spawn, spawn_giving, yield_now};
+pub use promise::{
+    Promise, both, join_all, join_any, join_first, spawn, spawn_giving, spawn_named, yield_now,
+};
 pub use protect::protect;
 pub use resource::Resource;
 pub(crate) use run_loop::{Runtime, Settings};
@@ -34,4 +37,5 @@ pub use stats::{Stats, current_task, stats, task_stats};
 pub use syscall::{Events, Signal, Syscall, SyscallId, suspend};
 pub(crate) use syscall::{publish_due, signal_for};
 pub use task::{TaskId, TaskStats};
+pub use trace::{TRACE_BEGIN, TRACE_END, Trace};
 pub(crate) use wait::WaitQueue;

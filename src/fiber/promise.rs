@@ -10,6 +10,7 @@ use core::any::Any;
 use core::fmt;
 use core::marker::PhantomData;
 use core::panic::Location;
+use std::borrow::Cow;
 
 /// The handle of a spawned task, through which its parent gets its result.
 ///
@@ -50,6 +51,45 @@ pub fn spawn<T: 'static>(f: impl FnOnce() -> T + 'static) -> Promise<T> {
     let (task, rotate) = scheduler::spawn_raw(move || Box::new(f()) as Box<dyn Any>, site, false);
     // The promise must exist before the task may yield: if the parent is
     // cancelled there, dropping it is what frees the child's record.
+    let p = Promise {
+        task,
+        _result: PhantomData,
+    };
+    if rotate {
+        scheduler::yield_current();
+    }
+    p
+}
+
+/// [`spawn`] with a name for the task, which reports read as the program
+/// does: a [trace](crate::Trace) names the task's track after it, and
+/// messages about the task (a rule violation, a deadlock) give it.
+///
+/// ```
+/// let v = mkernel::run((), |()| {
+///     let clients: Vec<_> = (0..3)
+///         .map(|i| mkernel::spawn_named(format!("client {i}"), move || i * 10))
+///         .collect();
+///     let server = mkernel::spawn_named("server", || 1);
+///     let sum: i32 = mkernel::join_all(clients).into_iter().map(Result::unwrap).sum();
+///     sum + server.join().unwrap()
+/// });
+/// assert_eq!(v, 31);
+/// ```
+#[track_caller]
+pub fn spawn_named<T: 'static>(
+    name: impl Into<Cow<'static, str>>,
+    f: impl FnOnce() -> T + 'static,
+) -> Promise<T> {
+    let site = Location::caller();
+    let (task, rotate) = scheduler::spawn_raw(move || Box::new(f()) as Box<dyn Any>, site, false);
+    let name = name.into();
+    scheduler::with(|s| {
+        if s.trace.is_some() {
+            super::trace::name(s, task, name.clone());
+        }
+        s.tasks[task.idx as usize].name = Some(name);
+    });
     let p = Promise {
         task,
         _result: PhantomData,

@@ -53,6 +53,9 @@ fn prepare(s: &mut Scheduler, t: TaskRef) -> (Worker, Option<Entry>) {
     };
     // Also what the overflow handler reads to name the task.
     s.current = Some(t.idx);
+    if s.trace.is_some() {
+        super::trace::run(s, t);
+    }
     (w, entry)
 }
 
@@ -191,6 +194,8 @@ pub(crate) struct Settings {
     pub(crate) stack_size: usize,
     pub(crate) seed: u64,
     pub(crate) max_clock_every: u32,
+    /// Records a trace of the run (`Builder::trace`).
+    pub(crate) trace: Option<super::Trace>,
 }
 
 impl Runtime {
@@ -203,6 +208,7 @@ impl Runtime {
             settings.stack_size,
             settings.seed,
             settings.max_clock_every,
+            settings.trace,
         );
         if in_run() {
             panic!(
@@ -307,6 +313,10 @@ impl Drop for Runtime {
         // Whatever remains (after a panic escaped the loop) is forgotten, not
         // unwound: its destructors could not reach a scheduler any more.
         if let Ok(mut s) = self.cell.try_borrow_mut() {
+            // The run is over (or a panic escaped it): the trace goes out.
+            if let Some(ring) = s.trace.take() {
+                super::trace::finish_run(ring, s.switches);
+            }
             for slot in s.tasks.iter_mut() {
                 if let Some(w) = slot.worker.take() {
                     core::mem::forget(w);
@@ -316,6 +326,7 @@ impl Drop for Runtime {
                 core::mem::forget(w);
             }
         }
+        super::trace::off();
         CURRENT.with(|c| c.set(core::ptr::null()));
     }
 }

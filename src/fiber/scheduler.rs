@@ -19,6 +19,7 @@ use super::clock;
 use super::stack::StackPool;
 use super::syscall::{Events, SyscallId, Waiting};
 use super::task::{Entry, Slot, State, TaskRef, TaskResult, Wait, Worker};
+use super::trace::{self, By, Ring};
 use core::cell::{Cell, RefCell};
 use core::panic::Location;
 use std::collections::VecDeque;
@@ -60,6 +61,9 @@ pub(crate) struct Scheduler {
     pub(super) platform_events: bool,
     /// The time as the run loop last read it (see `SampledClock`).
     pub(crate) clock: clock::SampledClock,
+    /// The trace being recorded, if any (`Builder::trace`): every event
+    /// site tests this and nothing more while it is `None`.
+    pub(crate) trace: Option<Box<Ring>>,
 }
 
 thread_local! {
@@ -165,6 +169,7 @@ impl Scheduler {
         stack_size: usize,
         seed: u64,
         max_clock_every: u32,
+        trace: Option<trace::Trace>,
     ) -> Scheduler {
         Scheduler {
             tasks: Vec::new(),
@@ -190,6 +195,7 @@ impl Scheduler {
             root: None,
             platform_events,
             clock: clock::SampledClock::new(max_clock_every),
+            trace: trace.map(Ring::new),
         }
     }
 
@@ -243,11 +249,22 @@ impl Scheduler {
     }
 
     /// Wakes a suspended task; false if it is not (or no longer) suspended.
+    /// The running task (if any) is the waker in a trace.
+    #[inline]
     pub(crate) fn wake(&mut self, t: TaskRef) -> bool {
+        self.wake_by(t, By::Current)
+    }
+
+    /// [`wake`](Scheduler::wake), naming the waker for a trace.
+    #[inline]
+    pub(crate) fn wake_by(&mut self, t: TaskRef, by: By) -> bool {
         match self.slot_mut(t) {
             Some(slot) if matches!(slot.state, State::Suspended(_)) => {
                 slot.state = State::Ready;
                 self.enqueue(t);
+                if self.trace.is_some() {
+                    trace::wake(self, t, by);
+                }
                 true
             }
             _ => false,
@@ -292,7 +309,11 @@ impl Scheduler {
             }
         };
         self.live += 1;
-        TaskRef { idx, uid }
+        let t = TaskRef { idx, uid };
+        if self.trace.is_some() {
+            trace::spawn(self, t, parent);
+        }
+        t
     }
 
     /// Frees a finished task's slot once nothing refers to it any more;
@@ -448,10 +469,11 @@ pub(crate) fn prepare_park(wait: Wait) -> Option<Parking> {
             return None;
         }
         slot.state = State::Suspended(wait);
-        Some(Parking {
-            task: cur,
-            yielder: slot.yielder,
-        })
+        let yielder = slot.yielder;
+        if s.trace.is_some() {
+            trace::suspend(s, cur, Some(wait));
+        }
+        Some(Parking { task: cur, yielder })
     })
 }
 
@@ -543,6 +565,9 @@ pub(crate) fn yield_current() {
         // Stamped for the wait statistics by the run loop, when the task
         // has given the CPU back (`put_back`).
         s.run_queue.push_back(cur);
+        if s.trace.is_some() {
+            trace::suspend(s, cur, None);
+        }
         Some(y)
     });
     if let Some(y) = y {
@@ -596,7 +621,7 @@ pub(crate) fn register_syscall(id: SyscallId) -> bool {
 
 pub(super) fn deliver(s: &mut Scheduler, id: SyscallId) {
     if let Some(t) = s.syscalls.signalled(id) {
-        s.wake(t);
+        s.wake_by(t, By::Signal(id));
     }
 }
 

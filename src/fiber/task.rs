@@ -163,6 +163,8 @@ pub(crate) struct Slot {
     pub(crate) yielder: *const TaskYielder,
     pub(crate) idle_parks: u32,
     pub(crate) site: &'static Location<'static>,
+    /// Given by [`spawn_named`](crate::spawn_named), for messages and traces.
+    pub(crate) name: Option<std::borrow::Cow<'static, str>>,
     pub(crate) resources: Vec<Resource>,
     pub(crate) stats: RawStats,
     /// Copied from its worker when it starts (for the overflow handler and
@@ -179,6 +181,12 @@ impl fmt::Display for Named<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.0.parent.is_none() {
             write!(f, "the main task (task {})", self.0.uid)
+        } else if let Some(name) = &self.0.name {
+            write!(
+                f,
+                "task {} {name:?} (spawned at {})",
+                self.0.uid, self.0.site
+            )
         } else {
             write!(f, "task {} (spawned at {})", self.0.uid, self.0.site)
         }
@@ -214,6 +222,7 @@ impl Slot {
             yielder: core::ptr::null(),
             idle_parks: 0,
             site,
+            name: None,
             resources: Vec::new(),
             stats: RawStats::default(),
             guard: (0, 0),
@@ -246,6 +255,7 @@ impl Slot {
         self.yielder = core::ptr::null();
         self.idle_parks = 0;
         self.site = site;
+        self.name = None;
         self.stats = RawStats::default();
         self.guard = (0, 0);
         self.stack_bottom = 0;

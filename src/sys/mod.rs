@@ -28,8 +28,8 @@ pub(crate) mod clock;
 mod os;
 
 pub(crate) use os::{
-    BlockDev, DEFAULT_STACK_SIZE, DEFAULT_SWITCHES_PER_CLOCK_READ, NetDev, Poller,
-    TENDER_MAPS_DEVICES, env_app_args, fill_random, heap, overflow, stack_memory, ticker,
+    BlockDev, DEFAULT_STACK_SIZE, DEFAULT_SWITCHES_PER_CLOCK_READ, DEFAULT_TRACE_EVENTS, NetDev,
+    Poller, TENDER_MAPS_DEVICES, env_app_args, fill_random, heap, overflow, stack_memory, ticker,
 };
 
 /// What the stack-overflow handler needs to know of the task that was

@@ -22,6 +22,10 @@ pub(crate) const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 /// stale a skipped read gets).
 pub(crate) const DEFAULT_SWITCHES_PER_CLOCK_READ: u32 = 8;
 
+/// Default size of a run's trace ring, in events (40 bytes each: 40 MiB of
+/// address space, touched only as far as the trace gets).
+pub(crate) const DEFAULT_TRACE_EVENTS: usize = 1 << 20;
+
 /// Devices are mapped by the program's own command line (`--net:NAME=TAP`,
 /// `--block:NAME=FILE`), not by a tender.
 pub(crate) const TENDER_MAPS_DEVICES: bool = false;

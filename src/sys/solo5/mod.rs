@@ -40,6 +40,10 @@ pub(crate) const DEFAULT_STACK_SIZE: usize = 64 * 1024;
 /// switch, since there is no thread to bound how stale a skipped read gets.
 pub(crate) const DEFAULT_SWITCHES_PER_CLOCK_READ: u32 = 1;
 
+/// Default size of a run's trace ring, in events (40 bytes each: 2.5 MiB of
+/// the unikernel's heap, which is not overcommitted).
+pub(crate) const DEFAULT_TRACE_EVENTS: usize = 1 << 16;
+
 /// The tender maps devices (`solo5-spt --net:NAME=TAP ...`).
 pub(crate) const TENDER_MAPS_DEVICES: bool = true;
 
