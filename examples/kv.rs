@@ -194,15 +194,18 @@ impl Default for Crc {
 }
 
 impl Crc {
+    #[must_use]
     pub fn new() -> Crc {
         Crc(!0)
     }
+    #[must_use]
     pub fn update(mut self, data: &[u8]) -> Crc {
         for &b in data {
             self.0 = CRC_TABLE[((self.0 ^ u32::from(b)) & 0xff) as usize] ^ (self.0 >> 8);
         }
         self
     }
+    #[must_use]
     pub fn finish(self) -> u32 {
         !self.0
     }
@@ -277,6 +280,7 @@ pub enum Op {
 
 impl Op {
     /// Bytes of its records in a batch.
+    #[must_use]
     pub fn log_bytes(&self) -> usize {
         match self {
             Op::Set(k, v) => RECORD_HEADER + k.len() + v.len(),
