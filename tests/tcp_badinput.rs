@@ -426,3 +426,234 @@ fn httpd_sheds_slow_and_idle_clients() {
             },
         );
 }
+
+/// A directory with a tar image `site.img` (`--format=FORMAT`) of `files`.
+fn site_of(
+    tag: &str,
+    format: &str,
+    files: &[(&str, &[u8])],
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("mkt-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("site")).unwrap();
+    for (name, data) in files {
+        std::fs::write(dir.join("site").join(name), data).unwrap();
+    }
+    let img = dir.join("site.img");
+    let ok = std::process::Command::new("tar")
+        .arg(format!("--format={format}"))
+        .arg("-cf")
+        .arg(&img)
+        .arg("-C")
+        .arg(dir.join("site"))
+        .args(files.iter().map(|(n, _)| n))
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "tar --format={format} -cf {}", img.display());
+    (dir, img)
+}
+
+/// Runs httpd over `img` with a file cache of `cache` bytes on an
+/// in-memory link, and `f` with the client's stack and the site (for its
+/// counters).
+fn with_httpd(img: &std::path::Path, cache: u64, f: impl FnOnce(&Stack, &httpd::Site) + 'static) {
+    let (a, b) = link::pair(Faults::default());
+    mkernel::Builder::new()
+        .net_link("a", a)
+        .net_link("b", b)
+        .block_file("site", img)
+        .run(
+            (mkernel::net("a"), mkernel::net("b"), mkernel::block("site")),
+            move |(na, nb, blk)| {
+                let server = Stack::new(na, StackConfig::parse("10.0.0.1/24", None).unwrap());
+                let client = Stack::new(nb, StackConfig::parse("10.0.0.2/24", None).unwrap());
+                let site = Rc::new(httpd::Site::open_with_cache(blk, cache).unwrap());
+                let listener = TcpListener::bind(&server, 80).unwrap();
+                let srv = mkernel::spawn({
+                    let site = site.clone();
+                    move || httpd::serve(listener, site)
+                });
+                f(&client, &site);
+                srv.cancel();
+                let _ = srv.join();
+            },
+        );
+}
+
+const ADDR: &str = "10.0.0.1:80";
+
+/// Sends `req` on a new connection and reads until the server closes.
+fn ask(client: &Stack, req: &[u8]) -> Vec<u8> {
+    let c = TcpStream::connect(client, ADDR.parse().unwrap()).unwrap();
+    c.write_all(req).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16384];
+    while let Ok(n @ 1..) = c.read(&mut buf) {
+        got.extend_from_slice(&buf[..n]);
+    }
+    got
+}
+
+/// Sends a keep-alive `GET path` on `c` and reads its whole response;
+/// returns (head, body).
+fn get(c: &TcpStream, path: &str) -> (String, Vec<u8>) {
+    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16384];
+    loop {
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..i]).into_owned();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .expect("a Content-Length")
+                .parse()
+                .unwrap();
+            if got.len() >= i + 4 + len {
+                assert_eq!(got.len(), i + 4 + len, "bytes after the response");
+                return (head, got[i + 4..].to_vec());
+            }
+        }
+        let n = c.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "closed mid-response: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+fn starts(r: &[u8], with: &str) -> bool {
+    r.starts_with(with.as_bytes())
+}
+
+/// Requests that httparse refuses and the hand-written parser let
+/// through: whitespace between a field name and its colon (RFC 9112
+/// §5.1: a server must answer 400), a control character in the target,
+/// a header without a name; more than `MAX_HEADERS` fields is a 431. A
+/// `Connection` list with `close` in it closes.
+#[test]
+fn httpd_parses_requests_with_httparse() {
+    let (dir, img) = site_of("parse", "ustar", &[("index.html", b"hi\n")]);
+    with_httpd(&img, httpd::DEFAULT_CACHE, |client, _| {
+        for req in [
+            &b"GET / HTTP/1.1\r\nHost : x\r\n\r\n"[..],
+            b"GET /a\x01b HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\n: x\r\n\r\n",
+            b"GET / HTTP/2.0\r\n\r\n",
+        ] {
+            let r = ask(client, req);
+            assert!(
+                starts(&r, "HTTP/1.1 400 Bad Request\r\n"),
+                "{:?}: {}",
+                String::from_utf8_lossy(req),
+                String::from_utf8_lossy(&r)
+            );
+        }
+        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..=httpd::MAX_HEADERS {
+            many.extend_from_slice(format!("X-{i}: y\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        let r = ask(client, &many);
+        assert!(
+            starts(&r, "HTTP/1.1 431 "),
+            "{}",
+            String::from_utf8_lossy(&r)
+        );
+        // Closed after the response (ask reads until the close).
+        let r = ask(client, b"GET / HTTP/1.1\r\nConnection: TE, close\r\n\r\n");
+        assert!(starts(&r, "HTTP/1.1 200 OK\r\n") && r.ends_with(b"\r\n\r\nhi\n"));
+        let r = ask(client, b"POST / HTTP/1.1\r\n\r\n");
+        assert!(starts(&r, "HTTP/1.1 405 "));
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The index is read with the `tar` crate: a GNU archive's long names
+/// (a `L` entry before the file's header) are served under the whole name.
+#[test]
+fn httpd_serves_long_gnu_names() {
+    let long = format!("{}.txt", "n".repeat(150));
+    let (dir, img) = site_of("gnu", "gnu", &[(&long, b"long\n"), ("index.html", b"hi\n")]);
+    with_httpd(&img, httpd::DEFAULT_CACHE, move |client, site| {
+        assert!(
+            site.names().any(|n| n == long),
+            "{:?}",
+            site.names().collect::<Vec<_>>()
+        );
+        let c = TcpStream::connect(client, ADDR.parse().unwrap()).unwrap();
+        assert_eq!(get(&c, &format!("/{long}")).1, b"long\n");
+        assert_eq!(get(&c, "/").1, b"hi\n");
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Hot files come from the cache: a second request for a file reads
+/// nothing from the device; a file over the cache's per-file bound (a
+/// quarter of the budget) is streamed from the device, whole, each time;
+/// with no cache every request reads.
+#[test]
+fn httpd_serves_hot_files_from_its_cache() {
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let (dir, img) = site_of(
+        "cache",
+        "ustar",
+        &[("index.html", b"hi\n"), ("big.bin", &big), ("empty", b"")],
+    );
+    let budget = 64 * 1024;
+    let big2 = big.clone();
+    with_httpd(&img, budget, move |client, site| {
+        let c = TcpStream::connect(client, ADDR.parse().unwrap()).unwrap();
+        let (head, body) = get(&c, "/index.html");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.contains("keep-alive"));
+        assert_eq!(body, b"hi\n");
+        let s = site.stats();
+        assert_eq!(
+            (s.hits, s.misses, s.block_reads, s.cached_files),
+            (0, 1, 1, 1)
+        );
+        for _ in 0..3 {
+            assert_eq!(get(&c, "/index.html").1, b"hi\n");
+        }
+        let s = site.stats();
+        assert_eq!((s.hits, s.misses, s.block_reads), (3, 1, 1), "{s:?}");
+        // Larger than the budget: served whole from the device.
+        for _ in 0..2 {
+            let (head, body) = get(&c, "/big.bin");
+            assert!(head.contains("Content-Length: 200000"), "{head}");
+            assert!(body == big2, "big.bin differs");
+        }
+        let s = site.stats();
+        assert_eq!((s.hits, s.misses, s.cached_files), (3, 3, 1), "{s:?}");
+        // index.html once, then big.bin in 32 KiB reads (7) each time.
+        assert!(s.block_reads >= 15, "{s:?}");
+        assert!(s.cached_bytes <= budget, "{s:?}");
+        // An empty file, and a cached file under `Connection: close`.
+        assert_eq!(get(&c, "/empty").1, b"");
+        let r = ask(
+            client,
+            b"GET /index.html HTTP/1.1\r\nConnection: close\r\n\r\n",
+        );
+        let r = String::from_utf8_lossy(&r);
+        assert!(
+            r.contains("Connection: close\r\n") && r.ends_with("\r\n\r\nhi\n"),
+            "{r}"
+        );
+        assert_eq!(site.stats().hits, 4);
+    });
+    with_httpd(&img, 0, |client, site| {
+        let c = TcpStream::connect(client, ADDR.parse().unwrap()).unwrap();
+        for _ in 0..3 {
+            assert_eq!(get(&c, "/index.html").1, b"hi\n");
+        }
+        let s = site.stats();
+        assert_eq!(
+            (s.hits, s.misses, s.block_reads, s.cached_files),
+            (0, 3, 3, 0)
+        );
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
