@@ -1,9 +1,9 @@
-//! TLS on a [`TcpStream`](super::stack::TcpStream), with `rustls` (the
+//! TLS on a [`TcpStream`], with `rustls` (the
 //! `tls` feature).
 //!
 //! A [`TlsStream`] is a TLS client or server over any blocking-looking
 //! `Read + Write` stream, in practice a
-//! [`TcpStream`](super::stack::TcpStream): its reads and writes look
+//! [`TcpStream`]: its reads and writes look
 //! blocking and suspend only the calling task, as the TCP stream's do. The
 //! handshake happens in the constructors ([`TlsStream::connect`],
 //! [`TlsStream::accept`]), so a peer whose certificate is refused is an
@@ -92,7 +92,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 
 /// A TLS connection over the stream `S` (a
-/// [`TcpStream`](super::stack::TcpStream) by default): a client made by
+/// [`TcpStream`] by default): a client made by
 /// [`connect`](TlsStream::connect) or a server made by
 /// [`accept`](TlsStream::accept), with the handshake done.
 ///
@@ -364,7 +364,7 @@ impl<S: Read + Write> TlsStream<S> {
     /// Sends a `close_notify` alert: the peer's reads then end cleanly
     /// (`Ok(0)`) once they have everything written before. Writing after
     /// it fails. The stream stays open (it may still be read); for a
-    /// [`TcpStream`](super::stack::TcpStream), [`shutdown`](TlsStream::shutdown)
+    /// [`TcpStream`], [`shutdown`](TlsStream::shutdown)
     /// also shuts its write side down.
     ///
     /// # Errors
