@@ -34,7 +34,7 @@
 //! |---|---|---|---|
 //! | 6 | `run` | [`run`], [`Builder`]: composes a run from the layers below; [`heap`] | |
 //! | 5 | `devices` | the typed device list ([`Devices`], [`map`], [`try_map`]), the manifest, the command line, [`args`], [`stack()`], [`DeviceError`] | |
-//! | 4 | `net`, `block`, `time`, `random` | [`Net`] (frames, in-memory links, TCP/IP), [`Block`] (atomic and deferred I/O), [`sleep`], [`timeout`] and the clocks, [`fill_random`] (the platform's entropy source) | `block::deferred` (a suspended task's buffer lent to the reactor) |
+//! | 4 | `net`, `block`, `time`, `random` | [`Net`] (frames, in-memory links, TCP/IP, and TLS on TCP in `net::tls` with the `tls` feature), [`Block`] (atomic and deferred I/O), [`sleep`], [`timeout`] and the clocks, [`fill_random`] (the platform's entropy source) | `block::deferred` (a suspended task's buffer lent to the reactor) |
 //! | 3 | `reactor`, `sync`, `testing` | the run's event source (timers, device waiters, the deferred queue, the idle wait); [`sync`]; [`testing`] | |
 //! | 2 | `fiber` | tasks, stacks, the scheduler (Miou's model); knows an event-source trait and the clock, nothing of devices | `fiber::scheduler` (the thread's scheduler, the task switch), `fiber::run_loop` (the main task may borrow from `run`'s caller), `fiber::stack` (the stack pool) |
 //! | 1 | `sys` | the OS seam, the only module that names the platform: `sys/hosted` (TAP, files, epoll, `mmap`, signals) or `sys/solo5` (hypercalls, the libc shim, start-up), chosen once | `sys` (all of it) |

@@ -139,6 +139,10 @@ struct Selection {
     /// Path to Cargo.toml.
     #[arg(long)]
     manifest_path: Option<String>,
+    /// Cargo features to enable (as `cargo build --features`), e.g.
+    /// `mkernel/tls` or, inside the mkernel repository, `tls`.
+    #[arg(short = 'F', long, value_name = "FEATURES")]
+    features: Vec<String>,
 }
 
 impl Selection {
@@ -155,6 +159,9 @@ impl Selection {
         }
         if let Some(m) = &self.manifest_path {
             v.extend(["--manifest-path".into(), m.clone()]);
+        }
+        for f in &self.features {
+            v.extend(["--features".into(), f.clone()]);
         }
         v
     }

@@ -12,3 +12,5 @@ pub mod link;
 pub use device::{Net, NetCfg, NetError, NetErrorKind};
 pub(crate) use device::{NetBackend, Pcap, register};
 pub mod stack;
+#[cfg(feature = "tls")]
+pub mod tls;

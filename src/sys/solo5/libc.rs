@@ -889,6 +889,21 @@ pub extern "C" fn pthread_self() -> usize {
     1
 }
 
+/// `pthread_mutex_lock`: always free, there is one thread. Linked by the
+/// `getrandom` 0.2 crate (ring's entropy, the `tls` feature) for its
+/// `/dev/urandom` fallback, which never runs here: the `getrandom`
+/// system call (below, `syscall`) always works.
+#[unsafe(no_mangle)]
+pub extern "C" fn pthread_mutex_lock(_mutex: *mut c_void) -> c_int {
+    0
+}
+
+/// `pthread_mutex_unlock`: see [`pthread_mutex_lock`].
+#[unsafe(no_mangle)]
+pub extern "C" fn pthread_mutex_unlock(_mutex: *mut c_void) -> c_int {
+    0
+}
+
 // ------------------------------------------------------- dl_iterate_phdr
 
 unsafe extern "C" {
