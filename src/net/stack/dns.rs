@@ -35,11 +35,11 @@ pub const MAX_NAMESERVERS: usize = 3;
 /// let mut ns = Nameservers::default();
 /// assert!(ns.is_empty());
 /// ns.push("10.0.0.1".parse().unwrap()).unwrap();
-/// assert_eq!(ns.as_slice(), ["10.0.0.1".parse::<std::net::Ipv4Addr>().unwrap()]);
+/// assert_eq!(ns.as_slice(), ["10.0.0.1".parse::<std::net::IpAddr>().unwrap()]);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Nameservers {
-    addrs: [Ipv4Addr; MAX_NAMESERVERS],
+    addrs: [IpAddr; MAX_NAMESERVERS],
     len: usize,
 }
 
@@ -47,7 +47,7 @@ impl Default for Nameservers {
     /// None.
     fn default() -> Self {
         Nameservers {
-            addrs: [Ipv4Addr::UNSPECIFIED; MAX_NAMESERVERS],
+            addrs: [IpAddr::V4(Ipv4Addr::UNSPECIFIED); MAX_NAMESERVERS],
             len: 0,
         }
     }
@@ -61,7 +61,7 @@ impl Nameservers {
     /// assert_eq!(ns.as_slice().len(), 0);
     /// ```
     #[must_use]
-    pub fn as_slice(&self) -> &[Ipv4Addr] {
+    pub fn as_slice(&self) -> &[IpAddr] {
         &self.addrs[..self.len]
     }
 
@@ -87,12 +87,13 @@ impl Nameservers {
     /// let mut ns = mkernel::net::stack::Nameservers::default();
     /// assert!(ns.push("0.0.0.0".parse().unwrap()).is_err());
     /// ```
-    pub fn push(&mut self, addr: Ipv4Addr) -> Result<(), ConfigError> {
-        if addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast() {
+    pub fn push(&mut self, addr: IpAddr) -> Result<(), ConfigError> {
+        let broadcast = matches!(addr, IpAddr::V4(a) if a.is_broadcast());
+        if addr.is_unspecified() || broadcast || addr.is_multicast() {
             return Err(ConfigError::new(
                 ConfigErrorKind::Malformed,
                 "--nameserver",
-                format!("--nameserver={addr}: expected a unicast IPv4 address"),
+                format!("--nameserver={addr}: expected a unicast IP address"),
             ));
         }
         if self.len == MAX_NAMESERVERS {
@@ -109,12 +110,12 @@ impl Nameservers {
 }
 
 /// Parses the value of `--nameserver=ADDR`.
-pub(super) fn parse_nameserver(v: &str) -> Result<Ipv4Addr, ConfigError> {
+pub(super) fn parse_nameserver(v: &str) -> Result<IpAddr, ConfigError> {
     v.parse().map_err(|_| {
         ConfigError::new(
             ConfigErrorKind::Malformed,
             "--nameserver",
-            format!("--nameserver={v}: expected an IPv4 address, e.g. --nameserver=10.0.0.1"),
+            format!("--nameserver={v}: expected an IP address, e.g. --nameserver=10.0.0.1"),
         )
     })
 }
@@ -178,7 +179,7 @@ impl Stack {
         // server whose link address is unknown stays queued in smoltcp, and
         // its ARP requests (smoltcp sends one a second, for any address)
         // would starve those for the next server.
-        let mut failed: Vec<Ipv4Addr> = Vec::new();
+        let mut failed: Vec<IpAddr> = Vec::new();
         let mut buf = [0u8; 1500];
         for _ in 0..DNS_TRIES {
             for &server in servers {
@@ -186,7 +187,7 @@ impl Stack {
                     continue;
                 }
                 let sock = UdpSocket::bind(self, 0)?;
-                sock.send_to(&query, SocketAddr::new(server.into(), 53))?;
+                sock.send_to(&query, SocketAddr::new(server, 53))?;
                 let deadline =
                     crate::sys::clock::monotonic().saturating_add(DNS_TIMEOUT.as_nanos() as u64);
                 loop {
@@ -200,9 +201,7 @@ impl Stack {
                         Err(e) if e.kind() == io::ErrorKind::TimedOut => break,
                         Err(e) => return Err(e),
                     };
-                    let IpAddr::V4(from_ip) = from.ip() else {
-                        continue;
-                    };
+                    let from_ip = from.ip();
                     if from.port() != 53 || from_ip != server {
                         continue;
                     }

@@ -1,0 +1,248 @@
+//! Addresses from the network, against real servers: Debian's `dnsmasq`
+//! as DHCP server, name server and IPv6 router (router advertisements),
+//! Linux's own IPv6, `ping`, and a small python3 line server, all in a
+//! network namespace each test creates (and always deletes), reached over
+//! a TAP interface by the `netcheck` and `echo` examples. No traffic
+//! leaves the namespace. Skipped (with the reason printed) when not root,
+//! without /dev/net/tun, or without `ip`, `dnsmasq`, `ping` or `python3`
+//! (`scripts/setup` installs them).
+
+mod netns_util;
+
+use netns_util::{Netns, skip_reason};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Builds the examples and returns the directory holding them.
+fn examples() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let ok = Command::new(cargo)
+        .args(["build", "--example", "netcheck", "--example", "echo"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "cargo build --example netcheck --example echo failed");
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join("examples")
+}
+
+/// A TCP server that answers each connection's first line with
+/// `got LINE` (on every address, IPv4 and IPv6).
+const LINE_SERVER: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("::", int(sys.argv[1])))
+s.listen()
+print("ready", flush=True)
+while True:
+    c, _ = s.accept()
+    line = c.makefile("rb").readline()
+    c.sendall(b"got " + line)
+    c.close()
+"#;
+
+/// Starts `argv` in `ns`, waits (up to 30 s) for its first stdout line
+/// and returns it; the process is killed with the namespace.
+fn start(ns: &mut Netns, argv: &[&str]) -> String {
+    let mut child: Child = ns
+        .cmd(argv)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    ns.children.push(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(out).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("{argv:?} printed nothing in 30 s"))
+        .trim_end()
+        .to_string()
+}
+
+/// dnsmasq on `tap0` with `args`, logging to the file returned.
+fn dnsmasq(ns: &mut Netns, tag: &str, args: &[&str]) -> PathBuf {
+    let dir = std::env::temp_dir();
+    let log = dir.join(format!("mkt-{tag}-{}.log", std::process::id()));
+    let leases = dir.join(format!("mkt-{tag}-{}.leases", std::process::id()));
+    let _ = std::fs::remove_file(&leases);
+    let mut argv = vec![
+        "dnsmasq".to_string(),
+        "--keep-in-foreground".into(),
+        "--conf-file=/dev/null".into(),
+        "--no-resolv".into(),
+        "--no-hosts".into(),
+        "--pid-file".into(),
+        "--user=root".into(),
+        "--interface=tap0".into(),
+        "--bind-interfaces".into(),
+        "--log-dhcp".into(),
+        format!("--log-facility={}", log.display()),
+        format!("--dhcp-leasefile={}", leases.display()),
+    ];
+    argv.extend(args.iter().map(|s| s.to_string()));
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let child = ns.cmd(&argv).stdout(Stdio::null()).spawn().unwrap();
+    ns.children.push(child);
+    // dnsmasq binds its sockets before it logs its start; a client asking
+    // earlier asks again.
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("started"))
+        && t0.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    log
+}
+
+/// The `KEY VALUE` line of `key` in `out`, every time it appears.
+fn values<'a>(out: &'a str, key: &str) -> Vec<&'a str> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+        .collect()
+}
+
+/// `--ipv4=dhcp` against dnsmasq: the address (from the DHCP range),
+/// prefix, gateway and name server come from the lease; the name served
+/// by that dnsmasq resolves and a connection by name exchanges data from
+/// the leased address; the lease is renewed (dnsmasq sends T1 = 3 s) and
+/// the address stays; the echo server's `listening on` line shows the
+/// leased address, which answers ping.
+#[test]
+fn dhcp_from_dnsmasq() {
+    if let Some(why) = skip_reason(&["ip", "dnsmasq", "ping", "python3"]) {
+        eprintln!("skipping the DHCP TAP test: {why}");
+        return;
+    }
+    let ex = examples();
+    let mut ns = match Netns::new("dhcp") {
+        Ok(ns) => ns,
+        Err(e) => {
+            eprintln!("skipping the DHCP TAP test: {e}");
+            return;
+        }
+    };
+    ns.tap("tap0", "10.81.0.1/24");
+    let log = dnsmasq(
+        &mut ns,
+        "dhcp",
+        &[
+            "--dhcp-range=10.81.0.50,10.81.0.99,255.255.255.0,2m",
+            // Renew after 3 s (dnsmasq's shortest lease is 2 min).
+            "--dhcp-option=option:T1,3",
+            "--dhcp-option=option:router,10.81.0.254",
+            "--address=/server.test/10.81.0.1",
+            "--local=/test/",
+        ],
+    );
+    assert_eq!(
+        start(&mut ns, &["python3", "-c", LINE_SERVER, "7777"]),
+        "ready"
+    );
+    let out = ns
+        .cmd(&[
+            ex.join("netcheck").to_str().unwrap(),
+            "--net:service=tap0",
+            "--",
+            "--ipv4=dhcp",
+            "--wait=7",
+            "server.test:7777",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let dnsmasq_log = std::fs::read_to_string(&log).unwrap_or_default();
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    eprintln!("{dnsmasq_log}");
+    assert!(out.status.success(), "{stdout}");
+    let ipv4 = values(&stdout, "ipv4");
+    assert_eq!(ipv4.len(), 2, "{stdout}");
+    let (addr, prefix) = ipv4[0].split_once('/').unwrap();
+    assert_eq!(prefix, "24");
+    let last: u8 = addr.strip_prefix("10.81.0.").unwrap().parse().unwrap();
+    assert!((50..=99).contains(&last), "{addr} is not in the DHCP range");
+    assert_eq!(ipv4[1], ipv4[0], "the address changed over the renewals");
+    assert_eq!(values(&stdout, "gateway")[0], "10.81.0.254");
+    assert_eq!(values(&stdout, "nameservers")[0], "10.81.0.1");
+    // Resolved by dnsmasq, connected from the leased address.
+    let reply = values(&stdout, "server.test:7777");
+    assert_eq!(reply.len(), 1, "{stdout}");
+    assert!(
+        reply[0].starts_with(&format!("10.81.0.1:7777 got hello from {addr}:")),
+        "{}",
+        reply[0]
+    );
+    // The first lease (DISCOVER, OFFER, REQUEST, ACK), then renewals: a
+    // REQUEST answered by an ACK every 3 s for 7 s.
+    let acks = dnsmasq_log
+        .lines()
+        .filter(|l| l.contains("DHCPACK(tap0)") && l.contains(addr))
+        .count();
+    assert!(acks >= 3, "{acks} DHCPACKs: no renewal");
+    assert!(dnsmasq_log.contains("DHCPDISCOVER(tap0)"));
+
+    // A server prints the leased address (the same MAC gets it again).
+    let line = start(
+        &mut ns,
+        &[
+            ex.join("echo").to_str().unwrap(),
+            "--net:service=tap0",
+            "--",
+            "--ipv4=dhcp",
+        ],
+    );
+    let listening = line.strip_prefix("listening on ").unwrap_or(&line);
+    let (echo_addr, port) = listening.rsplit_once(':').unwrap();
+    assert_eq!(port, "7");
+    assert!(echo_addr.starts_with("10.81.0."), "{line}");
+    // The first request may go unanswered: smoltcp drops a reply to a
+    // neighbour whose link address it is still asking for.
+    ns.run(&["ping", "-c", "3", "-i", "0.3", "-W", "5", echo_addr])
+        .unwrap();
+}
+
+/// Without a DHCP server, `--ipv4=dhcp` gives up after DHCP_TIMEOUT with
+/// an error that says why, instead of running without an address.
+#[test]
+fn dhcp_without_server_fails_in_bounded_time() {
+    if let Some(why) = skip_reason(&["ip"]) {
+        eprintln!("skipping the DHCP TAP test: {why}");
+        return;
+    }
+    let ex = examples();
+    let ns = match Netns::new("nodhcp") {
+        Ok(ns) => ns,
+        Err(e) => {
+            eprintln!("skipping the DHCP TAP test: {e}");
+            return;
+        }
+    };
+    ns.tap("tap0", "10.82.0.1/24");
+    let t0 = Instant::now();
+    let out = ns
+        .cmd(&[
+            ex.join("netcheck").to_str().unwrap(),
+            "--net:service=tap0",
+            "--",
+            "--ipv4=dhcp",
+        ])
+        .output()
+        .unwrap();
+    let took = t0.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no DHCP lease"), "{stderr}");
+    assert!(
+        took >= Duration::from_secs(29) && took < Duration::from_secs(40),
+        "{took:?}"
+    );
+}
