@@ -13,12 +13,14 @@
 //! `--ipv6=auto`, `--nameserver=ADDR`... see `StackConfig::from_args`),
 //! `--wait=SECS` (stay that long after the connections, then print the
 //! configuration again and the DHCP leases obtained: renewals), then
-//! `HOST:PORT` targets (`[ADDR]:PORT` for an IPv6 address). Prints one
+//! `HOST:PORT` targets (`[ADDR]:PORT` for an IPv6 address; `udp:` first
+//! for a datagram each way instead of a TCP connection). Prints one
 //! `KEY VALUE` line per configuration item, then `HOST:PORT LINE` or
 //! `HOST:PORT error: KIND: MESSAGE` per target; exits with status 1 if
 //! any target failed.
 
-use mkernel::net::stack::{Stack, StackConfig, TcpStream};
+use mkernel::net::stack::{Stack, StackConfig, TcpStream, UdpSocket};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 fn show(stack: &Stack) {
@@ -45,17 +47,36 @@ fn show(stack: &Stack) {
     }
 }
 
-/// Connects to `target`, sends a line, reads one back.
+/// Connects to `target`, sends a line, reads one back (over UDP for
+/// `udp:HOST:PORT`: a datagram each way).
 fn exchange(stack: &Stack, target: &str) -> std::io::Result<String> {
     let bad = || {
         std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            "expected HOST:PORT or [ADDR]:PORT",
+            "expected [udp:]HOST:PORT or [udp:][ADDR]:PORT",
         )
+    };
+    let (udp, target) = match target.strip_prefix("udp:") {
+        Some(t) => (true, t),
+        None => (false, target),
     };
     let (host, port) = target.rsplit_once(':').ok_or_else(bad)?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let port: u16 = port.parse().map_err(|_| bad())?;
+    if udp {
+        let ip = stack.resolve(host)?[0];
+        let s = UdpSocket::bind(stack, 0)?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        s.connect(SocketAddr::new(ip, port))?;
+        s.send(b"hello over UDP")?;
+        let mut buf = [0u8; 1500];
+        let n = s.recv(&mut buf)?;
+        return Ok(format!(
+            "{} {}",
+            s.peer_addr()?,
+            String::from_utf8_lossy(&buf[..n])
+        ));
+    }
     let s = TcpStream::connect_host(stack, host, port)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let peer = s.peer_addr()?;
