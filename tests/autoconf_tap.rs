@@ -246,3 +246,223 @@ fn dhcp_without_server_fails_in_bounded_time() {
         "{took:?}"
     );
 }
+
+/// A UDP server that answers each datagram with `got DATAGRAM`.
+const UDP_SERVER: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(("::", int(sys.argv[1])))
+print("ready", flush=True)
+while True:
+    d, a = s.recvfrom(2000)
+    s.sendto(b"got " + d, a)
+"#;
+
+/// A TCP client: sends argv[3] to [argv[1]]:argv[2], prints what comes
+/// back before the server's close.
+const TCP_CLIENT: &str = r#"
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+s.sendall(sys.argv[3].encode())
+s.shutdown(socket.SHUT_WR)
+got = b""
+while True:
+    b = s.recv(4096)
+    if not b: break
+    got += b
+print(got.decode())
+"#;
+
+/// Static IPv6 (`--ipv6=ADDR/PREFIX`): Linux pings the stack over IPv6
+/// (NDP resolves its address), connects to the echo example over IPv6;
+/// the stack connects over TCP and exchanges a datagram over UDP with
+/// Linux servers, from its IPv6 address.
+#[test]
+fn ipv6_static_ping_tcp_udp() {
+    if let Some(why) = skip_reason(&["ip", "ping", "python3"]) {
+        eprintln!("skipping the IPv6 TAP test: {why}");
+        return;
+    }
+    let ex = examples();
+    let mut ns = match Netns::new("v6") {
+        Ok(ns) => ns,
+        Err(e) => {
+            eprintln!("skipping the IPv6 TAP test: {e}");
+            return;
+        }
+    };
+    ns.tap("tap0", "10.84.0.1/24");
+    // nodad: Linux's address is usable at once.
+    ns.run(&[
+        "ip",
+        "-6",
+        "addr",
+        "add",
+        "fd00:84::1/64",
+        "dev",
+        "tap0",
+        "nodad",
+    ])
+    .unwrap();
+    assert_eq!(
+        start(&mut ns, &["python3", "-c", LINE_SERVER, "7777"]),
+        "ready"
+    );
+    assert_eq!(
+        start(&mut ns, &["python3", "-c", UDP_SERVER, "7778"]),
+        "ready"
+    );
+    let out = ns
+        .cmd(&[
+            ex.join("netcheck").to_str().unwrap(),
+            "--net:service=tap0",
+            "--",
+            "--ipv4=10.84.0.2/24",
+            "--ipv6=fd00:84::2/64",
+            "[fd00:84::1]:7777",
+            "udp:[fd00:84::1]:7778",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}");
+    assert_eq!(values(&stdout, "ipv6"), ["fd00:84::2/64"]);
+    let tcp = values(&stdout, "[fd00:84::1]:7777");
+    assert!(
+        tcp[0].starts_with("[fd00:84::1]:7777 got hello from [fd00:84::2]:"),
+        "{}",
+        tcp[0]
+    );
+    assert_eq!(
+        values(&stdout, "udp:[fd00:84::1]:7778"),
+        ["[fd00:84::1]:7778 got hello over UDP"]
+    );
+
+    let line = start(
+        &mut ns,
+        &[
+            ex.join("echo").to_str().unwrap(),
+            "--net:service=tap0",
+            "--",
+            "--ipv4=10.84.0.3/24",
+            "--ipv6=fd00:84::3/64",
+        ],
+    );
+    assert_eq!(line, "listening on 10.84.0.3:7");
+    ns.run(&[
+        "ping",
+        "-6",
+        "-c",
+        "3",
+        "-i",
+        "0.3",
+        "-W",
+        "5",
+        "fd00:84::3",
+    ])
+    .unwrap();
+    let got = ns
+        .run(&[
+            "python3",
+            "-c",
+            TCP_CLIENT,
+            "fd00:84::3",
+            "7",
+            "echo over IPv6",
+        ])
+        .unwrap();
+    assert_eq!(got.trim_end(), "echo over IPv6");
+}
+
+/// SLAAC (`--ipv6=auto`) from dnsmasq's router advertisements: the
+/// address is in the advertised prefix with the MAC's interface
+/// identifier, the router (Linux's link-local address) is the gateway;
+/// with DHCP for IPv4 on the same link, a name that dnsmasq serves only
+/// as AAAA resolves, and the connection by name goes over IPv6 from the
+/// SLAAC address.
+#[test]
+fn slaac_and_aaaa_from_dnsmasq() {
+    if let Some(why) = skip_reason(&["ip", "dnsmasq", "python3"]) {
+        eprintln!("skipping the SLAAC TAP test: {why}");
+        return;
+    }
+    let ex = examples();
+    let mut ns = match Netns::new("slaac") {
+        Ok(ns) => ns,
+        Err(e) => {
+            eprintln!("skipping the SLAAC TAP test: {e}");
+            return;
+        }
+    };
+    ns.tap("tap0", "10.85.0.1/24");
+    ns.run(&[
+        "ip",
+        "-6",
+        "addr",
+        "add",
+        "fd00:85::1/64",
+        "dev",
+        "tap0",
+        "nodad",
+    ])
+    .unwrap();
+    dnsmasq(
+        &mut ns,
+        "slaac",
+        &[
+            "--enable-ra",
+            "--dhcp-range=fd00:85::,ra-only,64,2m",
+            "--dhcp-range=10.85.0.50,10.85.0.99,255.255.255.0,2m",
+            "--host-record=server6.test,fd00:85::1",
+            "--local=/test/",
+        ],
+    );
+    assert_eq!(
+        start(&mut ns, &["python3", "-c", LINE_SERVER, "7777"]),
+        "ready"
+    );
+    let out = ns
+        .cmd(&[
+            ex.join("netcheck").to_str().unwrap(),
+            "--net:service=tap0",
+            "--",
+            "--ipv4=dhcp",
+            "--ipv6=auto",
+            "server6.test:7777",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}");
+    let ipv6 = values(&stdout, "ipv6")[0];
+    let (addr, prefix) = ipv6.split_once('/').unwrap();
+    assert_eq!(prefix, "64");
+    let addr: std::net::Ipv6Addr = addr.parse().unwrap();
+    assert_eq!(addr.segments()[..4], [0xfd00, 0x85, 0, 0], "{addr}");
+    // EUI-64: ff:fe in the middle of the interface identifier.
+    assert_eq!(addr.segments()[5] & 0xff, 0xff, "{addr}");
+    assert_eq!(addr.segments()[6] >> 8, 0xfe, "{addr}");
+    let ll = ns
+        .run(&[
+            "ip", "-6", "-o", "addr", "show", "dev", "tap0", "scope", "link",
+        ])
+        .unwrap();
+    let router = values(&stdout, "ipv6-gateway")[0];
+    assert!(ll.contains(&format!("{router}/64")), "{router} not in {ll}");
+    assert!(
+        values(&stdout, "ipv4")[0].starts_with("10.85.0."),
+        "{stdout}"
+    );
+    assert_eq!(
+        values(&stdout, "server6.test:7777")[0]
+            .split(" got hello from ")
+            .collect::<Vec<_>>()[..2]
+            .iter()
+            .map(|s| s.rsplit_once(':').unwrap().0)
+            .collect::<Vec<_>>(),
+        ["[fd00:85::1]".to_string(), format!("[{addr}]")]
+    );
+}
