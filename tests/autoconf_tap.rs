@@ -2,12 +2,15 @@
 //! as DHCP server, name server and IPv6 router (router advertisements),
 //! Linux's own IPv6, `ping`, and a small python3 line server, all in a
 //! network namespace each test creates (and always deletes), reached over
-//! a TAP interface by the `netcheck` and `echo` examples. No traffic
+//! a TAP interface by the `netcheck` and `echo` examples (hosted, and
+//! `netcheck` also as a solo5-spt unikernel). No traffic
 //! leaves the namespace. Skipped (with the reason printed) when not root,
 //! without /dev/net/tun, or without `ip`, `dnsmasq`, `ping` or `python3`
 //! (`scripts/setup` installs them).
 
 mod netns_util;
+#[path = "solo5_util/mod.rs"]
+mod solo5_util;
 
 use netns_util::{Netns, skip_reason};
 use std::io::{BufRead, BufReader};
@@ -465,4 +468,101 @@ fn slaac_and_aaaa_from_dnsmasq() {
             .collect::<Vec<_>>(),
         ["[fd00:85::1]".to_string(), format!("[{addr}]")]
     );
+}
+
+/// The same under solo5-spt: the `netcheck` unikernel gets its IPv4
+/// address by DHCP (and renews it) and its IPv6 address by SLAAC from
+/// dnsmasq, resolves a name dnsmasq serves as A and one it serves as
+/// AAAA, connects to each by name and exchanges a line.
+#[test]
+fn spt_dhcp_slaac_and_names() {
+    if let Some(why) = skip_reason(&["ip", "dnsmasq", "python3"]) {
+        eprintln!("skipping the spt DHCP/SLAAC test: {why}");
+        return;
+    }
+    let image = solo5_util::build_image("spt", "netcheck");
+    let tender = solo5_util::solo5_root().join("tenders/spt/solo5-spt");
+    let mut ns = match Netns::new("sptdhcp") {
+        Ok(ns) => ns,
+        Err(e) => {
+            eprintln!("skipping the spt DHCP/SLAAC test: {e}");
+            return;
+        }
+    };
+    ns.tap("tap0", "10.86.0.1/24");
+    ns.run(&[
+        "ip",
+        "-6",
+        "addr",
+        "add",
+        "fd00:86::1/64",
+        "dev",
+        "tap0",
+        "nodad",
+    ])
+    .unwrap();
+    let log = dnsmasq(
+        &mut ns,
+        "sptdhcp",
+        &[
+            "--enable-ra",
+            "--dhcp-range=fd00:86::,ra-only,64,2m",
+            "--dhcp-range=10.86.0.50,10.86.0.99,255.255.255.0,2m",
+            "--dhcp-option=option:T1,3",
+            "--host-record=server6.test,fd00:86::1",
+            "--address=/server4.test/10.86.0.1",
+            "--local=/test/",
+        ],
+    );
+    assert_eq!(
+        start(&mut ns, &["python3", "-c", LINE_SERVER, "7777"]),
+        "ready"
+    );
+    let out = solo5_util::run_with_timeout(
+        &mut ns.cmd(&[
+            tender.to_str().unwrap(),
+            "--net:service=tap0",
+            image.to_str().unwrap(),
+            "--ipv4=dhcp",
+            "--ipv6=auto",
+            "--wait=7",
+            "server6.test:7777",
+            "server4.test:7777",
+        ]),
+        Duration::from_secs(60),
+    );
+    let console = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{console}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{console}");
+    let ipv4 = values(&console, "ipv4");
+    assert_eq!(ipv4.len(), 2, "{console}");
+    assert!(
+        ipv4[0].starts_with("10.86.0.") && ipv4[0].ends_with("/24"),
+        "{console}"
+    );
+    assert_eq!(ipv4[1], ipv4[0]);
+    let v4 = ipv4[0].split_once('/').unwrap().0;
+    assert_eq!(values(&console, "nameservers")[0], "10.86.0.1");
+    let ipv6 = values(&console, "ipv6")[0];
+    assert!(
+        ipv6.starts_with("fd00:86::") && ipv6.ends_with("/64"),
+        "{console}"
+    );
+    let v6 = ipv6.split_once('/').unwrap().0;
+    assert!(
+        values(&console, "server6.test:7777")[0]
+            .starts_with(&format!("[fd00:86::1]:7777 got hello from [{v6}]:")),
+        "{console}"
+    );
+    assert!(
+        values(&console, "server4.test:7777")[0]
+            .starts_with(&format!("10.86.0.1:7777 got hello from {v4}:")),
+        "{console}"
+    );
+    let acks = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("DHCPACK(tap0)"))
+        .count();
+    assert!(acks >= 3, "{acks} DHCPACKs: no renewal");
 }
