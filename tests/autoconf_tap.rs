@@ -8,6 +8,11 @@
 //! without /dev/net/tun, or without `ip`, `dnsmasq`, `ping` or `python3`
 //! (`scripts/setup` installs them).
 
+#![allow(
+    clippy::duplicate_mod,
+    reason = "netns_util and solo5_util each bring the small tool_check module"
+)]
+
 mod netns_util;
 #[path = "solo5_util/mod.rs"]
 mod solo5_util;
