@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Application flags (after `--`): `--port=N` (default 7),
-//! `--ipv4=ADDR/PREFIX` (default 10.0.0.2/24), `--ipv4-gateway=ADDR`.
+//! `--ipv4=ADDR/PREFIX` (default 10.0.0.2/24) or `--ipv4=dhcp`,
+//! `--ipv4-gateway=ADDR`, `--ipv6=ADDR/PREFIX` or `--ipv6=auto`, `--ipv6-gateway=ADDR`.
 //! Prints `listening on ADDR:PORT` once ready, and nothing per connection.
 
 use mkernel::net::stack::{self, Stack, StackConfig, TcpListener, TcpStream};

@@ -1,7 +1,8 @@
 //! `Stack::resolve` and `TcpStream::connect_host` in process, against a
 //! fake name server: a task on the other end of a `link::pair` whose
-//! `UdpSocket` on port 53 answers A queries from a small table and says
-//! NXDOMAIN otherwise (or stays silent, or refuses).
+//! `UdpSocket` on port 53 answers A and AAAA queries from small tables and
+//! says NXDOMAIN otherwise (or stays silent, or refuses). The resolver
+//! asks both questions of each server: two queries per resolve.
 
 use mkernel::net::link::{self, Faults};
 use mkernel::net::stack::{
@@ -24,6 +25,18 @@ enum Mode {
 const TABLE: &[(&str, &[[u8; 4]])] = &[
     ("one.test", &[[10, 0, 0, 1]]),
     ("two.test", &[[10, 0, 0, 7], [10, 0, 0, 8]]),
+];
+
+/// AAAA records: fd00::7 for two.test, fd00::6 for six.test (no A).
+const TABLE6: &[(&str, [u8; 16])] = &[
+    (
+        "two.test",
+        [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7],
+    ),
+    (
+        "six.test",
+        [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6],
+    ),
 ];
 
 /// The name in wire form at `pos`, dotted (no compression in queries).
@@ -58,18 +71,33 @@ fn serve(stack: &Stack, mode: Mode, count: Rc<Cell<u32>>) {
         match mode {
             Mode::Silent => continue,
             Mode::Refuse => r[3] |= 5,
-            Mode::Answer => match TABLE.iter().find(|(n, _)| *n == name) {
-                None => r[3] |= 3, // NXDOMAIN
-                Some((_, addrs)) if qtype == 1 => {
-                    r[7] = addrs.len() as u8;
-                    for a in *addrs {
+            Mode::Answer => {
+                let v4: &[[u8; 4]] = TABLE
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map_or(&[], |(_, a)| a);
+                let v6: Vec<[u8; 16]> = TABLE6
+                    .iter()
+                    .filter(|(n, _)| *n == name)
+                    .map(|(_, a)| *a)
+                    .collect();
+                if v4.is_empty() && v6.is_empty() {
+                    r[3] |= 3; // NXDOMAIN
+                } else if qtype == 1 {
+                    r[7] = v4.len() as u8;
+                    for a in v4 {
                         // The owner is a pointer to the question's name.
                         r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
                         r.extend_from_slice(a);
                     }
-                }
-                Some(_) => {} // NOERROR, no data
-            },
+                } else if qtype == 28 {
+                    r[7] = v6.len() as u8;
+                    for a in &v6 {
+                        r.extend_from_slice(&[0xc0, 12, 0, 28, 0, 1, 0, 0, 0, 60, 0, 16]);
+                        r.extend_from_slice(a);
+                    }
+                } // else NOERROR, no data
+            }
         }
         sock.send_to(&r, from).unwrap();
     }
@@ -111,22 +139,54 @@ fn since(t0: u64) -> Duration {
     Duration::from_nanos(mkernel::clock_monotonic() - t0)
 }
 
-/// A known name gives its addresses (one, then two, any case and with a
-/// trailing dot); one query each.
+/// A known name gives its addresses (one, then two and an IPv6 one, any
+/// case and with a trailing dot; an IPv6-only name); IPv4 first on a stack
+/// without IPv6; two queries (A, AAAA) each.
 #[test]
 fn resolves_names() {
     let (got, queries) = with_server(Mode::Answer, &["10.0.0.1"], |c, _| {
         (
             c.resolve("one.test").unwrap(),
             c.resolve("Two.Test.").unwrap(),
+            c.resolve("six.test").unwrap(),
         )
     });
     assert_eq!(got.0, ips(&["10.0.0.1"]));
-    assert_eq!(got.1, ips(&["10.0.0.7", "10.0.0.8"]));
-    assert_eq!(queries, 2);
+    assert_eq!(got.1, ips(&["10.0.0.7", "10.0.0.8", "fd00::7"]));
+    assert_eq!(got.2, ips(&["fd00::6"]));
+    assert_eq!(queries, 6);
 }
 
-/// An unknown name is `NotFound` (NXDOMAIN), at once: one query.
+/// On a stack with an IPv6 address, the IPv6 addresses come first; the
+/// name server may be asked over IPv6.
+#[test]
+fn ipv6_first_with_ipv6_and_ipv6_server() {
+    let (a, b) = link::pair(Faults::default());
+    let got = mkernel::Builder::new()
+        .net_link("a", a)
+        .net_link("b", b)
+        .run((mkernel::net("a"), mkernel::net("b")), move |(a, b)| {
+            let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+            let (scfg, _) =
+                StackConfig::from_args(&args(&["--ipv4=10.0.0.1/24", "--ipv6=fd00::1/64"]))
+                    .unwrap();
+            let server = Stack::new(a, scfg);
+            let (ccfg, _) =
+                StackConfig::from_args(&args(&["--ipv6=fd00::2/64", "--nameserver=fd00::1"]))
+                    .unwrap();
+            let client = Stack::new(b, ccfg);
+            let count = Rc::new(Cell::new(0));
+            let srv = server.clone();
+            let task = mkernel::spawn(move || serve(&srv, Mode::Answer, count));
+            let got = client.resolve("two.test").unwrap();
+            task.cancel();
+            got
+        });
+    assert_eq!(got, ips(&["fd00::7", "10.0.0.7", "10.0.0.8"]));
+}
+
+/// An unknown name is `NotFound` (NXDOMAIN), at once: one query per
+/// question.
 #[test]
 fn unknown_name_is_not_found() {
     let (e, queries) = with_server(Mode::Answer, &["10.0.0.1"], |c, _| {
@@ -137,11 +197,12 @@ fn unknown_name_is_not_found() {
     });
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
     assert!(e.to_string().contains("NXDOMAIN"), "{e}");
-    assert_eq!(queries, 1);
+    assert_eq!(queries, 2);
 }
 
 /// A silent server: `TimedOut` after `DNS_TRIES × DNS_TIMEOUT` (6 s), not
-/// before, not much after, having been asked `DNS_TRIES` times.
+/// before, not much after, having been asked `DNS_TRIES` times (both
+/// questions each time).
 #[test]
 fn silent_server_times_out() {
     let ((e, took), queries) = with_server(Mode::Silent, &["10.0.0.1"], |c, _| {
@@ -154,7 +215,7 @@ fn silent_server_times_out() {
     eprintln!("silent server: {took:?} (bound {bound:?})");
     assert!(took >= bound, "{took:?} < {bound:?}");
     assert!(took <= bound + Duration::from_millis(300), "{took:?}");
-    assert_eq!(queries, DNS_TRIES);
+    assert_eq!(queries, 2 * DNS_TRIES);
 }
 
 /// A first name server that never answers (no host at 10.0.0.9): after
@@ -169,7 +230,7 @@ fn next_server_on_timeout() {
     assert_eq!(got, ips(&["10.0.0.1"]));
     assert!(took >= DNS_TIMEOUT, "{took:?}");
     assert!(took <= DNS_TIMEOUT + Duration::from_millis(300), "{took:?}");
-    assert_eq!(queries, 1);
+    assert_eq!(queries, 2);
 }
 
 /// A server that refuses: `ConnectionRefused`, at once.
@@ -179,7 +240,7 @@ fn refusing_server() {
         c.resolve("one.test").unwrap_err()
     });
     assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e}");
-    assert_eq!(queries, 1);
+    assert_eq!(queries, 2);
 }
 
 /// An IP literal resolves to itself without a query; bad names are

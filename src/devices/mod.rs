@@ -82,7 +82,12 @@ pub fn args() -> Vec<String> {
 
 /// A device argument: the TCP/IP stack on net device `name`, configured
 /// from the application's arguments ([`StackConfig::from_args`] on
-/// [`args()`]; `10.0.0.2/24` without `--ipv4`).
+/// [`args()`]; `10.0.0.2/24` without `--ipv4`). With `--ipv4=dhcp` or
+/// `--ipv6=auto`, it waits for the DHCP lease and the SLAAC address
+/// ([`Stack::wait_configured`]) up to
+/// [`DHCP_TIMEOUT`](crate::net::stack::DHCP_TIMEOUT) before the main
+/// function; without them, the run fails as for a bad flag, with the
+/// `TimedOut` [`io::Error`](std::io::Error) as the source.
 ///
 /// A malformed flag stops the run before the main function: it is a
 /// [`DeviceError`] of kind [`DeviceErrorKind::Map`] whose
@@ -113,9 +118,17 @@ pub fn args() -> Vec<String> {
 /// ```
 #[must_use]
 pub fn stack(name: &str) -> impl Devices<Output = Stack> {
-    try_map(net(name), |dev| {
-        StackConfig::from_args(&args()).map(|(cfg, _)| Stack::new(dev, cfg))
-    })
+    try_map(
+        net(name),
+        |dev| -> Result<Stack, Box<dyn std::error::Error + Send + Sync>> {
+            let (cfg, _) = StackConfig::from_args(&args())?;
+            let stack = Stack::new(dev, cfg);
+            // With --ipv4=dhcp or --ipv6=auto, main starts with its
+            // addresses (a server prints the address it listens on).
+            stack.wait_configured(crate::net::stack::DHCP_TIMEOUT)?;
+            Ok(stack)
+        },
+    )
 }
 
 /// A list of device arguments (a device, a tuple of them, or `()`), whose

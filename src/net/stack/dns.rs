@@ -1,5 +1,5 @@
-//! A DNS stub resolver: [`Stack::resolve`] (A records over UDP to the
-//! configured name servers) and [`TcpStream::connect_host`].
+//! A DNS stub resolver: [`Stack::resolve`] (A and AAAA records over UDP
+//! to the configured name servers, IPv4 or IPv6) and [`TcpStream::connect_host`].
 //!
 //! The query and the answer are built and read here (RFC 1035's wire
 //! format, a few dozen lines), over a [`UdpSocket`], so that the timeouts
@@ -35,11 +35,11 @@ pub const MAX_NAMESERVERS: usize = 3;
 /// let mut ns = Nameservers::default();
 /// assert!(ns.is_empty());
 /// ns.push("10.0.0.1".parse().unwrap()).unwrap();
-/// assert_eq!(ns.as_slice(), ["10.0.0.1".parse::<std::net::Ipv4Addr>().unwrap()]);
+/// assert_eq!(ns.as_slice(), ["10.0.0.1".parse::<std::net::IpAddr>().unwrap()]);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Nameservers {
-    addrs: [Ipv4Addr; MAX_NAMESERVERS],
+    addrs: [IpAddr; MAX_NAMESERVERS],
     len: usize,
 }
 
@@ -47,7 +47,7 @@ impl Default for Nameservers {
     /// None.
     fn default() -> Self {
         Nameservers {
-            addrs: [Ipv4Addr::UNSPECIFIED; MAX_NAMESERVERS],
+            addrs: [IpAddr::V4(Ipv4Addr::UNSPECIFIED); MAX_NAMESERVERS],
             len: 0,
         }
     }
@@ -61,7 +61,7 @@ impl Nameservers {
     /// assert_eq!(ns.as_slice().len(), 0);
     /// ```
     #[must_use]
-    pub fn as_slice(&self) -> &[Ipv4Addr] {
+    pub fn as_slice(&self) -> &[IpAddr] {
         &self.addrs[..self.len]
     }
 
@@ -87,12 +87,13 @@ impl Nameservers {
     /// let mut ns = mkernel::net::stack::Nameservers::default();
     /// assert!(ns.push("0.0.0.0".parse().unwrap()).is_err());
     /// ```
-    pub fn push(&mut self, addr: Ipv4Addr) -> Result<(), ConfigError> {
-        if addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast() {
+    pub fn push(&mut self, addr: IpAddr) -> Result<(), ConfigError> {
+        let broadcast = matches!(addr, IpAddr::V4(a) if a.is_broadcast());
+        if addr.is_unspecified() || broadcast || addr.is_multicast() {
             return Err(ConfigError::new(
                 ConfigErrorKind::Malformed,
                 "--nameserver",
-                format!("--nameserver={addr}: expected a unicast IPv4 address"),
+                format!("--nameserver={addr}: expected a unicast IP address"),
             ));
         }
         if self.len == MAX_NAMESERVERS {
@@ -109,38 +110,46 @@ impl Nameservers {
 }
 
 /// Parses the value of `--nameserver=ADDR`.
-pub(super) fn parse_nameserver(v: &str) -> Result<Ipv4Addr, ConfigError> {
+pub(super) fn parse_nameserver(v: &str) -> Result<IpAddr, ConfigError> {
     v.parse().map_err(|_| {
         ConfigError::new(
             ConfigErrorKind::Malformed,
             "--nameserver",
-            format!("--nameserver={v}: expected an IPv4 address, e.g. --nameserver=10.0.0.1"),
+            format!("--nameserver={v}: expected an IP address, e.g. --nameserver=10.0.0.1"),
         )
     })
 }
 
 const TYPE_A: u16 = 1;
+const TYPE_AAAA: u16 = 28;
 const TYPE_CNAME: u16 = 5;
 const CLASS_IN: u16 = 1;
 const RCODE_NXDOMAIN: u8 = 3;
 
 impl Stack {
-    /// Resolves `name` to its IPv4 addresses (DNS A records), asking the
-    /// configured name servers ([`StackConfig::nameservers`](super::StackConfig::nameservers))
-    /// over UDP, in order: each gets [`DNS_TIMEOUT`] to answer before the
-    /// next is asked, and the list is gone through [`DNS_TRIES`] times (an
+    /// Resolves `name` to its IPv4 and IPv6 addresses (DNS A and AAAA
+    /// records), asking the configured name servers
+    /// ([`StackConfig::nameservers`](super::StackConfig::nameservers), IPv4
+    /// or IPv6) over UDP, in order: each server is asked both questions at
+    /// once (two queries) and gets [`DNS_TIMEOUT`] to answer them before the
+    /// next is asked (when only one answer came by then, its addresses are
+    /// taken), and the list is gone through [`DNS_TRIES`] times (an
     /// answer after its server's time is not taken). A name server that fails (`SERVFAIL`, `REFUSED`)
     /// passes the question to the next. CNAME chains within the answer are
     /// followed. An IP address (`"10.0.0.1"`, `"::1"`) is returned as is,
     /// without a query; a trailing dot is allowed; no search domains are
     /// tried. Only the calling task waits.
     ///
+    /// Order: the IPv6 addresses first when the stack has an IPv6 address
+    /// beyond link-local (`--ipv6`), the IPv4 ones first otherwise, each
+    /// family in the server's order.
+    ///
     /// # Errors
     ///
     /// `InvalidInput` for a name that is not a DNS name (empty, a label
     /// longer than 63 bytes, over 253 bytes, characters other than letters,
     /// digits, `-` and `_`); `NotFound` when a server says the name does not
-    /// exist (NXDOMAIN) or has no A record; `TimedOut` when no server
+    /// exist (NXDOMAIN) or has neither an A nor an AAAA record; `TimedOut` when no server
     /// answered within `DNS_TRIES × servers × DNS_TIMEOUT`; `ConnectionRefused`
     /// when every server refused or failed; `AddrNotAvailable` when no name
     /// server is configured; `Interrupted` when the task is being cancelled;
@@ -172,13 +181,22 @@ impl Stack {
                 format!("cannot resolve {name:?}: no name server configured (--nameserver=ADDR)"),
             ));
         }
+        // Two questions (A and AAAA) in two queries: servers answer only
+        // one question per query.
         let id = query_id();
-        let query = build_query(id, &qname);
+        let ids = [id, id.wrapping_add(1)];
+        let queries = [
+            build_query(ids[0], &qname, TYPE_A),
+            build_query(ids[1], &qname, TYPE_AAAA),
+        ];
+        // IPv6 first when the stack has an IPv6 address beyond link-local
+        // (then it can reach both families), as RFC 6724 prefers.
+        let v6_first = config.ipv6.is_some();
         // A socket per query, dropped on its timeout: a datagram to a
         // server whose link address is unknown stays queued in smoltcp, and
         // its ARP requests (smoltcp sends one a second, for any address)
         // would starve those for the next server.
-        let mut failed: Vec<Ipv4Addr> = Vec::new();
+        let mut failed: Vec<IpAddr> = Vec::new();
         let mut buf = [0u8; 1500];
         for _ in 0..DNS_TRIES {
             for &server in servers {
@@ -186,9 +204,13 @@ impl Stack {
                     continue;
                 }
                 let sock = UdpSocket::bind(self, 0)?;
-                sock.send_to(&query, SocketAddr::new(server.into(), 53))?;
+                for q in &queries {
+                    sock.send_to(q, SocketAddr::new(server, 53))?;
+                }
                 let deadline =
                     crate::sys::clock::monotonic().saturating_add(DNS_TIMEOUT.as_nanos() as u64);
+                // The answers to the A and the AAAA query.
+                let mut got: [Option<Answer>; 2] = [None, None];
                 loop {
                     let now = crate::sys::clock::monotonic();
                     if now >= deadline {
@@ -200,41 +222,45 @@ impl Stack {
                         Err(e) if e.kind() == io::ErrorKind::TimedOut => break,
                         Err(e) => return Err(e),
                     };
-                    let IpAddr::V4(from_ip) = from.ip() else {
-                        continue;
-                    };
-                    if from.port() != 53 || from_ip != server {
+                    if from.port() != 53 || from.ip() != server {
                         continue;
                     }
-                    match parse_response(&buf[..n], id, &qname) {
-                        // Not an answer to this query: ignored.
-                        None => continue,
-                        Some(Answer::Addrs(a)) => {
-                            return Ok(a.into_iter().map(IpAddr::V4).collect());
+                    for (i, qtype) in [TYPE_A, TYPE_AAAA].into_iter().enumerate() {
+                        if got[i].is_none() {
+                            // Not an answer to this query: ignored.
+                            got[i] = parse_response(&buf[..n], ids[i], &qname, qtype);
                         }
-                        Some(Answer::NoName) => {
+                    }
+                    if got.iter().all(Option::is_some) {
+                        break;
+                    }
+                }
+                let [a, aaaa] = got;
+                match combine(a, aaaa, v6_first) {
+                    // No answer in time: the next server.
+                    None => {}
+                    Some(Answer::Addrs(addrs)) => return Ok(addrs),
+                    Some(Answer::NoName) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::NotFound,
+                            format!("{name:?}: no such name (NXDOMAIN from {server})"),
+                        ));
+                    }
+                    Some(Answer::NoData) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::NotFound,
+                            format!("{name:?}: no IPv4 or IPv6 address (from {server})"),
+                        ));
+                    }
+                    Some(Answer::Failed(rcode)) => {
+                        failed.push(server);
+                        if failed.len() == servers.len() {
                             return Err(io::Error::new(
-                                io::ErrorKind::NotFound,
-                                format!("{name:?}: no such name (NXDOMAIN from {from_ip})"),
+                                io::ErrorKind::ConnectionRefused,
+                                format!(
+                                    "{name:?}: every name server failed (last: {server}, rcode {rcode})"
+                                ),
                             ));
-                        }
-                        Some(Answer::NoData) => {
-                            return Err(io::Error::new(
-                                io::ErrorKind::NotFound,
-                                format!("{name:?}: no IPv4 address (from {from_ip})"),
-                            ));
-                        }
-                        Some(Answer::Failed(rcode)) => {
-                            failed.push(from_ip);
-                            if failed.len() == servers.len() {
-                                return Err(io::Error::new(
-                                    io::ErrorKind::ConnectionRefused,
-                                    format!(
-                                        "{name:?}: every name server failed (last: {from_ip}, rcode {rcode})"
-                                    ),
-                                ));
-                            }
-                            break;
                         }
                     }
                 }
@@ -252,7 +278,8 @@ impl Stack {
 impl TcpStream {
     /// Connects to `host` (a name or an address) on `port`: resolves it
     /// ([`Stack::resolve`]), then tries each address in turn with
-    /// [`TcpStream::connect`] until one connects.
+    /// [`TcpStream::connect`] until one connects (in `resolve`'s order,
+    /// skipping the addresses of a family the stack has no address of).
     ///
     /// # Errors
     ///
@@ -278,7 +305,18 @@ impl TcpStream {
     /// ```
     pub fn connect_host(stack: &Stack, host: &str, port: u16) -> io::Result<TcpStream> {
         let mut last = None;
-        for ip in stack.resolve(host)? {
+        let cfg = stack.config();
+        let mut ips = stack.resolve(host)?;
+        // Addresses of a family the stack has no address of cannot be
+        // reached: not tried, unless there is nothing else (for the error).
+        let reachable = |ip: &IpAddr| match ip {
+            IpAddr::V4(_) => !cfg.ipv4.address().is_unspecified(),
+            IpAddr::V6(a) => cfg.ipv6.is_some() || a.is_unicast_link_local(),
+        };
+        if ips.iter().any(reachable) {
+            ips.retain(reachable);
+        }
+        for ip in ips {
             match TcpStream::connect(stack, SocketAddr::new(ip, port)) {
                 Ok(s) => return Ok(s),
                 Err(e) => last = Some(e),
@@ -337,19 +375,19 @@ fn encode_name(name: &str) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
-fn build_query(id: u16, qname: &[u8]) -> Vec<u8> {
+fn build_query(id: u16, qname: &[u8], qtype: u16) -> Vec<u8> {
     let mut q = Vec::with_capacity(12 + qname.len() + 4);
     q.extend_from_slice(&id.to_be_bytes());
     q.extend_from_slice(&[0x01, 0x00]); // a standard query, recursion desired
     q.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]); // one question
     q.extend_from_slice(qname);
-    q.extend_from_slice(&TYPE_A.to_be_bytes());
+    q.extend_from_slice(&qtype.to_be_bytes());
     q.extend_from_slice(&CLASS_IN.to_be_bytes());
     q
 }
 
 enum Answer {
-    Addrs(Vec<Ipv4Addr>),
+    Addrs(Vec<IpAddr>),
     NoName,
     NoData,
     Failed(u8),
@@ -391,9 +429,34 @@ fn be16(msg: &[u8], pos: usize) -> Option<u16> {
     Some(u16::from_be_bytes(msg.get(pos..pos + 2)?.try_into().ok()?))
 }
 
-/// The answer in `msg` to query `id` for `qname`; `None` when `msg` is not
-/// a well-formed response to that query.
-fn parse_response(msg: &[u8], id: u16, qname: &[u8]) -> Option<Answer> {
+/// What the answers to the A and the AAAA query say together: the
+/// addresses of both (IPv6 first if `v6_first`) if either has some;
+/// otherwise a failure or NXDOMAIN from either; no data only when both
+/// say so; `None` when neither answered.
+fn combine(a: Option<Answer>, aaaa: Option<Answer>, v6_first: bool) -> Option<Answer> {
+    let (first, second) = if v6_first { (aaaa, a) } else { (a, aaaa) };
+    let mut addrs = Vec::new();
+    let mut other = None;
+    for ans in [first, second].into_iter().flatten() {
+        match ans {
+            Answer::Addrs(v) => addrs.extend(v),
+            Answer::NoData => {
+                other.get_or_insert(Answer::NoData);
+            }
+            // A failure or NXDOMAIN outweighs "no data".
+            e => other = Some(e),
+        }
+    }
+    if addrs.is_empty() {
+        other
+    } else {
+        Some(Answer::Addrs(addrs))
+    }
+}
+
+/// The answer in `msg` to query `id` for `qname` and `qtype` (A or AAAA);
+/// `None` when `msg` is not a well-formed response to that query.
+fn parse_response(msg: &[u8], id: u16, qname: &[u8], qtype: u16) -> Option<Answer> {
     if be16(msg, 0)? != id || msg.get(2)? & 0x80 == 0 {
         return None;
     }
@@ -405,7 +468,7 @@ fn parse_response(msg: &[u8], id: u16, qname: &[u8]) -> Option<Answer> {
         return None;
     }
     let (q, p) = read_name(msg, pos)?;
-    if q != qname || be16(msg, p)? != TYPE_A || be16(msg, p + 2)? != CLASS_IN {
+    if q != qname || be16(msg, p)? != qtype || be16(msg, p + 2)? != CLASS_IN {
         return None;
     }
     pos = p + 4;
@@ -427,9 +490,13 @@ fn parse_response(msg: &[u8], id: u16, qname: &[u8]) -> Option<Answer> {
         msg.get(rdata..rdata + rdlen)?;
         if class == CLASS_IN && names.contains(&owner) {
             match rtype {
-                TYPE_A if rdlen == 4 => {
-                    let b = &msg[rdata..rdata + 4];
-                    addrs.push(Ipv4Addr::new(b[0], b[1], b[2], b[3]));
+                TYPE_A if qtype == TYPE_A && rdlen == 4 => {
+                    let b: [u8; 4] = msg[rdata..rdata + 4].try_into().ok()?;
+                    addrs.push(IpAddr::from(b));
+                }
+                TYPE_AAAA if qtype == TYPE_AAAA && rdlen == 16 => {
+                    let b: [u8; 16] = msg[rdata..rdata + 16].try_into().ok()?;
+                    addrs.push(IpAddr::from(b));
                 }
                 TYPE_CNAME => names.push(read_name(msg, rdata)?.0),
                 _ => {}
@@ -449,6 +516,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn aaaa_and_combined_order() {
+        let qname = encode_name("six.test").unwrap();
+        let mut m = build_query(9, &qname, TYPE_AAAA);
+        m[2] = 0x81;
+        m[3] = 0x80;
+        m[7] = 1;
+        m.extend_from_slice(&[0xc0, 12, 0, 28, 0, 1, 0, 0, 0, 60, 0, 16]);
+        m.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6]);
+        let Some(Answer::Addrs(v6)) = parse_response(&m, 9, &qname, TYPE_AAAA) else {
+            panic!("no AAAA");
+        };
+        assert_eq!(v6, ["fd00::6".parse::<IpAddr>().unwrap()]);
+        let a = || Some(Answer::Addrs(vec!["10.0.0.1".parse().unwrap()]));
+        let aaaa = || Some(Answer::Addrs(v6.clone()));
+        let Some(Answer::Addrs(both)) = combine(a(), aaaa(), true) else {
+            panic!()
+        };
+        assert_eq!(both[0], v6[0]);
+        let Some(Answer::Addrs(both)) = combine(a(), aaaa(), false) else {
+            panic!()
+        };
+        assert_eq!(both[1], v6[0]);
+        // No data for one family and addresses for the other: addresses.
+        assert!(matches!(
+            combine(Some(Answer::NoData), aaaa(), false),
+            Some(Answer::Addrs(_))
+        ));
+        assert!(matches!(
+            combine(Some(Answer::NoData), Some(Answer::NoData), false),
+            Some(Answer::NoData)
+        ));
+        assert!(matches!(
+            combine(Some(Answer::NoName), Some(Answer::NoData), false),
+            Some(Answer::NoName)
+        ));
+        assert!(combine(None, None, true).is_none());
+    }
+
+    #[test]
     fn names() {
         assert_eq!(encode_name("Ab.c.").unwrap(), b"\x02ab\x01c\x00");
         for bad in ["", ".", "a..b", "a b", &"x".repeat(64), &"a.".repeat(128)] {
@@ -463,7 +569,7 @@ mod tests {
     #[test]
     fn compressed_cname_chain() {
         let qname = encode_name("www.example.test").unwrap();
-        let mut m = build_query(7, &qname);
+        let mut m = build_query(7, &qname, TYPE_A);
         m[2] = 0x81;
         m[3] = 0x80;
         m[7] = 2; // two answers
@@ -471,15 +577,17 @@ mod tests {
         m.extend_from_slice(&[0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 2, 0xc0, 16]);
         // example.test A 10.1.2.3
         m.extend_from_slice(&[0xc0, 16, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 1, 2, 3]);
-        match parse_response(&m, 7, &qname) {
-            Some(Answer::Addrs(a)) => assert_eq!(a, [Ipv4Addr::new(10, 1, 2, 3)]),
+        match parse_response(&m, 7, &qname, TYPE_A) {
+            Some(Answer::Addrs(a)) => assert_eq!(a, [IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3))]),
             _ => panic!("no address"),
         }
-        assert!(parse_response(&m, 8, &qname).is_none());
+        assert!(parse_response(&m, 8, &qname, TYPE_A).is_none());
+        // The answer to the A question is not one to the AAAA question.
+        assert!(parse_response(&m, 7, &qname, TYPE_AAAA).is_none());
         // A pointer loop is refused, not followed for ever.
         let mut l = m.clone();
         l[12] = 0xc0;
         l[13] = 12;
-        assert!(parse_response(&l, 7, &qname).is_none());
+        assert!(parse_response(&l, 7, &qname, TYPE_A).is_none());
     }
 }

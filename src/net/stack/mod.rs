@@ -48,14 +48,16 @@
 //! assert_eq!(&got, b"hello");
 //! ```
 
+mod autoconf;
 mod dns;
 mod phy;
 mod sockets;
 mod tcp;
 mod udp;
 
+pub use autoconf::DHCP_TIMEOUT;
 pub use dns::{DNS_TIMEOUT, DNS_TRIES, MAX_NAMESERVERS, Nameservers};
-pub use smoltcp::wire::Ipv4Cidr;
+pub use smoltcp::wire::{Ipv4Cidr, Ipv6Cidr};
 pub use tcp::{Incoming, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 
@@ -74,7 +76,7 @@ use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, IpEndpoint};
 use sockets::{Sock, TcpSockets};
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::rc::{Rc, Weak};
 
 /// The address used when `--ipv4` is not given: `10.0.0.2/24`.
@@ -128,8 +130,17 @@ pub const DEFAULT_KEEPALIVE: std::time::Duration = std::time::Duration::from_sec
 /// (send what is left, exchange FINs) before it is aborted.
 const LINGER_NS: u64 = 30_000_000_000;
 
-/// The IP configuration of a [`Stack`] (as MirageOS's `--ipv4` and
-/// `--ipv4-gateway`).
+/// The IP configuration of a [`Stack`] (as MirageOS's and mnet-cli's
+/// `--ipv4`, `--ipv4-gateway`, `--ipv6`, `--ipv6-gateway`, `--nameserver`).
+///
+/// IPv4 is static (`--ipv4=ADDR/PREFIX`, [`DEFAULT_IPV4`] when not given:
+/// existing deployments and tests rely on that default) or comes from a
+/// DHCP server (`--ipv4=dhcp`: [`dhcp`](StackConfig::dhcp)). IPv6 is off
+/// unless `--ipv6` is given: a static address (`--ipv6=ADDR/PREFIX`) or
+/// SLAAC from router advertisements (`--ipv6=auto`:
+/// [`slaac`](StackConfig::slaac)); either way the stack also has its
+/// link-local address (`fe80::` and the MAC's EUI-64), answers neighbour
+/// solicitations and echo requests (ping6).
 ///
 /// ```
 /// use mkernel::net::stack::StackConfig;
@@ -148,8 +159,38 @@ pub struct StackConfig {
     /// The default route, if any.
     pub gateway: Option<Ipv4Addr>,
     /// The name servers [`Stack::resolve`] asks, in order (`--nameserver`);
-    /// none by default.
+    /// none by default. With [`dhcp`](StackConfig::dhcp) and no
+    /// `--nameserver`, the DHCP server's.
     pub nameservers: Nameservers,
+    /// `--ipv4=dhcp`: the IPv4 address and prefix, the gateway and (unless
+    /// `--nameserver` is given) the name servers come from a DHCP server
+    /// and follow its leases (see [`Stack::wait_configured`]). In the
+    /// configuration given to [`Stack::new`], `ipv4` is then `0.0.0.0/0`
+    /// and `gateway` is `None`; [`Stack::config`] shows the lease.
+    ///
+    /// The lease is renewed at the server's T1 (half the lease by
+    /// default). When the address changes (a new lease with another
+    /// address) or goes (the lease expired unrenewed), listeners and
+    /// unbound UDP sockets, bound to a port and not an address, take
+    /// connections and datagrams on the new address at once, and
+    /// `local_addr` shows it; TCP connections on the old address, which
+    /// their peers can no longer reach, are reset (their calls fail, a read
+    /// returns `ConnectionReset` or end of stream). Renewing the same lease
+    /// changes nothing.
+    pub dhcp: bool,
+    /// The static IPv6 address and prefix (`--ipv6=ADDR/PREFIX`), if any;
+    /// with [`slaac`](StackConfig::slaac), [`Stack::config`] shows the
+    /// address formed from the router's prefix here.
+    pub ipv6: Option<Ipv6Cidr>,
+    /// The IPv6 default route (`--ipv6-gateway=ADDR`), if any; with
+    /// [`slaac`](StackConfig::slaac), [`Stack::config`] shows the
+    /// advertising router here.
+    pub ipv6_gateway: Option<Ipv6Addr>,
+    /// `--ipv6=auto`: stateless address autoconfiguration (RFC 4862): the
+    /// stack solicits router advertisements and forms its address from the
+    /// advertised prefix and its MAC; the router becomes the IPv6 default
+    /// route.
+    pub slaac: bool,
 }
 
 impl Default for StackConfig {
@@ -159,6 +200,10 @@ impl Default for StackConfig {
             ipv4: Ipv4Cidr::new(Ipv4Addr::new(10, 0, 0, 2), 24),
             gateway: None,
             nameservers: Nameservers::default(),
+            dhcp: false,
+            ipv6: None,
+            ipv6_gateway: None,
+            slaac: false,
         }
     }
 }
@@ -181,7 +226,7 @@ impl StackConfig {
         Ok(StackConfig {
             ipv4: parse_cidr(ipv4)?,
             gateway: gateway.map(parse_gateway).transpose()?,
-            nameservers: Nameservers::default(),
+            ..StackConfig::default()
         })
     }
 
@@ -197,25 +242,32 @@ impl StackConfig {
     /// ```
     /// use mkernel::net::stack::StackConfig;
     /// let mut cfg = StackConfig::default();
-    /// cfg.set_nameservers(&["10.0.0.1".parse().unwrap()]).unwrap();
-    /// assert_eq!(cfg.nameservers.as_slice(), ["10.0.0.1".parse::<std::net::Ipv4Addr>().unwrap()]);
+    /// cfg.set_nameservers(&["10.0.0.1".parse::<std::net::Ipv4Addr>().unwrap()]).unwrap();
+    /// assert_eq!(cfg.nameservers.as_slice(), ["10.0.0.1".parse::<std::net::IpAddr>().unwrap()]);
+    /// cfg.set_nameservers(&["fd00::1".parse::<std::net::IpAddr>().unwrap()]).unwrap();
     /// ```
-    pub fn set_nameservers(&mut self, addrs: &[Ipv4Addr]) -> Result<(), ConfigError> {
+    pub fn set_nameservers<A: Copy + Into<IpAddr>>(
+        &mut self,
+        addrs: &[A],
+    ) -> Result<(), ConfigError> {
         let mut ns = Nameservers::default();
         for &a in addrs {
-            ns.push(a)?;
+            ns.push(a.into())?;
         }
         self.nameservers = ns;
         Ok(())
     }
 
-    /// Takes `--ipv4=ADDR/PREFIX`, `--ipv4-gateway=ADDR` and
-    /// `--nameserver=ADDR` (up to [`MAX_NAMESERVERS`] times, asked in that
-    /// order) out of `args` (for instance [`mkernel::args()`](crate::args))
-    /// and returns the configuration and the other arguments, in order.
-    /// Without `--ipv4`, the address is [`DEFAULT_IPV4`]; without
-    /// `--ipv4-gateway`, there is no default route; without
-    /// `--nameserver`, no name server.
+    /// Takes `--ipv4=ADDR/PREFIX` or `--ipv4=dhcp`, `--ipv4-gateway=ADDR`,
+    /// `--ipv6=ADDR/PREFIX` or `--ipv6=auto`, `--ipv6-gateway=ADDR` and
+    /// `--nameserver=ADDR` (IPv4 or IPv6, up to [`MAX_NAMESERVERS`] times,
+    /// asked in that order) out of `args` (for instance
+    /// [`mkernel::args()`](crate::args)) and returns the configuration and
+    /// the other arguments, in order. Without `--ipv4`, the address is
+    /// [`DEFAULT_IPV4`] (static: DHCP only when asked for); without
+    /// `--ipv4-gateway`, there is no default route (DHCP's with
+    /// `--ipv4=dhcp`); without `--ipv6`, no IPv6; without `--nameserver`,
+    /// no name server (DHCP's with `--ipv4=dhcp`).
     ///
     /// # Errors
     ///
@@ -225,7 +277,11 @@ impl StackConfig {
     /// [`MissingValue`](ConfigErrorKind::MissingValue) for `--ipv4`,
     /// `--ipv4-gateway` or `--nameserver` without `=VALUE`,
     /// [`GatewayOutsideNetwork`](ConfigErrorKind::GatewayOutsideNetwork)
-    /// for a gateway outside the network of `--ipv4`.
+    /// for a gateway outside the network of `--ipv4` (or, for
+    /// `--ipv6-gateway`, neither in the network of `--ipv6` nor link-local),
+    /// [`Conflict`](ConfigErrorKind::Conflict) for `--ipv4-gateway` with
+    /// `--ipv4=dhcp` (the lease gives the gateway) and `--ipv6-gateway` with
+    /// `--ipv6=auto`.
     ///
     /// ```
     /// use mkernel::net::stack::{ConfigErrorKind, StackConfig};
@@ -237,18 +293,48 @@ impl StackConfig {
     /// assert_eq!(cfg.nameservers.as_slice().len(), 2);
     /// let e = StackConfig::from_args(&["--nameserver=dns.local".to_string()]).unwrap_err();
     /// assert_eq!(e.flag(), "--nameserver");
+    /// let (cfg, _) = StackConfig::from_args(&["--ipv4=dhcp".to_string()]).unwrap();
+    /// assert!(cfg.dhcp);
+    /// let args = ["--ipv6=fd00::2/64".to_string(), "--ipv6-gateway=fd00::1".to_string()];
+    /// let (cfg, _) = StackConfig::from_args(&args).unwrap();
+    /// assert_eq!(cfg.ipv6.unwrap().to_string(), "fd00::2/64");
+    /// assert_eq!(cfg.ipv6_gateway, Some("fd00::1".parse().unwrap()));
+    /// let (cfg, _) = StackConfig::from_args(&["--ipv6=auto".to_string()]).unwrap();
+    /// assert!(cfg.slaac);
+    /// let e = StackConfig::from_args(&["--ipv6=fd00::1".to_string()]).unwrap_err();
+    /// assert_eq!(e.flag(), "--ipv6");
     /// ```
     pub fn from_args(args: &[String]) -> Result<(StackConfig, Vec<String>), ConfigError> {
         let mut cfg = StackConfig::default();
         let mut rest = Vec::new();
         for a in args {
-            if let Some(v) = a.strip_prefix("--ipv4=") {
+            if a == "--ipv4=dhcp" {
+                cfg.dhcp = true;
+                cfg.ipv4 = Ipv4Cidr::new(Ipv4Addr::UNSPECIFIED, 0);
+            } else if let Some(v) = a.strip_prefix("--ipv4=") {
+                cfg.dhcp = false;
                 cfg.ipv4 = parse_cidr(v)?;
             } else if let Some(v) = a.strip_prefix("--ipv4-gateway=") {
                 cfg.gateway = Some(parse_gateway(v)?);
             } else if let Some(v) = a.strip_prefix("--nameserver=") {
                 cfg.nameservers.push(dns::parse_nameserver(v)?)?;
-            } else if a == "--ipv4" || a == "--ipv4-gateway" || a == "--nameserver" {
+            } else if a == "--ipv6=auto" {
+                cfg.slaac = true;
+                cfg.ipv6 = None;
+            } else if let Some(v) = a.strip_prefix("--ipv6=") {
+                cfg.slaac = false;
+                cfg.ipv6 = Some(autoconf::parse_cidr6(v)?);
+            } else if let Some(v) = a.strip_prefix("--ipv6-gateway=") {
+                cfg.ipv6_gateway = Some(autoconf::parse_gateway6(v)?);
+            } else if [
+                "--ipv4",
+                "--ipv4-gateway",
+                "--nameserver",
+                "--ipv6",
+                "--ipv6-gateway",
+            ]
+            .contains(&a.as_str())
+            {
                 return Err(ConfigError::new(
                     ConfigErrorKind::MissingValue,
                     a,
@@ -258,6 +344,7 @@ impl StackConfig {
                 rest.push(a.clone());
             }
         }
+        autoconf::check(&cfg)?;
         if let Some(gw) = cfg.gateway {
             if !cfg.ipv4.contains_addr(&gw) {
                 return Err(ConfigError::new(
@@ -293,6 +380,9 @@ pub enum ConfigErrorKind {
     GatewayOutsideNetwork,
     /// An argument that no flag accepts ([`port_from_args`]).
     UnknownArgument,
+    /// Two flags that cannot go together (`--ipv4-gateway` with
+    /// `--ipv4=dhcp`, whose lease gives the gateway).
+    Conflict,
 }
 
 /// A malformed network flag ([`StackConfig::parse`],
@@ -394,7 +484,7 @@ pub fn port_from_args(args: &[String], default: u16) -> Result<u16, ConfigError>
                     ConfigErrorKind::UnknownArgument,
                     a,
                     format!(
-                        "unknown argument {a:?} (expected --port=N, --ipv4=ADDR/PREFIX, --ipv4-gateway=ADDR, --nameserver=ADDR)"
+                        "unknown argument {a:?} (expected --port=N, --ipv4=ADDR/PREFIX|dhcp, --ipv4-gateway=ADDR, --ipv6=ADDR/PREFIX|auto, --ipv6-gateway=ADDR, --nameserver=ADDR)"
                     ),
                 ));
             }
@@ -471,7 +561,7 @@ impl fmt::Debug for Stack {
             f,
             "Stack({:?}, {})",
             self.inner.net.name(),
-            self.inner.config.ipv4
+            self.inner.config.get().ipv4
         )
     }
 }
@@ -609,7 +699,11 @@ fn derived_cap((rx, tx): (usize, usize)) -> Option<usize> {
 
 pub(crate) struct Inner {
     net: Net,
-    config: StackConfig,
+    /// The current configuration: DHCP and SLAAC change it
+    /// ([`autoconf`]).
+    config: Cell<StackConfig>,
+    /// DHCP and SLAAC state, and the tasks waiting for an address.
+    autoconf: autoconf::Autoconf,
     pub(crate) core: RefCell<Core>,
     waiters: RefCell<Waiters>,
     next_token: Cell<u64>,
@@ -667,18 +761,22 @@ fn ns_of(i: Instant) -> u64 {
 }
 
 pub(crate) fn to_std(ep: IpEndpoint) -> SocketAddr {
-    let IpAddress::Ipv4(a) = ep.addr;
-    SocketAddr::new(IpAddr::V4(a), ep.port)
+    match ep.addr {
+        IpAddress::Ipv4(a) => SocketAddr::new(IpAddr::V4(a), ep.port),
+        IpAddress::Ipv6(a) => SocketAddr::new(IpAddr::V6(a), ep.port),
+    }
 }
 
 pub(crate) fn from_std(addr: SocketAddr) -> io::Result<IpEndpoint> {
-    match addr.ip() {
-        IpAddr::V4(a) => Ok(IpEndpoint::new(IpAddress::Ipv4(a), addr.port())),
-        IpAddr::V6(_) => Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!("{addr}: this stack speaks IPv4 only"),
-        )),
-    }
+    // An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is the IPv4 address,
+    // as a dual-stack socket on Linux takes it.
+    let ip = match addr.ip() {
+        IpAddr::V6(a) => a
+            .to_ipv4_mapped()
+            .map_or(IpAddress::Ipv6(a), IpAddress::Ipv4),
+        IpAddr::V4(a) => IpAddress::Ipv4(a),
+    };
+    Ok(IpEndpoint::new(ip, addr.port()))
 }
 
 impl Stack {
@@ -691,29 +789,38 @@ impl Stack {
     pub fn new(dev: (Net, NetCfg), config: StackConfig) -> Stack {
         let (net, cfg) = dev;
         let mut phy = Phy::new(net.clone(), config.ipv4.address().octets());
+        // SLAAC solicits routers at the first poll, from the link-local
+        // address that `autoconf::setup` gives the interface.
+        let slaac = config.slaac;
         let mut icfg = Config::new(EthernetAddress(cfg.mac).into());
         icfg.random_seed = now_ns()
             ^ u64::from_le_bytes([
                 cfg.mac[0], cfg.mac[1], cfg.mac[2], cfg.mac[3], cfg.mac[4], cfg.mac[5], 0x5a, 0xa5,
             ]);
+        icfg.slaac = slaac;
         let mut iface = Interface::new(icfg, &mut phy, instant(now_ns()));
-        iface.update_ip_addrs(|addrs| {
-            addrs
-                .push(IpCidr::Ipv4(config.ipv4))
-                .expect("one address fits");
-        });
+        if !config.dhcp {
+            iface.update_ip_addrs(|addrs| {
+                addrs
+                    .push(IpCidr::Ipv4(config.ipv4))
+                    .expect("one address fits");
+            });
+        }
         if let Some(gw) = config.gateway {
             iface
                 .routes_mut()
                 .add_default_ipv4_route(gw)
                 .expect("one route fits");
         }
+        let mut sockets = SocketSet::new(Vec::new());
+        let autoconf = autoconf::setup(&config, cfg.mac, &mut iface, &mut sockets);
         let inner = Rc::new(Inner {
             net,
-            config,
+            config: Cell::new(config),
+            autoconf,
             core: RefCell::new(Core {
                 iface,
-                sockets: SocketSet::new(Vec::new()),
+                sockets,
                 tcp: TcpSockets::new(),
                 phy,
                 tcp_count: 0,
@@ -737,10 +844,13 @@ impl Stack {
         Stack { inner }
     }
 
-    /// The stack's IP configuration.
+    /// The stack's IP configuration now: as given to [`Stack::new`], with
+    /// what DHCP ([`StackConfig::dhcp`]) and SLAAC
+    /// ([`StackConfig::slaac`]) obtained since (`0.0.0.0/0` as `ipv4`
+    /// while DHCP has no lease; see [`wait_configured`](Stack::wait_configured)).
     #[must_use]
     pub fn config(&self) -> StackConfig {
-        self.inner.config
+        self.inner.config.get()
     }
 
     /// The net device under the stack.
@@ -955,6 +1065,9 @@ impl Inner {
                     == PollResult::SocketStateChanged
                 {}
             }
+            // DHCP leases and SLAAC addresses reach the interface and
+            // the configuration (the one hook of autoconf in the poll).
+            autoconf::update(self, core);
             // The connections that got segments, those whose timers are
             // due, and after an ARP frame all (one of them may have been
             // waiting for that neighbour: rare).

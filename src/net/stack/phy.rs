@@ -84,6 +84,11 @@ impl Phy {
         }
     }
 
+    /// Sets the address whose SYNs are looked at (DHCP changed it).
+    pub(crate) fn set_addr(&mut self, addr: [u8; 4]) {
+        self.addr = addr;
+    }
+
     /// Drops the SYNs that waited too long, and those of listeners that
     /// are gone (their port is closed now).
     pub(crate) fn expire_held(&mut self, now_ns: u64) {

@@ -567,9 +567,10 @@ impl TcpStream {
     /// # Errors
     ///
     /// `ConnectionRefused` when the peer answers with a reset, `TimedOut`
-    /// when nobody answers within [`DEFAULT_CONNECT_TIMEOUT`], `Unsupported`
-    /// for an IPv6 address, `InvalidInput` for an address smoltcp refuses
-    /// (e.g. port 0), `AddrNotAvailable` when no ephemeral port is free,
+    /// when nobody answers within [`DEFAULT_CONNECT_TIMEOUT`],
+    /// `InvalidInput` for an address smoltcp refuses (e.g. port 0, or an
+    /// address of a family the stack has no address of: IPv6 without
+    /// `--ipv6`), `AddrNotAvailable` when no ephemeral port is free,
     /// `Interrupted` when the task is being cancelled.
     pub fn connect(stack: &Stack, addr: SocketAddr) -> io::Result<TcpStream> {
         TcpStream::connect_within(stack, addr, DEFAULT_CONNECT_TIMEOUT)

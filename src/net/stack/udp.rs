@@ -121,8 +121,7 @@ impl UdpSocket {
     ///
     /// # Errors
     ///
-    /// `Unsupported` for an IPv6 address, `InvalidInput` for an unspecified
-    /// address or port 0.
+    /// `InvalidInput` for an unspecified address or port 0.
     ///
     /// ```
     /// use mkernel::net::link;
@@ -264,7 +263,7 @@ impl UdpSocket {
     /// # Errors
     ///
     /// `InvalidInput` for a datagram larger than the send buffer or an
-    /// address smoltcp refuses, `Unsupported` for an IPv6 address,
+    /// address smoltcp refuses (an IPv6 address without `--ipv6`),
     /// `TimedOut` past the write timeout, `Interrupted` when the task is
     /// being cancelled.
     pub fn send_to(&self, data: &[u8], addr: SocketAddr) -> io::Result<usize> {
