@@ -353,6 +353,8 @@ fn bench() {
             .collect();
         median(v)
     };
+    // The ratios of the summary's last lines, by name.
+    let mut ratios: Vec<(String, f64)> = Vec::new();
     let rows = [("Linux → server", "send"), ("server → Linux", "recv")];
     println!(
         "{:<22} {:>16} {:>16} {:>12} {:>14}",
@@ -364,6 +366,8 @@ fn bench() {
     {
         let mk = tput(&format!("{SINK_UK}:5001"), dir);
         let lx = tput(&format!("{VETH_S}:5001"), dir);
+        let name = if dir == "send" { "tput_in" } else { "tput_out" };
+        ratios.push((format!("{name}_vs_linux"), mk / lx));
         println!(
             "{label:<22} {mk:>16.2} {lx:>16.2} {:>12.2} {:>14.2}",
             mk / lx,
@@ -426,6 +430,10 @@ fn bench() {
             got[0][1] / got[1][1],
             got[0][2] / got[1][2]
         );
+        ratios.push((
+            format!("httpd_{}k_reqs_vs_hyper", size / 1024),
+            got[0][2] / got[1][2],
+        ));
     }
 
     // 3. The same 4 KiB requests with IDLE other connections held open
@@ -466,7 +474,20 @@ fn bench() {
             idle_n,
             idle_n / idle0
         );
-        println!("ratio httpd_idle{IDLE}_vs_idle0={:.3}", idle_n / idle0);
+        ratios.push((format!("httpd_idle{IDLE}_vs_idle0"), idle_n / idle0));
+    }
+    // The summary: machine-readable lines, the four of the TCP issue last,
+    // in this order.
+    println!();
+    let last = [
+        "httpd_4k_reqs_vs_hyper",
+        "httpd_64k_reqs_vs_hyper",
+        "tput_in_vs_linux",
+        "tput_out_vs_linux",
+    ];
+    ratios.sort_by_key(|(n, _)| last.iter().position(|l| l == n));
+    for (name, x) in &ratios {
+        println!("ratio {name}={x:.3}");
     }
     drop(ns);
 }
