@@ -15,15 +15,19 @@
 //!
 //! Application arguments (after `--`, or after the image under a tender):
 //! the stack's flags (`--ipv4=...`, see `StackConfig::from_args`), then
-//! - `--silent=ADDR:PORT`: an address nobody answers (e.g. an unused
-//!   address of the subnet: its ARP requests go unanswered). A plain
-//!   [`TcpStream::connect`] to it, which must fail with `TimedOut` after
-//!   `DEFAULT_CONNECT_TIMEOUT` (20 s); prints
+//! - `--silent=ADDR:PORT` (any number of times): an address nobody
+//!   answers (an unused address of the subnet, whose ARP requests go
+//!   unanswered, or one whose SYNs are dropped). A plain
+//!   [`TcpStream::connect`] to each in turn (not at once: while one
+//!   address's ARP requests go unanswered, smoltcp's neighbour cache
+//!   sends one ARP request a second for all addresses, and that one's win,
+//!   so another connect could never resolve its peer), which must fail with
+//!   `TimedOut` after `DEFAULT_CONNECT_TIMEOUT` (20 s); prints
 //!   `connect ADDR KIND MS` (the error kind and the milliseconds it
-//!   took). `--no-plain-connect` skips it (it takes 20 s).
-//! - `--connect-timeout-ms=MS` (with `--silent`): a
-//!   [`TcpStream::connect_timeout`] of `MS` to the same address; prints
-//!   `connect_timeout ADDR KIND MS`.
+//!   took). `--no-plain-connect` skips them (they take 20 s).
+//! - `--connect-timeout-ms=MS` (with `--silent`): then a
+//!   [`TcpStream::connect_timeout`] of `MS` to each address in turn;
+//!   prints `connect_timeout ADDR KIND MS`.
 //! - `--server=ADDR:PORT` and `--read-timeout-ms=MS`: connects to a server
 //!   that says nothing until it gets the line `go`, then answers `hello`
 //!   and a newline. Sets the read timeout, reads: prints
@@ -46,7 +50,7 @@ use std::time::Duration;
 /// What the command line asks for.
 #[derive(Default)]
 struct Plan {
-    silent: Option<SocketAddr>,
+    silent: Vec<SocketAddr>,
     plain_connect: bool,
     connect_timeout: Option<Duration>,
     server: Option<SocketAddr>,
@@ -73,7 +77,7 @@ fn parse(rest: Vec<String>) -> Plan {
     };
     for a in &rest {
         if let Some(v) = a.strip_prefix("--silent=") {
-            plan.silent = Some(addr(a, v));
+            plan.silent.push(addr(a, v));
         } else if a == "--no-plain-connect" {
             plan.plain_connect = false;
         } else if let Some(v) = a.strip_prefix("--connect-timeout-ms=") {
@@ -90,7 +94,7 @@ fn parse(rest: Vec<String>) -> Plan {
             );
         }
     }
-    if plan.connect_timeout.is_some() && plan.silent.is_none() {
+    if plan.connect_timeout.is_some() && plan.silent.is_empty() {
         usage("--connect-timeout-ms", "--silent=ADDR:PORT with it");
     }
     if plan.server.is_some() != plan.read_timeout.is_some() {
@@ -177,12 +181,17 @@ fn main() {
     let plan = parse(rest);
     let ok = mkernel::run(mkernel::stack("service"), move |stack| {
         let mut ok = true;
-        if let Some(silent) = plan.silent {
-            if plan.plain_connect {
-                ok &= connect(&stack, silent, None);
+        if plan.plain_connect {
+            // One after the other: while one connect's neighbour goes
+            // unresolved, smoltcp rate-limits the ARP requests of the
+            // others (one per second in all), so they could starve.
+            for &a in &plan.silent {
+                ok &= connect(&stack, a, None);
             }
-            if let Some(t) = plan.connect_timeout {
-                ok &= connect(&stack, silent, Some(t));
+        }
+        if let Some(t) = plan.connect_timeout {
+            for &a in &plan.silent {
+                ok &= connect(&stack, a, Some(t));
             }
         }
         if let (Some(server), Some(t)) = (plan.server, plan.read_timeout) {
