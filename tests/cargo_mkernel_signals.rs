@@ -198,6 +198,12 @@ fn signal_stops_the_unikernel(target: &str, program: &str, sig: i32) {
         runner.stderr()
     );
     if target == "virtio" && sig != libc::SIGKILL {
+        // The runner has exited, but the thread copying its stderr may not
+        // have taken the last line yet: give it a moment.
+        let end = Instant::now() + Duration::from_secs(3);
+        while !runner.stderr().contains("passed on to QEMU") && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let stderr = runner.stderr();
         assert!(
             stderr.contains("received and passed on to QEMU, which stopped"),
