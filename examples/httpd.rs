@@ -147,6 +147,12 @@ impl Default for Timeouts {
 /// feature). Generic code over it is monomorphised, so the plain path
 /// calls the [`TcpStream`]'s own methods directly: no dynamic dispatch, no
 /// extra copy.
+///
+/// # Errors
+///
+/// Every method fails as the stream under it does (an `io::Error`: the
+/// connection reset, a timeout, a TLS alert as `InvalidData`).
+#[allow(clippy::missing_errors_doc)] // said once, above, for all of them
 pub trait Conn {
     /// Reads what the client sent (`Ok(0)`: it ended cleanly).
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
