@@ -51,7 +51,7 @@ impl Solo5 {
 
 /// Marks a finished build. The suffix changes whenever the patches below
 /// change, so that a tree built by an older cargo-mkernel is rebuilt.
-const STAMP: &str = ".mkernel-built-virtio-exit-2";
+const STAMP: &str = ".mkernel-built-virtio-exit-2-spt-fault-1";
 
 /// Patches applied to the copied Solo5 tree before building it:
 /// (file, upstream text, replacement).
@@ -67,11 +67,108 @@ const STAMP: &str = ".mkernel-built-virtio-exit-2";
 /// there is one). This covers every exit path of the unikernel
 /// (`solo5_exit`, `solo5_abort`, Solo5's own assertions), and changes
 /// nothing for spt and hvt.
-const PATCHES: [(&str, &str, &str); 1] = [(
-    "bindings/virtio/platform.c",
-    "    outw(0x501, 41);\n",
-    "    outw(0x501, (status >= 0 && status < 126) ? status + 1 : 127);\n",
-)];
+///
+/// spt: upstream installs no signal handler, so a fault of the guest (most
+/// often, with mkernel, a task's stack overflow: Solo5 has no guard pages,
+/// see the README's "Stack overflow") kills the tender with `SIGSEGV` and
+/// nothing on the console. Just before entering the guest, our tender
+/// installs a handler (on an alternate stack) that writes one line naming
+/// the signal, the faulting address, the instruction and stack pointers
+/// (guest addresses: spt maps the guest at address 0, so `addr2line -e
+/// IMAGE` reads them), and the likely cause, to the console, then exits with
+/// status 139 (as a shell reports a death by `SIGSEGV`). The handler makes
+/// only the two system calls spt's seccomp policy allows the guest (`write`
+/// to fd 1, `exit_group`), by `syscall` instructions: the guest owns `%fs`,
+/// so nothing of libc (errno, stack protector) may run there. The image is
+/// untouched: it still runs on a stock tender (which then dies silently).
+const PATCHES: [(&str, &str, &str); 3] = [
+    (
+        "bindings/virtio/platform.c",
+        "    outw(0x501, 41);\n",
+        "    outw(0x501, (status >= 0 && status < 126) ? status + 1 : 127);\n",
+    ),
+    (
+        "tenders/spt/spt_main.c",
+        "static void usage(const char *prog)\n",
+        SPT_FAULT_REPORT,
+    ),
+    (
+        "tenders/spt/spt_main.c",
+        "    spt_run(spt, p_entry);\n",
+        "    mk_fault_report_install();\n    spt_run(spt, p_entry);\n",
+    ),
+];
+
+/// The spt tender's fault report (see [`PATCHES`]), inserted before
+/// `usage`; x86_64 only, as the crate is.
+const SPT_FAULT_REPORT: &str = r#"/* mkernel: a fault of the guest is reported on the console. */
+#include <signal.h>
+#include <ucontext.h>
+static char mk_fault_stack[65536];
+static char mk_fault_line[512];
+static unsigned long mk_fault_len;
+
+static void mk_fault_put(const char *s)
+{
+    while (*s && mk_fault_len < sizeof mk_fault_line)
+        mk_fault_line[mk_fault_len++] = *s++;
+}
+
+static void mk_fault_hex(unsigned long v)
+{
+    int shift = 60;
+    mk_fault_put("0x");
+    while (shift > 0 && (v >> shift) == 0)
+        shift -= 4;
+    for (; shift >= 0; shift -= 4)
+        if (mk_fault_len < sizeof mk_fault_line)
+            mk_fault_line[mk_fault_len++] = "0123456789abcdef"[(v >> shift) & 0xf];
+}
+
+static void mk_fault(int sig, siginfo_t *si, void *ucv)
+{
+    ucontext_t *uc = ucv;
+    long ret;
+    mk_fault_put("solo5-spt: the unikernel faulted: ");
+    mk_fault_put(sig == SIGBUS ? "SIGBUS" : "SIGSEGV");
+    mk_fault_put(" at address ");
+    mk_fault_hex((unsigned long)si->si_addr);
+    mk_fault_put(", ip ");
+    mk_fault_hex((unsigned long)uc->uc_mcontext.gregs[REG_RIP]);
+    mk_fault_put(", sp ");
+    mk_fault_hex((unsigned long)uc->uc_mcontext.gregs[REG_RSP]);
+    mk_fault_put("\nsolo5-spt: the usual cause is a task's stack overflow "
+                 "(Solo5 has no guard pages): give tasks more stack "
+                 "(mkernel::Builder::stack_size) or keep large arrays off "
+                 "the stack\n");
+    __asm__ volatile("syscall" : "=a"(ret)
+                     : "0"(1L), "D"(1L), "S"(mk_fault_line), "d"(mk_fault_len)
+                     : "rcx", "r11", "memory");
+    __asm__ volatile("syscall" : "=a"(ret) : "0"(231L), "D"(139L)
+                     : "rcx", "r11", "memory");
+    (void)ret;
+    for (;;)
+        ;
+}
+
+static void mk_fault_report_install(void)
+{
+    stack_t ss;
+    struct sigaction sa;
+    memset(&ss, 0, sizeof ss);
+    ss.ss_sp = mk_fault_stack;
+    ss.ss_size = sizeof mk_fault_stack;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = mk_fault;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    if (sigaltstack(&ss, NULL) == -1 || sigaction(SIGSEGV, &sa, NULL) == -1
+            || sigaction(SIGBUS, &sa, NULL) == -1)
+        err(1, "installing the fault report");
+}
+
+static void usage(const char *prog)
+"#;
 
 /// Applies [`PATCHES`] to the tree at `root`; fails if upstream's text is
 /// not found (another Solo5 version: the patch must be reviewed).
