@@ -1,4 +1,4 @@
-//! The echo example under hostile and heavy load on a real TAP, hosted and
+//! The httpd example under hostile and heavy load on a real TAP, hosted and
 //! as a solo5-spt unikernel (issue 18):
 //!
 //! - **SYN flood**: 1,000 SYNs from unused (spoofed) addresses of the
@@ -7,14 +7,15 @@
 //!   slack of smoltcp's neighbour discovery (1 s) and of the client's
 //!   retries; no client connection may be refused or reset meanwhile.
 //! - **Burst**: 2,000 connections opened at once (a nonblocking python3
-//!   client), each echoing one byte: all must complete, none reset or
-//!   refused (a full backlog queues or drops a SYN, and the client sends
-//!   it again).
+//!   client), each fetching `index.html` (`Connection: close`) and
+//!   checking it byte for byte: all must complete, none reset or refused
+//!   (a full backlog queues or drops a SYN, and the client sends it
+//!   again).
 //!
 //! Each run has its own network namespace holding the TAP, the server and
 //! every client (the flood is raw frames sent from inside it with an
 //! AF_PACKET socket); it is deleted on every exit path. Needs root,
-//! /dev/net/tun, `ip`, `ping` and `python3`, else skips saying why.
+//! /dev/net/tun, `ip`, `ping`, `python3` and `tar`, else skips saying why.
 
 #[path = "solo5_util/mod.rs"]
 mod util;
@@ -31,25 +32,31 @@ const SYN_TIMEOUT: Duration = mkernel::net::stack::DEFAULT_SYN_TIMEOUT;
 const FLOOD: usize = 1000;
 const BURST: usize = 2000;
 
-/// Tries an echo round trip every 0.25 s (each try a new connection,
-/// 0.5 s to connect); prints `recovered SECONDS refused N reset N` after
-/// the first that works, or `never ...` after LIMIT seconds.
+/// The site's one page; its bytes are what every client checks.
+const PAGE: &[u8] = b"<html><body>hostile load: the page every client checks</body></html>\n";
+
+/// What a client sends: one request, then the server closes.
+const REQUEST: &str = "GET /index.html HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+
+/// Tries a page fetch every 0.25 s (each try a new connection, 0.5 s to
+/// connect); prints `recovered SECONDS refused N reset N` after the first
+/// that works, or `never ...` after LIMIT seconds.
 const RECOVER: &str = r#"
 import errno, socket, sys, time
-host, port, limit = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+host, port, limit, req, page = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4].encode(), open(sys.argv[5], "rb").read()
 t0 = time.monotonic(); refused = reset = 0
 while time.monotonic() - t0 < limit:
     s = socket.socket()
     s.settimeout(0.5)
     try:
         s.connect((host, port)); s.settimeout(5)
-        s.sendall(b"ok"); s.shutdown(socket.SHUT_WR)
+        s.sendall(req)
         got = b""
         while True:
-            b = s.recv(16)
+            b = s.recv(4096)
             if not b: break
             got += b
-        if got == b"ok":
+        if got.startswith(b"HTTP/1.1 200") and got.endswith(b"\r\n\r\n" + page):
             print(f"recovered {time.monotonic() - t0:.2f} refused {refused} reset {reset}"); sys.exit(0)
     except ConnectionRefusedError: refused += 1
     except ConnectionResetError: reset += 1
@@ -59,12 +66,13 @@ while time.monotonic() - t0 < limit:
 print(f"never {limit} refused {refused} reset {reset}"); sys.exit(1)
 "#;
 
-/// Opens N nonblocking connections at once; each sends one byte, shuts
-/// its write side and reads until the end; prints `ok N errors {...}
-/// seconds S`.
+/// Opens N nonblocking connections at once; each sends the request and
+/// reads until the end, then checks the response; prints `ok N errors
+/// {...} seconds S`.
 const BURST_CLIENT: &str = r#"
 import errno, resource, selectors, socket, sys, time
 host, port, n, limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+req, page = sys.argv[5].encode(), open(sys.argv[6], "rb").read()
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, n + 64), max(hard, n + 64)))
 sel = selectors.DefaultSelector(); errors = {}; ok = 0
@@ -85,14 +93,14 @@ while left and time.monotonic() - t0 < limit:
             if key.data == "connect":
                 e = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                 if e: raise OSError(e, "connect")
-                s.send(b"x"); s.shutdown(socket.SHUT_WR)
+                s.send(req)
                 sel.modify(s, selectors.EVENT_READ, b"")
             else:
-                b = s.recv(16)
+                b = s.recv(4096)
                 if b:
                     sel.modify(s, selectors.EVENT_READ, key.data + b); continue
-                if key.data == b"x": ok += 1
-                else: err("bad echo")
+                if key.data.startswith(b"HTTP/1.1 200") and key.data.endswith(b"\r\n\r\n" + page): ok += 1
+                else: err("bad response")
                 sel.unregister(s); s.close(); left -= 1
         except OSError as e:
             err(errno.errorcode.get(e.errno, str(e.errno))); sel.unregister(s); s.close(); left -= 1
@@ -102,7 +110,43 @@ sys.exit(0 if ok == n else 1)
 "#;
 
 fn skip_reason() -> Option<String> {
-    util::cannot_make_netns().or_else(|| util::tool_check::missing_tool(&["ping", "python3"]))
+    util::cannot_make_netns()
+        .or_else(|| util::tool_check::missing_tool(&["ping", "python3", "tar"]))
+}
+
+/// The site: a ustar image holding [`PAGE`] as `index.html`; and the page
+/// alone in a file, for the clients to compare with.
+struct Site {
+    image: util::Disk,
+    page: PathBuf,
+    dir: PathBuf,
+}
+
+impl Site {
+    fn new(tag: &str) -> Site {
+        let dir =
+            std::env::temp_dir().join(format!("mkernel-hostile-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("index.html"), PAGE).unwrap();
+        let out = Command::new("tar")
+            .args(["--format=ustar", "-cf", "-", "-C"])
+            .arg(&dir)
+            .arg("index.html")
+            .output()
+            .expect("tar");
+        assert!(out.status.success(), "tar failed");
+        Site {
+            image: util::Disk::with(&format!("hostile-site-{tag}"), &out.stdout),
+            page: dir.join("index.html"),
+            dir,
+        }
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// Runs `argv` in `ns` (at most `limit`); its status and stdout.
@@ -198,7 +242,13 @@ fn flood(ns: &util::Netns, mac: [u8; 6]) {
         let raw = util::raw::RawSender::open(&tap, 0x0800).expect("AF_PACKET socket");
         for i in 0..FLOOD {
             let src = [10, 77, 0, 100 + (i % 150) as u8];
-            let frame = syn_frame(mac, src, 20000 + i as u16, 7, 0x1000_0000 + i as u32 * 7919);
+            let frame = syn_frame(
+                mac,
+                src,
+                20000 + i as u16,
+                80,
+                0x1000_0000 + i as u32 * 7919,
+            );
             // The TAP's queue is finite: wait and retry when it is full.
             let mut tries = 0;
             while let Err(e) = raw.send(&frame) {
@@ -213,11 +263,12 @@ fn flood(ns: &util::Netns, mac: [u8; 6]) {
     });
 }
 
-/// The session against an echo server listening on 10.77.0.2:7 in `ns`.
-fn session(ns: &util::Netns, what: &str) {
+/// The session against httpd listening on 10.77.0.2:80 in `ns`.
+fn session(ns: &util::Netns, site: &Site, what: &str) {
+    let page = site.page.to_str().unwrap();
     let mac = server_mac(ns);
 
-    // The flood, then how long until an echo round trip works.
+    // The flood, then how long until a page fetch works.
     let t0 = Instant::now();
     flood(ns, mac);
     let flood_took = t0.elapsed();
@@ -229,8 +280,10 @@ fn session(ns: &util::Netns, what: &str) {
             "-c",
             RECOVER,
             SERVER_STR,
-            "7",
+            "80",
             &format!("{}", limit.as_secs_f64() + 5.0),
+            REQUEST,
+            page,
         ],
         limit + Duration::from_secs(30),
     );
@@ -260,9 +313,11 @@ fn session(ns: &util::Netns, what: &str) {
             "-c",
             BURST_CLIENT,
             SERVER_STR,
-            "7",
+            "80",
             &BURST.to_string(),
             "100",
+            REQUEST,
+            page,
         ],
         Duration::from_secs(160),
     );
@@ -270,57 +325,61 @@ fn session(ns: &util::Netns, what: &str) {
     assert!(ok, "{what}: burst of {BURST}: {out}");
 }
 
-fn hosted_echo() -> PathBuf {
+fn hosted_httpd() -> PathBuf {
     let ok = Command::new(env!("CARGO"))
-        .args(["build", "-q", "--example", "echo"])
+        .args(["build", "-q", "--example", "httpd"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .unwrap()
         .success();
-    assert!(ok, "cargo build --example echo failed");
+    assert!(ok, "cargo build --example httpd failed");
     // target/debug/deps/solo5_hostile-HASH -> target/debug/examples
     let exe = std::env::current_exe().unwrap();
     exe.parent()
         .unwrap()
         .parent()
         .unwrap()
-        .join("examples/echo")
+        .join("examples/httpd")
 }
 
 #[test]
-fn echo_hosted_survives_syn_flood_and_burst() {
+fn httpd_hosted_survives_syn_flood_and_burst() {
     if let Some(why) = skip_reason() {
         return util::say_skipped(&why);
     }
-    let bin = hosted_echo();
+    let bin = hosted_httpd();
+    let site = Site::new("hosted");
     let ns = util::Netns::new("hh", Some(HOST_CIDR));
     let net = format!("--net:service={}", ns.tap);
-    let mut server =
-        util::Server::start(
-            ns.command(&bin)
-                .args([net.as_str(), "--", "--ipv4=10.77.0.2/24"]),
-        );
-    server.wait_for("listening on 10.77.0.2:7", Duration::from_secs(60));
-    session(&ns, "hosted");
+    let mut server = util::Server::start(ns.command(&bin).args([
+        net.as_str(),
+        &site.image.flag("site"),
+        "--",
+        "--ipv4=10.77.0.2/24",
+    ]));
+    server.wait_for("listening on 10.77.0.2:80", Duration::from_secs(60));
+    session(&ns, &site, "hosted");
     drop(server);
 }
 
 #[test]
-fn echo_spt_survives_syn_flood_and_burst() {
+fn httpd_spt_survives_syn_flood_and_burst() {
     if let Some(why) = skip_reason() {
         return util::say_skipped(&why);
     }
-    let image = util::build_image("spt", "echo");
+    let image = util::build_image("spt", "httpd");
+    let site = Site::new("spt");
     let tender = util::solo5_root().join("tenders/spt/solo5-spt");
     let ns = util::Netns::new("hs", Some(HOST_CIDR));
     let net = format!("--net:service={}", ns.tap);
     let mut server = util::Server::start(
         ns.command(&tender)
             .arg(&net)
+            .arg(site.image.flag("site"))
             .arg(&image)
             .arg("--ipv4=10.77.0.2/24"),
     );
-    server.wait_for("listening on 10.77.0.2:7", Duration::from_secs(60));
-    session(&ns, "spt");
+    server.wait_for("listening on 10.77.0.2:80", Duration::from_secs(60));
+    session(&ns, &site, "spt");
     drop(server);
 }
