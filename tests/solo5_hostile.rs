@@ -128,15 +128,8 @@ impl Site {
             std::env::temp_dir().join(format!("mkernel-hostile-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("index.html"), PAGE).unwrap();
-        let out = Command::new("tar")
-            .args(["--format=ustar", "-cf", "-", "-C"])
-            .arg(&dir)
-            .arg("index.html")
-            .output()
-            .expect("tar");
-        assert!(out.status.success(), "tar failed");
         Site {
-            image: util::Disk::with(&format!("hostile-site-{tag}"), &out.stdout),
+            image: util::Disk::site(&format!("hostile-site-{tag}"), &[("index.html", PAGE)]),
             page: dir.join("index.html"),
             dir,
         }

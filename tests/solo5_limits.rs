@@ -23,7 +23,6 @@
 mod util;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const HOST_CIDR: &str = "10.77.0.1/24";
@@ -136,18 +135,7 @@ fn skip_reason() -> Option<String> {
 
 /// A ustar site image holding a 1 KiB `index.html`.
 fn site_image() -> util::Disk {
-    let dir = std::env::temp_dir().join(format!("mkernel-limits-site-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("index.html"), vec![b'x'; 1024]).unwrap();
-    let out = Command::new("tar")
-        .args(["--format=ustar", "-cf", "-", "-C"])
-        .arg(&dir)
-        .arg(".")
-        .output()
-        .expect("tar");
-    assert!(out.status.success(), "tar failed");
-    let _ = std::fs::remove_dir_all(&dir);
-    util::Disk::with("limits-site", &out.stdout)
+    util::Disk::site("limits-site", &[("index.html", &[b'x'; 1024])])
 }
 
 /// The value after `key=` in a line of `key=value` words.

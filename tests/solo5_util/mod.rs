@@ -343,6 +343,20 @@ impl Disk {
         Disk(path)
     }
 
+    /// A ustar archive holding `files` (name, contents), as a disk image
+    /// (a site for `httpd`).
+    pub fn site(tag: &str, files: &[(&str, &[u8])]) -> Disk {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (name, data) in files {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            tar.append_data(&mut h, name, *data).expect("tar entry");
+        }
+        Disk::with(tag, &tar.into_inner().expect("tar archive"))
+    }
+
     /// `--block:NAME=PATH`.
     pub fn flag(&self, name: &str) -> String {
         format!("--block:{name}={}", self.0.display())
