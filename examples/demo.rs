@@ -12,18 +12,33 @@
 //! ```text
 //! cargo run --release --example demo
 //! MKERNEL_TRACE=demo.json cargo run --release --example demo   # and a trace
-//! cargo mkernel trace demo.json                                # its fairness report
+//! cargo run --example trace_report -- demo.json                # its fairness report
 //! ```
 //!
-//! `DEMO_WINDOW_MS` shortens (or lengthens) the 2 s the clients run.
+//! `DEMO_WINDOW_MS` (hosted) or the application argument `--window-ms=N`
+//! (both platforms) shortens or lengthens the 2 s the clients run.
+//!
+//! The demo is itself a unikernel: its only device in the manifest is the
+//! block device `site` (the link and both stacks are inside the program,
+//! [`mkernel::link`]). Hosted it writes the site image to
+//! `target/mkernel-demo/site.img` and maps it itself; under Solo5 the
+//! tender gives it (the same file: run the hosted demo once first):
+//!
+//! ```text
+//! cargo mkernel run --target spt --example demo --block:site=target/mkernel-demo/site.img -- --mkernel:trace --window-ms=200 > console.log
+//! cargo run --example trace_report -- console.log
+//! ```
 
 #[allow(dead_code, reason = "the demo uses only part of the httpd example")]
 #[path = "httpd.rs"]
 mod httpd;
+#[path = "demo/site.rs"]
+mod site;
 
 use mkernel::net::link;
 use mkernel::net::stack::{Stack, StackConfig, TcpListener, TcpStream};
 use std::net::SocketAddr;
+#[cfg(not(mkernel_solo5))]
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
@@ -31,64 +46,16 @@ use std::time::Duration;
 const CLIENTS: usize = 32;
 const WINDOW: Duration = Duration::from_secs(2);
 
-/// How long the clients run: `DEMO_WINDOW_MS`, else [`WINDOW`].
+/// How long the clients run: the application argument `--window-ms=N`,
+/// else `DEMO_WINDOW_MS` (hosted: a unikernel has no environment), else
+/// [`WINDOW`].
 fn window() -> Duration {
-    std::env::var("DEMO_WINDOW_MS")
-        .ok()
+    mkernel::args()
+        .iter()
+        .find_map(|a| a.strip_prefix("--window-ms=").map(str::to_string))
+        .or_else(|| std::env::var("DEMO_WINDOW_MS").ok())
         .and_then(|v| v.parse().ok())
         .map_or(WINDOW, Duration::from_millis)
-}
-
-/// The site: a few files of various sizes, with reproducible contents.
-fn site_files() -> Vec<(String, Vec<u8>)> {
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let mut bytes = |n: usize| -> Vec<u8> {
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    };
-    let mut files = vec![(
-        "index.html".to_string(),
-        b"<html><body><h1>Served by an mkernel unikernel</h1></body></html>\n".to_vec(),
-    )];
-    for (name, size) in [
-        ("small.bin", 1_000),
-        ("medium.bin", 64 * 1024),
-        ("large.bin", 1 << 20),
-    ] {
-        files.push((format!("data/{name}"), bytes(size)));
-    }
-    files
-}
-
-/// Writes `files` as a ustar archive (what `tar --format=ustar -cf` makes).
-fn write_ustar(path: &Path, files: &[(String, Vec<u8>)]) -> std::io::Result<()> {
-    let mut out = Vec::new();
-    for (name, data) in files {
-        let mut h = [0u8; 512];
-        h[..name.len()].copy_from_slice(name.as_bytes());
-        h[100..107].copy_from_slice(b"0000644");
-        h[108..115].copy_from_slice(b"0000000");
-        h[116..123].copy_from_slice(b"0000000");
-        h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
-        h[136..147].copy_from_slice(b"00000000000");
-        h[156] = b'0';
-        h[257..263].copy_from_slice(b"ustar\0");
-        h[263..265].copy_from_slice(b"00");
-        h[148..156].copy_from_slice(b"        ");
-        let sum: u32 = h.iter().map(|&b| b as u32).sum();
-        h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
-        out.extend_from_slice(&h);
-        out.extend_from_slice(data);
-        out.resize(out.len().next_multiple_of(512), 0);
-    }
-    out.resize(out.len() + 1024, 0); // end of archive
-    std::fs::write(path, out)
 }
 
 /// One GET on a kept-alive connection; returns the body.
@@ -189,53 +156,59 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 }
 
 fn main() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/mkernel-demo");
-    std::fs::create_dir_all(&dir).expect("create target/mkernel-demo");
-    let image = dir.join("site.img");
-    let files = site_files();
-    write_ustar(&image, &files).expect("write the site image");
-    let files = Rc::new(files);
+    let files = Rc::new(site::files());
+    // Hosted, the demo writes its site image and maps it; under Solo5 the
+    // tender attaches it (`--block:site=FILE`).
+    #[cfg(not(mkernel_solo5))]
+    let (builder, image) = {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/mkernel-demo");
+        std::fs::create_dir_all(&dir).expect("create target/mkernel-demo");
+        let image = dir.join("site.img");
+        site::write_ustar(&image, &files).expect("write the site image");
+        (mkernel::Builder::new().block_file("site", &image), image)
+    };
+    #[cfg(mkernel_solo5)]
+    let builder = mkernel::Builder::new();
 
     let server_cfg = StackConfig::parse("10.0.0.2/24", None).expect("valid address");
     let client_cfg = StackConfig::parse("10.0.0.3/24", None).expect("valid address");
     let (a, b) = link::pair(link::Faults::default());
     let f = files.clone();
-    let (reports, elapsed) = mkernel::Builder::new()
-        .net_link("service", a)
-        .net_link("clients", b)
-        .block_file("site", &image)
-        .run(
-            (
-                mkernel::map(mkernel::net("service"), move |d| Stack::new(d, server_cfg)),
-                mkernel::block("site"),
-                mkernel::map(mkernel::net("clients"), move |d| Stack::new(d, client_cfg)),
-            ),
-            move |(server_stack, site, client_stack)| {
-                let site = Rc::new(httpd::Site::open(site).expect("the demo's site image"));
-                let listener = TcpListener::bind_with_backlog(&server_stack, 80, CLIENTS)
-                    .expect("bind port 80");
-                let addr: SocketAddr = "10.0.0.2:80".parse().unwrap();
-                let server =
-                    mkernel::spawn_named("httpd server", move || httpd::serve(listener, site));
-                let t0 = mkernel::clock_monotonic();
-                let end = t0 + window().as_nanos() as u64;
-                let clients: Vec<_> = (0..CLIENTS)
-                    .map(|i| {
-                        let (stack, files) = (client_stack.clone(), f.clone());
-                        mkernel::spawn_named(format!("client {i}"), move || {
-                            client(stack, addr, files, i, end)
-                        })
+    let (reports, elapsed) = builder.run(
+        (
+            mkernel::map(mkernel::link("service", a), move |d| {
+                Stack::new(d, server_cfg)
+            }),
+            mkernel::block("site"),
+            mkernel::map(mkernel::link("clients", b), move |d| {
+                Stack::new(d, client_cfg)
+            }),
+        ),
+        move |(server_stack, site, client_stack)| {
+            let site = Rc::new(httpd::Site::open(site).expect("the demo's site image"));
+            let listener =
+                TcpListener::bind_with_backlog(&server_stack, 80, CLIENTS).expect("bind port 80");
+            let addr: SocketAddr = "10.0.0.2:80".parse().unwrap();
+            let server = mkernel::spawn_named("httpd server", move || httpd::serve(listener, site));
+            let t0 = mkernel::clock_monotonic();
+            let end = t0 + window().as_nanos() as u64;
+            let clients: Vec<_> = (0..CLIENTS)
+                .map(|i| {
+                    let (stack, files) = (client_stack.clone(), f.clone());
+                    mkernel::spawn_named(format!("client {i}"), move || {
+                        client(stack, addr, files, i, end)
                     })
-                    .collect();
-                let reports: Vec<ClientReport> = mkernel::join_all(clients)
-                    .into_iter()
-                    .map(|c| c.expect("a client task failed"))
-                    .collect();
-                let elapsed = Duration::from_nanos(mkernel::clock_monotonic() - t0);
-                server.cancel();
-                (reports, elapsed)
-            },
-        );
+                })
+                .collect();
+            let reports: Vec<ClientReport> = mkernel::join_all(clients)
+                .into_iter()
+                .map(|c| c.expect("a client task failed"))
+                .collect();
+            let elapsed = Duration::from_nanos(mkernel::clock_monotonic() - t0);
+            server.cancel();
+            (reports, elapsed)
+        },
+    );
 
     let requests: u64 = reports.iter().map(|r| r.requests).sum();
     let bytes: u64 = reports.iter().map(|r| r.bytes).sum();
@@ -270,6 +243,18 @@ fn main() {
          longest wait of a runnable client {} us",
         max_wait.as_micros()
     );
+    #[cfg(not(mkernel_solo5))]
+    commands(&image);
+    if wrong > 0 || requests == 0 {
+        eprintln!("demo: {wrong} wrong responses out of {requests}");
+        std::process::exit(1);
+    }
+}
+
+/// The commands that run the same unikernels on a TAP device and under
+/// `solo5-spt`, with the site image the demo wrote.
+#[cfg(not(mkernel_solo5))]
+fn commands(image: &Path) {
     println!();
     println!("The same unikernel on a TAP device (as root):");
     println!(
@@ -285,8 +270,9 @@ fn main() {
         "  cargo mkernel run --target spt --example httpd --net:service=tap0 --block:site={} -- --ipv4=10.0.0.2/24",
         image.display()
     );
-    if wrong > 0 || requests == 0 {
-        eprintln!("demo: {wrong} wrong responses out of {requests}");
-        std::process::exit(1);
-    }
+    println!("This demo itself, as a Solo5 unikernel, traced:");
+    println!(
+        "  cargo mkernel run --target spt --example demo --block:site={} -- --mkernel:trace --window-ms=200",
+        image.display()
+    );
 }

@@ -183,7 +183,7 @@ pub mod testing;
 mod time;
 
 pub use block::Block;
-pub use devices::{DeviceError, Devices, args, block, constant, map, net, stack, try_map};
+pub use devices::{DeviceError, Devices, args, block, constant, link, map, net, stack, try_map};
 pub use fiber::*;
 pub use net::{Net, NetCfg};
 pub use random::fill_random;

@@ -109,6 +109,22 @@ fn manifest_is_derived_from_the_device_list() {
     );
 }
 
+/// The demo's two stacks talk over an in-memory link made inside the
+/// program (`mkernel::link`): no tender attaches it, so the manifest lists
+/// only the block device the tender must give.
+#[test]
+fn in_memory_links_are_not_in_the_manifest() {
+    let o = Command::new(example("demo"))
+        .env("MKERNEL_MANIFEST", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "{\"type\":\"solo5.manifest\",\"version\":1,\"devices\":[{\"name\":\"site\",\"type\":\"BLOCK_BASIC\"}]}\n"
+    );
+}
+
 #[test]
 fn an_unmapped_device_stops_the_run_naming_the_flag() {
     let o = run("block", &[]);

@@ -9,6 +9,13 @@ mod util;
 
 mod trace_util;
 
+#[allow(
+    dead_code,
+    reason = "the test uses the files, not the demo's archive writer"
+)]
+#[path = "../examples/demo/site.rs"]
+mod demo_site;
+
 use mkernel::sync::{Condition, Mutex};
 use std::path::PathBuf;
 use std::process::Command;
@@ -183,32 +190,79 @@ fn the_trace_option_prints_the_trace_between_markers() {
     assert!(plain.stderr.is_empty());
 }
 
-/// Under `solo5-spt`, the same option prints the trace on the console; it
-/// passes the same checks. (The demo itself cannot run as a unikernel: it
-/// writes its site image with the host's file system and maps devices with
-/// the `Builder`; `philosophers` sleeps, locks and joins.)
+/// The demo's site image, made with `tar` from the files the demo checks
+/// its responses against.
+fn demo_site_image() -> util::Disk {
+    let dir = std::env::temp_dir().join(format!("mk-trace-site-{}", std::process::id()));
+    for (name, data) in demo_site::files() {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, data).unwrap();
+    }
+    let out = Command::new("tar")
+        .args(["--format=ustar", "-cf", "-", "-C"])
+        .arg(&dir)
+        .arg(".")
+        .output()
+        .expect("tar");
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(out.status.success(), "tar failed");
+    util::Disk::with("trace-demo-site", &out.stdout)
+}
+
+/// The demo (httpd and 32 clients on an in-memory link inside the
+/// unikernel, its site on the block device `site`) under `solo5-spt`, with
+/// `--mkernel:trace`: the trace on the console passes the same checks as
+/// the hosted one.
 #[test]
-fn under_spt_the_trace_option_prints_a_well_formed_trace_on_the_console() {
-    let image = util::build_image("spt", "philosophers");
+fn the_demo_under_spt_prints_a_well_formed_trace_on_the_console() {
+    if let Some(why) = util::tool_check::missing_tool(&["tar"]) {
+        util::say_skipped(&why);
+        return;
+    }
+    let site = demo_site_image();
+    let image = util::build_image("spt", "demo");
     let tender = util::solo5_root().join("tenders/spt/solo5-spt");
     let spt = util::run_with_timeout(
-        Command::new(&tender).arg(&image).arg("--mkernel:trace"),
-        Duration::from_secs(60),
+        Command::new(&tender)
+            .arg(site.flag("site"))
+            .arg(&image)
+            .args(["--mkernel:trace", "--window-ms=100"]),
+        Duration::from_secs(120),
     );
-    let console =
-        String::from_utf8_lossy(&spt.stdout).into_owned() + &String::from_utf8_lossy(&spt.stderr);
+    let stdout = String::from_utf8_lossy(&spt.stdout);
+    let console = stdout.clone().into_owned() + &String::from_utf8_lossy(&spt.stderr);
     assert!(spt.status.success(), "{console}");
     let begin = console
         .find(mkernel::TRACE_BEGIN)
         .expect("the begin marker")
         + mkernel::TRACE_BEGIN.len();
     let end = console.find(mkernel::TRACE_END).expect("the end marker");
+    // The demo's own report, outside the trace: every response right.
+    let said = util::app_output(&stdout);
+    assert!(
+        said.contains(" 0 wrong responses") && !said.contains(" 0 requests,"),
+        "{said}"
+    );
     let c = trace_util::check(console[begin..end].trim());
     assert_eq!(
         c.runs, c.stats_runs,
         "the runs on each track, and task_stats'"
     );
     assert_eq!(c.runs.values().sum::<u64>(), c.switches);
-    assert!(c.wakes_by.contains_key("timer"), "{:?}", c.wakes_by);
-    assert!(c.ends.contains_key("sleep"), "{:?}", c.ends);
+    let clients = c
+        .names
+        .values()
+        .filter(|n| n.starts_with("client "))
+        .count();
+    assert_eq!(clients, 32, "{:?}", c.names);
+    assert!(
+        c.names.values().any(|n| n.starts_with("httpd server")),
+        "{:?}",
+        c.names
+    );
+    assert!(c.wakes_by.contains_key("net"), "{:?}", c.wakes_by);
+    assert!(c.ends.contains_key("net"), "{:?}", c.ends);
+    // The site is read from the tender's block device.
+    assert!(c.ends.contains_key("block"), "{:?}", c.ends);
 }

@@ -237,6 +237,17 @@ impl Acquire {
         }
     }
 
+    /// A net device on an in-memory link end the program made itself
+    /// ([`link`](super::link)): the same whatever the source.
+    pub(crate) fn link(&mut self, name: &str, end: LinkEnd) -> Result<(Net, NetCfg), DeviceError> {
+        let pcap = self.pcap(name)?;
+        let cfg = NetCfg {
+            mac: end.mac(),
+            mtu: end.mtu(),
+        };
+        Ok(net::register(name, cfg, NetBackend::Link(end), pcap))
+    }
+
     /// The capture file asked for net device `name`, created.
     fn pcap(&self, name: &str) -> Result<Option<net::Pcap>, DeviceError> {
         let path = match &self.source {

@@ -30,6 +30,7 @@ pub(crate) mod mapping;
 pub use error::{DeviceError, DeviceErrorKind};
 
 use crate::block::Block;
+use crate::net::link::LinkEnd;
 use crate::net::stack::{Stack, StackConfig};
 use crate::net::{Net, NetCfg};
 use crate::sys;
@@ -155,6 +156,9 @@ impl Devices for () {
 /// The argument of [`net`].
 #[derive(Debug)]
 pub struct NetArg(String);
+/// The argument of [`link`].
+#[derive(Debug)]
+pub struct LinkArg(String, LinkEnd);
 /// The argument of [`block`].
 #[derive(Debug)]
 pub struct BlockArg(String);
@@ -194,6 +198,31 @@ impl<D: fmt::Debug, F> fmt::Debug for TryMapArg<D, F> {
 #[must_use]
 pub fn net(name: &str) -> impl Devices<Output = (Net, NetCfg)> {
     NetArg(name.to_string())
+}
+
+/// A net device on one end of an in-memory link
+/// ([`net::link::pair`](crate::net::link::pair)) that the program makes
+/// itself: `main` gets `(Net, NetCfg)`, as from [`net`]. Unlike [`net`],
+/// it is not in the manifest (no tender attaches it, and no command-line
+/// flag or [`Builder`](crate::Builder) mapping names it), so a program
+/// whose own parts talk over a link runs unchanged hosted and as a Solo5
+/// unikernel, next to the devices it does declare. `name` names the device
+/// in its errors and [`Net::name`]; `Builder::net_pcap(name, ..)` captures
+/// its frames as for a mapped device.
+///
+/// ```
+/// use mkernel::net::link;
+/// let (a, b) = link::pair(link::Faults::default());
+/// let got = mkernel::run((mkernel::link("a", a), mkernel::link("b", b)), |((a, _), (b, _))| {
+///     a.write(&[0xff; 60]).unwrap();
+///     let mut buf = [0u8; 1514];
+///     b.read(&mut buf).unwrap()
+/// });
+/// assert_eq!(got, 60);
+/// ```
+#[must_use]
+pub fn link(name: &str, end: LinkEnd) -> impl Devices<Output = (Net, NetCfg)> {
+    LinkArg(name.to_string(), end)
 }
 
 /// A block device named `name` in the manifest: `main` gets a [`Block`].
@@ -292,6 +321,15 @@ impl Devices for NetArg {
     }
     fn acquire(self, ctx: &mut Acquire) -> Result<(Net, NetCfg), DeviceError> {
         ctx.net(&self.0)
+    }
+}
+
+impl Devices for LinkArg {
+    type Output = (Net, NetCfg);
+    // Not in the manifest: the link is inside the program.
+    fn declare(&self, _: &mut Vec<Declared>) {}
+    fn acquire(self, ctx: &mut Acquire) -> Result<(Net, NetCfg), DeviceError> {
+        ctx.link(&self.0, self.1)
     }
 }
 
