@@ -90,6 +90,19 @@
 //! Memory may exceed the budget by the buffers of evicted files that a
 //! response is still sending.
 //!
+//! # Reads
+//!
+//! Files are read with [`Block::atomic_read`], not the deferred
+//! [`Block::read`]: a deferred read is done only when no task can run and
+//! no frame is pending (the lowest priority, meant literally), which a
+//! loaded server never has. With deferred reads, four keep-alive clients
+//! hitting the cache starved every miss for as long as they ran (the
+//! demo's 32 clients were served with a Jain index of 0.13: a few clients
+//! got every response, the others waited for the whole run; now ~1.0).
+//! An atomic read costs the same `pread` (hosted) or hypercall (Solo5); it
+//! only does not wait for an idle moment. `tests/tcp_badinput.rs`:
+//! `httpd_serves_a_cache_miss_while_hits_keep_it_busy`.
+//!
 //! Why not `mkernel::block::Cache` (tried: 32 KiB pages, the budget's
 //! worth, each page written to the socket as it comes): a hit there is a
 //! look-up per page and the head copied with the first page into a
@@ -464,8 +477,8 @@ impl Site {
         self.cache.state.borrow().stats
     }
 
-    /// Reads the pages holding `[off, off + size)` with the deferred
-    /// [`Block::read`] into a new buffer, in place: `head` goes just
+    /// Reads the pages holding `[off, off + size)` with
+    /// [`Block::atomic_read`] (see "Reads" in the module docs) into a new buffer, in place: `head` goes just
     /// before the file's first byte (over the page bytes before it, when
     /// there are enough), so that head and body are contiguous.
     fn load(&self, head: &[u8], off: u64, size: u64) -> io::Result<Cached> {
@@ -483,7 +496,7 @@ impl Site {
         if span > 0 {
             self.cache.state.borrow_mut().stats.block_reads += 1;
             self.block
-                .read(base, &mut buf[at..])
+                .atomic_read(base, &mut buf[at..])
                 .map_err(|e| io::Error::other(e.to_string()))?;
         }
         let body = at + lead;
@@ -572,7 +585,7 @@ impl Site {
             let len = len.min(self.block.length() - base);
             self.cache.state.borrow_mut().stats.block_reads += 1;
             self.block
-                .read(base, &mut buf[..len as usize])
+                .atomic_read(base, &mut buf[..len as usize])
                 .map_err(|e| io::Error::other(e.to_string()))?;
             let from = (pos - base) as usize;
             let to = ((base + len).min(end) - base) as usize;

@@ -657,3 +657,53 @@ fn httpd_serves_hot_files_from_its_cache() {
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A cache miss is served while hits keep the server busy: httpd reads
+/// files with atomic reads. A deferred read waits for a moment when no
+/// task can run and no frame is pending (DESIGN: lowest priority, meant
+/// literally), which a loaded server never has: four keep-alive clients
+/// asking for a cached file in a loop starved a miss for as long as they
+/// ran (the demo's clients were served with a Jain index of 0.13).
+#[test]
+fn httpd_serves_a_cache_miss_while_hits_keep_it_busy() {
+    let (dir, img) = site_of(
+        "busy",
+        "ustar",
+        &[("index.html", b"hi\n"), ("other.html", b"other\n")],
+    );
+    with_httpd(&img, httpd::DEFAULT_CACHE, |client, _| {
+        const ROUNDS: u64 = 2000;
+        let done = Rc::new(std::cell::Cell::new(0u64));
+        let hammers: Vec<_> = (0..4)
+            .map(|_| {
+                let client = client.clone();
+                let done = done.clone();
+                mkernel::spawn(move || {
+                    let c = TcpStream::connect(&client, ADDR.parse().unwrap()).unwrap();
+                    for _ in 0..ROUNDS {
+                        assert_eq!(get(&c, "/index.html").1, b"hi\n");
+                        done.set(done.get() + 1);
+                    }
+                })
+            })
+            .collect();
+        // Once the hits run, a miss on a connection of its own. (Not
+        // yield_now: a task always runnable would starve the hammers'
+        // own first, deferred, read.)
+        while done.get() < 40 {
+            mkernel::sleep(Duration::from_millis(1));
+        }
+        let c = TcpStream::connect(client, ADDR.parse().unwrap()).unwrap();
+        assert_eq!(get(&c, "/other.html").1, b"other\n");
+        let when = done.get();
+        for h in hammers {
+            h.join().unwrap();
+        }
+        assert!(
+            when < 4 * ROUNDS / 2,
+            "the miss was served only after {when} of {} hits: starved",
+            4 * ROUNDS
+        );
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
