@@ -11,11 +11,30 @@
 //! accepted a connection, a half-open one expired), and dropped when it
 //! waited too long or the queue is full. A dropped SYN is not an error for
 //! the client: it sends it again (after 1 s, 3 s, 7 s... on Linux).
+//!
+//! On a device with offloads (a hosted TAP, unless `--net-offload=off`),
+//! smoltcp builds TCP segments of up to 64 KiB (its `segmentation-offload`
+//! feature: one segment per window's worth, instead of one per MSS) and
+//! leaves their checksums out; each goes to the kernel in one `write` with
+//! a virtio-net header that says to cut it into MSS-sized segments and
+//! where the checksum goes (only the pseudo-header's sum is written here).
+//! Incoming, the kernel hands over coalesced segments of up to 64 KiB,
+//! whole: smoltcp takes a segment of any size within its window. smoltcp
+//! then checks no TCP checksum, so those the kernel neither vouched for
+//! nor left to complete (frames from another machine, bridged) are checked
+//! here; other checksums left to complete (UDP) are completed here, for
+//! smoltcp to check as usual.
 
 use crate::net::Net;
-use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use crate::net::device::MAX_OFFLOAD_FRAME;
+use crate::sys::OffloadHdr;
+use smoltcp::phy::{self, Checksum, DeviceCapabilities, Medium, PacketMeta};
 use smoltcp::time::Instant;
+use smoltcp::wire::{
+    EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, Ipv6Packet, TcpPacket, checksum,
+};
 use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroUsize;
 
 /// SYNs set aside at most, all listeners together (a SYN frame is about
 /// 80 bytes: this is at most ~100 KiB).
@@ -48,7 +67,7 @@ pub(crate) struct SynStats {
 
 /// Receive buffer: larger than any frame a device hands over (a frame too
 /// large for the buffer would stay queued on an in-memory link).
-const RX_BUF: usize = 65536;
+const RX_BUF: usize = MAX_OFFLOAD_FRAME;
 
 pub(crate) struct Phy {
     pub(crate) net: Net,
@@ -66,21 +85,33 @@ pub(crate) struct Phy {
     pub(crate) syn_stats: SynStats,
     /// The length of the frame in `rx` that smoltcp gets next.
     staged: Option<usize>,
+    /// The device's checksum and segmentation offloads are on.
+    offload: bool,
+    /// Incoming TCP frames dropped for a bad checksum (offloads on).
+    pub(crate) bad_checksums: u64,
 }
 
 impl Phy {
     pub(crate) fn new(net: Net, addr: [u8; 4]) -> Phy {
         let mtu = net.cfg().mtu;
+        let offload = net.dev.enable_offload();
+        let tx = if offload {
+            MAX_OFFLOAD_FRAME.max(mtu + 14)
+        } else {
+            mtu + 14
+        };
         Phy {
             net,
             rx: vec![0; RX_BUF.max(mtu + 18)],
-            tx: vec![0; mtu + 14],
+            tx: vec![0; tx],
             mtu,
             addr,
             free: HashMap::new(),
             held: VecDeque::new(),
             syn_stats: SynStats::default(),
             staged: None,
+            offload,
+            bad_checksums: 0,
         }
     }
 
@@ -174,6 +205,8 @@ pub(crate) struct Rx<'a>(&'a [u8]);
 pub(crate) struct Tx<'a> {
     net: &'a Net,
     buf: &'a mut [u8],
+    offload: bool,
+    meta: PacketMeta,
 }
 
 impl phy::RxToken for Rx<'_> {
@@ -187,11 +220,132 @@ impl phy::TxToken for Tx<'_> {
         let len = len.min(self.buf.len());
         let frame = &mut self.buf[..len];
         let r = f(frame);
-        if let Err(e) = self.net.write(frame) {
+        let sent = if self.offload {
+            let hdr = tx_offload(frame, self.meta.segmentation_offload_size);
+            self.net.dev.write_hdr(hdr, frame)
+        } else {
+            self.net.write(frame)
+        };
+        if let Err(e) = sent {
             // Like a lost frame: TCP retransmits it.
             log::debug!("mkernel stack: frame not sent: {e}");
         }
         r
+    }
+
+    fn set_meta(&mut self, meta: PacketMeta) {
+        self.meta = meta;
+    }
+}
+
+/// The offload header of an outgoing frame (offloads on), whose TCP
+/// checksum smoltcp left out: for a TCP segment, the checksum to complete
+/// (its field gets the pseudo-header's sum) and, when smoltcp asked for
+/// it, the segmentation into `mss`-byte segments. Other frames are whole.
+fn tx_offload(frame: &mut [u8], mss: Option<std::num::NonZeroU16>) -> OffloadHdr {
+    let Some((start, v6)) = tcp_at(frame) else {
+        return OffloadHdr::default();
+    };
+    let tcp_len = (frame.len() - start) as u32;
+    let ip = &frame[14..];
+    let pseudo = if v6 {
+        let p = Ipv6Packet::new_unchecked(ip);
+        checksum::pseudo_header_v6(&p.src_addr(), &p.dst_addr(), IpProtocol::Tcp, tcp_len)
+    } else {
+        let p = Ipv4Packet::new_unchecked(ip);
+        checksum::pseudo_header_v4(&p.src_addr(), &p.dst_addr(), IpProtocol::Tcp, tcp_len)
+    };
+    frame[start + 16..start + 18].copy_from_slice(&pseudo.to_be_bytes());
+    let mut hdr = OffloadHdr {
+        flags: OffloadHdr::NEEDS_CSUM,
+        csum_start: start as u16,
+        csum_offset: 16,
+        ..OffloadHdr::default()
+    };
+    if let Some(mss) = mss {
+        hdr.gso_type = if v6 {
+            OffloadHdr::GSO_TCPV6
+        } else {
+            OffloadHdr::GSO_TCPV4
+        };
+        hdr.gso_size = mss.get();
+        hdr.hdr_len = (start + usize::from(frame[start + 12] >> 4) * 4) as u16;
+    }
+    hdr
+}
+
+/// Where the TCP header of `frame` starts, and whether it is over IPv6, if
+/// it is a whole TCP segment over IPv4 (not a fragment) or IPv6 (no
+/// extension header).
+fn tcp_at(frame: &[u8]) -> Option<(usize, bool)> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    let (start, v6) = match eth.ethertype() {
+        EthernetProtocol::Ipv4 => {
+            let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+            if ip.next_header() != IpProtocol::Tcp || ip.more_frags() || ip.frag_offset() != 0 {
+                return None;
+            }
+            (14 + usize::from(ip.header_len()), false)
+        }
+        EthernetProtocol::Ipv6 => {
+            let ip = Ipv6Packet::new_checked(eth.payload()).ok()?;
+            if ip.next_header() != IpProtocol::Tcp {
+                return None;
+            }
+            (14 + 40, true)
+        }
+        _ => return None,
+    };
+    (frame.len() >= start + 20).then_some((start, v6))
+}
+
+/// Whether an incoming frame may go to smoltcp (offloads on, so smoltcp
+/// checks no TCP checksum): a checksum left to complete is completed,
+/// except TCP's (the kernel's own segments: nothing to check); a TCP
+/// segment whose checksums the kernel did not vouch for is checked.
+fn rx_offload(frame: &mut [u8], hdr: OffloadHdr) -> bool {
+    if hdr.flags & OffloadHdr::NEEDS_CSUM != 0 {
+        let start = usize::from(hdr.csum_start);
+        let at = start + usize::from(hdr.csum_offset);
+        if at + 2 > frame.len() {
+            return false;
+        }
+        if tcp_at(frame).is_some_and(|(s, _)| s == start) {
+            return true;
+        }
+        // As Linux's skb_checksum_help: the field holds the
+        // pseudo-header's sum; the sum from `start` on completes it (a
+        // zero becomes 0xffff, which UDP reads as "computed").
+        let sum = !checksum::data(&frame[start..]);
+        let sum = if sum == 0 { 0xffff } else { sum };
+        frame[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+        return true;
+    }
+    if hdr.flags & OffloadHdr::DATA_VALID != 0 {
+        return true;
+    }
+    let Some((_, v6)) = tcp_at(frame) else {
+        return true;
+    };
+    let ip = &frame[14..];
+    if v6 {
+        let p = Ipv6Packet::new_unchecked(ip);
+        let end = (40 + usize::from(p.payload_len())).min(ip.len());
+        let Ok(tcp) = TcpPacket::new_checked(&ip[40..end]) else {
+            return false;
+        };
+        tcp.verify_checksum(&p.src_addr().into(), &p.dst_addr().into())
+    } else {
+        let p = Ipv4Packet::new_unchecked(ip);
+        let end = usize::from(p.total_len()).min(ip.len());
+        let hl = usize::from(p.header_len());
+        if end < hl {
+            return false;
+        }
+        let Ok(tcp) = TcpPacket::new_checked(&ip[hl..end]) else {
+            return false;
+        };
+        tcp.verify_checksum(&p.src_addr().into(), &p.dst_addr().into())
     }
 }
 
@@ -222,8 +376,20 @@ impl Phy {
             return Some(n);
         }
         loop {
-            match self.net.try_read(&mut self.rx) {
-                Ok(Some(n)) => {
+            let read = if self.offload {
+                self.net.dev.try_read_hdr(&mut self.rx)
+            } else {
+                self.net
+                    .try_read(&mut self.rx)
+                    .map(|r| r.map(|n| (n, OffloadHdr::default())))
+            };
+            match read {
+                Ok(Some((n, hdr))) => {
+                    if self.offload && !rx_offload(&mut self.rx[..n], hdr) {
+                        self.bad_checksums += 1;
+                        log::debug!("mkernel stack: a TCP segment with a bad checksum dropped");
+                        continue;
+                    }
                     if !self.free.is_empty() {
                         if let Some((port, from)) = syn_to(&self.rx[..n], self.addr) {
                             if let Some(free) = self.free.get_mut(&port) {
@@ -265,6 +431,8 @@ impl phy::Device for Phy {
             Tx {
                 net: &self.net,
                 buf: &mut self.tx,
+                offload: self.offload,
+                meta: PacketMeta::default(),
             },
         ))
     }
@@ -273,6 +441,8 @@ impl phy::Device for Phy {
         Some(Tx {
             net: &self.net,
             buf: &mut self.tx,
+            offload: self.offload,
+            meta: PacketMeta::default(),
         })
     }
 
@@ -280,6 +450,14 @@ impl phy::Device for Phy {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = self.mtu + 14;
+        if self.offload {
+            // smoltcp then builds TCP segments of up to this size (frames,
+            // Ethernet header included) and leaves TCP checksums to the
+            // device, checking none either (see `rx_offload`).
+            caps.checksum.tcp = Checksum::None;
+            caps.segmentation.tcpv4 = NonZeroUsize::new(MAX_OFFLOAD_FRAME);
+            caps.segmentation.tcpv6 = NonZeroUsize::new(MAX_OFFLOAD_FRAME);
+        }
         caps
     }
 }

@@ -5,8 +5,17 @@
 //! (`ip tuntap add dev tap0 mode tap && ip link set dev tap0 up`); opening
 //! does not create it. The descriptor is non-blocking: reads never wait
 //! (the scheduler polls [`Tap::raw_fd`] for readability).
+//!
+//! Opened with offloads allowed, the TAP carries a virtio-net header
+//! before each frame (`IFF_VNET_HDR`, [`OffloadHdr`]): all zeros until
+//! [`Tap::enable_offload`] asks the kernel for checksum and segmentation
+//! offloads (`TUNSETOFFLOAD`), after which a write may be one TCP segment
+//! of up to 64 KiB that the kernel cuts into MTU-sized ones, and a read may
+//! be such a coalesced segment, its checksum left to complete or vouched
+//! for. One `write` then moves up to 44 segments instead of one.
 
-use std::cell::RefCell;
+use super::super::OffloadHdr;
+use std::cell::{Cell, RefCell};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -28,13 +37,19 @@ pub(crate) struct Tap {
     file: File,
     name: String,
     mtu: usize,
+    /// Every frame is preceded by a virtio-net header (`IFF_VNET_HDR`).
+    vnet: bool,
+    /// The kernel's offloads are on ([`Tap::enable_offload`]).
+    offload: Cell<bool>,
     /// Where a frame larger than the caller's buffer spills over, so that
     /// its true length is known (a plain `read` would silently truncate).
     overflow: RefCell<Box<[u8]>>,
 }
 
 impl Tap {
-    /// Attaches to the existing TAP interface `name`.
+    /// Attaches to the existing TAP interface `name`; with `vnet`, with a
+    /// virtio-net header on each frame (if the kernel takes it: otherwise
+    /// plainly), so that offloads can be enabled later.
     ///
     /// # Errors
     ///
@@ -43,7 +58,7 @@ impl Tap {
     /// `/dev/net/tun` is missing or not accessible; the process may not
     /// attach to it (not root, not the TAP's owner); it is busy (another
     /// process is attached); it is not a TAP interface.
-    pub(crate) fn open(name: &str) -> io::Result<Tap> {
+    pub(crate) fn open(name: &str, vnet: bool) -> io::Result<Tap> {
         let ifr_name = ifr_name(name)?;
         let fail = |kind: io::ErrorKind, what: String| {
             Err(io::Error::new(
@@ -117,8 +132,24 @@ impl Tap {
         };
 
         let mut ifr = ifreq(ifr_name);
-        ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
-        if let Err(e) = ioctl_ifreq(file.as_fd(), libc::TUNSETIFF, &mut ifr) {
+        let plain = libc::IFF_TAP | libc::IFF_NO_PI;
+        let mut vnet = vnet;
+        ifr.ifr_ifru.ifru_flags =
+            (plain | if vnet { libc::IFF_VNET_HDR } else { 0 }) as libc::c_short;
+        let mut attached = ioctl_ifreq(file.as_fd(), libc::TUNSETIFF, &mut ifr);
+        if vnet
+            && attached
+                .as_ref()
+                .is_err_and(|e| e.raw_os_error() == Some(libc::EINVAL))
+        {
+            // A kernel without virtio-net headers on TAPs: attach plainly
+            // (a TAP that cannot be attached at all fails the same again).
+            vnet = false;
+            ifr = ifreq(ifr_name);
+            ifr.ifr_ifru.ifru_flags = plain as libc::c_short;
+            attached = ioctl_ifreq(file.as_fd(), libc::TUNSETIFF, &mut ifr);
+        }
+        if let Err(e) = attached {
             let what = match e.raw_os_error() {
                 Some(libc::EPERM) | Some(libc::EACCES) => format!(
                     "no permission to attach ({e}); run as root (CAP_NET_ADMIN), or create \
@@ -145,10 +176,29 @@ impl Tap {
                 "the kernel attached another interface".into(),
             );
         }
+        if vnet {
+            let len = OffloadHdr::LEN as libc::c_int;
+            // SAFETY: TUNSETVNETHDRSZ reads one `int` through the pointer.
+            let r = unsafe {
+                libc::ioctl(
+                    file.as_raw_fd(),
+                    libc::TUNSETVNETHDRSZ,
+                    &len as *const libc::c_int,
+                )
+            };
+            if cvt(r).is_err() {
+                return fail(
+                    io::ErrorKind::Other,
+                    "cannot set the virtio-net header's size".into(),
+                );
+            }
+        }
         Ok(Tap {
             file,
             name: name.to_owned(),
             mtu,
+            vnet,
+            offload: Cell::new(false),
             overflow: RefCell::new(vec![0u8; MAX_FRAME].into_boxed_slice()),
         })
     }
@@ -163,10 +213,21 @@ impl Tap {
     /// truncated silently; a buffer of `mtu() + 18` bytes avoids this.
     /// Otherwise the error of `read`.
     pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        Ok(self.try_read_hdr(buf)?.map(|(n, _)| n))
+    }
+
+    /// As [`try_read`](Tap::try_read), with the frame's virtio-net header
+    /// (all zeros on a TAP without one).
+    pub(crate) fn try_read_hdr(&self, buf: &mut [u8]) -> io::Result<Option<(usize, OffloadHdr)>> {
         let mut overflow = self.overflow.borrow_mut();
+        let mut hdr = [0u8; OffloadHdr::LEN];
         // When `buf` could be too small for some frame, let the frame
         // spill into `overflow`: the length read tells the truth.
         let iov = [
+            libc::iovec {
+                iov_base: hdr.as_mut_ptr().cast(),
+                iov_len: hdr.len(),
+            },
             libc::iovec {
                 iov_base: buf.as_mut_ptr().cast(),
                 iov_len: buf.len(),
@@ -176,13 +237,34 @@ impl Tap {
                 iov_len: MAX_FRAME.saturating_sub(buf.len()),
             },
         ];
-        let iovcnt = if buf.len() >= MAX_FRAME { 1 } else { 2 };
+        let iov = if self.vnet { &iov[..] } else { &iov[1..] };
+        let iov = if buf.len() >= MAX_FRAME {
+            &iov[..iov.len() - 1]
+        } else {
+            iov
+        };
+        let skip = if self.vnet { OffloadHdr::LEN } else { 0 };
         let n = loop {
-            // SAFETY: both iovecs describe writable memory exclusively
-            // borrowed for the duration of the call (`buf`, and `overflow`
-            // through its RefCell guard).
-            match cvt(unsafe { libc::readv(self.file.as_raw_fd(), iov.as_ptr(), iovcnt) }) {
-                Ok(n) => break n as usize,
+            // SAFETY: the iovecs describe writable memory exclusively
+            // borrowed for the duration of the call (`hdr`, `buf`, and
+            // `overflow` through its RefCell guard).
+            match cvt(unsafe {
+                libc::readv(
+                    self.file.as_raw_fd(),
+                    iov.as_ptr(),
+                    iov.len() as libc::c_int,
+                )
+            }) {
+                Ok(n) if (n as usize) < skip => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "TAP interface `{}`: a read shorter than its header",
+                            self.name
+                        ),
+                    ));
+                }
+                Ok(n) => break n as usize - skip,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) => {
@@ -205,7 +287,30 @@ impl Tap {
                 ),
             ));
         }
-        Ok(Some(n))
+        Ok(Some((n, OffloadHdr::from_bytes(hdr))))
+    }
+
+    /// Asks the kernel for checksum and TCP segmentation offloads
+    /// (`TUNSETOFFLOAD` with `TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6`):
+    /// whether they are on (never on a TAP opened without a virtio-net
+    /// header, or when the kernel refuses).
+    pub(crate) fn enable_offload(&self) -> bool {
+        if !self.vnet {
+            return false;
+        }
+        if !self.offload.get() {
+            let flags = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+            // SAFETY: TUNSETOFFLOAD takes its flags by value.
+            let r = unsafe {
+                libc::ioctl(
+                    self.file.as_raw_fd(),
+                    libc::TUNSETOFFLOAD,
+                    libc::c_ulong::from(flags),
+                )
+            };
+            self.offload.set(cvt(r).is_ok());
+        }
+        self.offload.get()
     }
 
     /// Writes `frame` as one Ethernet frame.
@@ -222,6 +327,25 @@ impl Tap {
     /// when the interface is down). The message names the interface and
     /// the frame's length.
     pub(crate) fn write(&self, frame: &[u8]) -> io::Result<()> {
+        self.write_hdr(OffloadHdr::default(), frame)
+    }
+
+    /// As [`write`](Tap::write), with a virtio-net header (which must be
+    /// all zeros unless [`enable_offload`](Tap::enable_offload) said yes).
+    pub(crate) fn write_hdr(&self, hdr: OffloadHdr, frame: &[u8]) -> io::Result<()> {
+        let hdr = hdr.to_bytes();
+        let iov = [
+            libc::iovec {
+                iov_base: hdr.as_ptr().cast_mut().cast(),
+                iov_len: hdr.len(),
+            },
+            libc::iovec {
+                iov_base: frame.as_ptr().cast_mut().cast(),
+                iov_len: frame.len(),
+            },
+        ];
+        let iov = if self.vnet { &iov[..] } else { &iov[1..] };
+        let total = if self.vnet { hdr.len() } else { 0 } + frame.len();
         let err = |e: io::Error| {
             io::Error::new(
                 e.kind(),
@@ -234,11 +358,17 @@ impl Tap {
         };
         let mut deadline = None;
         loop {
-            // SAFETY: `frame` is readable for `frame.len()` bytes.
-            let ret =
-                unsafe { libc::write(self.file.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
+            // SAFETY: the iovecs describe `hdr` and `frame`, readable for
+            // their lengths (the kernel only reads through them).
+            let ret = unsafe {
+                libc::writev(
+                    self.file.as_raw_fd(),
+                    iov.as_ptr(),
+                    iov.len() as libc::c_int,
+                )
+            };
             match cvt(ret) {
-                Ok(n) if n as usize == frame.len() => return Ok(()),
+                Ok(n) if n as usize == total => return Ok(()),
                 Ok(n) => {
                     // A TAP takes whole frames; this would be a kernel bug.
                     return Err(err(io::Error::new(
@@ -403,7 +533,7 @@ mod tests {
             ("a/b", "it contains `/`, `%`, `:`, a space or a NUL"),
             ("tap 0", "it contains `/`, `%`, `:`, a space or a NUL"),
         ] {
-            let e = Tap::open(name).unwrap_err();
+            let e = Tap::open(name, true).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
             assert_eq!(
                 e.to_string(),
@@ -416,7 +546,7 @@ mod tests {
     #[test]
     fn missing_interface() {
         // Only queries the interface list; creates nothing.
-        let e = Tap::open("mkNoSuchTap0").unwrap_err();
+        let e = Tap::open("mkNoSuchTap0", true).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
         assert_eq!(
             e.to_string(),
@@ -597,14 +727,14 @@ mod tests {
 
     fn in_namespace() {
         // Errors that need a real interface.
-        let e = Tap::open("mktapdown").unwrap_err();
+        let e = Tap::open("mktapdown", false).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NetworkDown);
         assert_eq!(
             e.to_string(),
             "TAP interface `mktapdown`: the interface is down; bring it up with \
              `ip link set dev mktapdown up`"
         );
-        let e = Tap::open("lo").unwrap_err();
+        let e = Tap::open("lo", true).unwrap_err();
         assert!(
             e.to_string()
                 .starts_with("TAP interface `lo`: cannot attach (Invalid argument")
@@ -612,10 +742,10 @@ mod tests {
             "{e}"
         );
 
-        let tap = Tap::open("mktap0").unwrap();
+        let tap = Tap::open("mktap0", false).unwrap();
         assert_eq!(tap.mtu(), 1500);
         assert_eq!(tap.name(), "mktap0");
-        let e = Tap::open("mktap0").unwrap_err();
+        let e = Tap::open("mktap0", false).unwrap_err();
         assert!(
             e.to_string().starts_with("TAP interface `mktap0`: busy (")
                 && e.to_string().contains("another process"),
