@@ -2,10 +2,14 @@
 //! root):
 //!
 //! 1. throughput of one TCP connection, Linux → unikernel and unikernel →
-//!    Linux, with `examples/tcpsink` on a TAP; beside it the same client
-//!    against a Linux sink/source (this program) across a veth pair;
+//!    Linux, with `examples/tcpsink` on a TAP with offloads (the default:
+//!    segments of up to 64 KiB each way) and on a plain TAP
+//!    (`--net-offload=off`: one frame per system call, as a Solo5 tender);
+//!    beside it the same client against a Linux sink/source (this program)
+//!    across a veth pair;
 //! 2. HTTP request latency (p50, p99) and requests/s of `examples/httpd`
-//!    on a TAP under 64 concurrent keep-alive connections, for a 4 KiB and
+//!    on a TAP (with offloads, and plain) under 64 concurrent keep-alive
+//!    connections, for a 4 KiB and
 //!    a 64 KiB file; beside it the same client against a hyper static
 //!    server (files in memory, tokio current-thread runtime: one core, as
 //!    the unikernel) across a veth pair, and on the loopback;
@@ -49,6 +53,10 @@ const SINK_HOST: &str = "10.77.0.1/24";
 const SINK_UK: &str = "10.77.0.2";
 const HTTPD_HOST: &str = "10.78.0.1/24";
 const HTTPD_UK: &str = "10.78.0.2";
+const SINK_PLAIN_HOST: &str = "10.80.0.1/24";
+const SINK_PLAIN_UK: &str = "10.80.0.2";
+const HTTPD_PLAIN_HOST: &str = "10.81.0.1/24";
+const HTTPD_PLAIN_UK: &str = "10.81.0.2";
 const VETH_C: &str = "10.79.0.1/24";
 const VETH_S: &str = "10.79.0.2";
 
@@ -276,7 +284,12 @@ fn bench() {
     );
     ns.run(c, &["ip", "link", "set", "vc", "mtu", &mtu, "up"]);
     ns.run(s, &["ip", "link", "set", "vs", "mtu", &mtu, "up"]);
-    for (tap, host) in [("tap0", SINK_HOST), ("tap1", HTTPD_HOST)] {
+    for (tap, host) in [
+        ("tap0", SINK_HOST),
+        ("tap1", HTTPD_HOST),
+        ("tap2", SINK_PLAIN_HOST),
+        ("tap3", HTTPD_PLAIN_HOST),
+    ] {
         ns.run(c, &["ip", "tuntap", "add", "dev", tap, "mode", "tap"]);
         ns.run(c, &["ip", "addr", "add", host, "dev", tap]);
         ns.run(c, &["ip", "link", "set", tap, "mtu", &mtu, "up"]);
@@ -298,32 +311,48 @@ fn bench() {
         cmd
     };
     let sink = dir.join("tcpsink");
-    let cmd = unikernel(
-        &ns,
-        &[
-            sink.to_str().unwrap(),
-            "--net:service=tap0",
-            "--",
-            &format!("--ipv4={SINK_UK}/24"),
-        ],
-        "tcpsink",
-    );
-    ns.start(cmd, &format!("listening on {SINK_UK}:5001"));
     let httpd = dir.join("httpd");
-    let cmd = unikernel(
-        &ns,
-        &[
-            httpd.to_str().unwrap(),
-            "--net:service=tap1",
-            &format!("--block:site={}", img.display()),
-            "--",
-            &format!("--ipv4={HTTPD_UK}/24"),
-            // The idle connections of part 3 must outlive the measurement.
-            "--idle-timeout=600",
-        ],
-        "httpd",
-    );
-    ns.start(cmd, &format!("listening on {HTTPD_UK}:80"));
+    let block = format!("--block:site={}", img.display());
+    // With the TAPs' offloads (the default), and without.
+    for (offload, sink_tap, sink_uk, httpd_tap, httpd_uk, tag) in [
+        ("--net-offload=on", "tap0", SINK_UK, "tap1", HTTPD_UK, ""),
+        (
+            "--net-offload=off",
+            "tap2",
+            SINK_PLAIN_UK,
+            "tap3",
+            HTTPD_PLAIN_UK,
+            "-plain",
+        ),
+    ] {
+        let cmd = unikernel(
+            &ns,
+            &[
+                sink.to_str().unwrap(),
+                &format!("--net:service={sink_tap}"),
+                offload,
+                "--",
+                &format!("--ipv4={sink_uk}/24"),
+            ],
+            &format!("tcpsink{tag}"),
+        );
+        ns.start(cmd, &format!("listening on {sink_uk}:5001"));
+        let cmd = unikernel(
+            &ns,
+            &[
+                httpd.to_str().unwrap(),
+                &format!("--net:service={httpd_tap}"),
+                &block,
+                offload,
+                "--",
+                &format!("--ipv4={httpd_uk}/24"),
+                // The idle connections of part 3 must outlive the measurement.
+                "--idle-timeout=600",
+            ],
+            &format!("httpd{tag}"),
+        );
+        ns.start(cmd, &format!("listening on {httpd_uk}:80"));
+    }
     let mut cmd = ns.cmd(s, &[exe, &format!("{VETH_S}:5001")]);
     cmd.env(ROLE, "linux-sink");
     ns.start(cmd, &format!("listening on {VETH_S}:5001"));
@@ -357,21 +386,28 @@ fn bench() {
     let mut ratios: Vec<(String, f64)> = Vec::new();
     let rows = [("Linux → server", "send"), ("server → Linux", "recv")];
     println!(
-        "{:<22} {:>16} {:>16} {:>12} {:>14}",
-        "throughput, Gbit/s", "mkernel (TAP)", "Linux (veth)", "mk / Linux", "mk / 1 Gbit/s"
+        "{:<22} {:>16} {:>16} {:>16} {:>12} {:>12}",
+        "throughput, Gbit/s",
+        "mk (TAP offload)",
+        "mk (plain TAP)",
+        "Linux (veth)",
+        "offload / Lx",
+        "plain / Lx"
     );
     for (label, dir) in rows
         .into_iter()
         .filter(|_| only.is_empty() || only == "tput")
     {
         let mk = tput(&format!("{SINK_UK}:5001"), dir);
+        let plain = tput(&format!("{SINK_PLAIN_UK}:5001"), dir);
         let lx = tput(&format!("{VETH_S}:5001"), dir);
         let name = if dir == "send" { "tput_in" } else { "tput_out" };
+        ratios.push((format!("{name}_plain_vs_linux"), plain / lx));
         ratios.push((format!("{name}_vs_linux"), mk / lx));
         println!(
-            "{label:<22} {mk:>16.2} {lx:>16.2} {:>12.2} {:>14.2}",
+            "{label:<22} {mk:>16.2} {plain:>16.2} {lx:>16.2} {:>12.2} {:>12.2}",
             mk / lx,
-            mk
+            plain / lx
         );
     }
 
@@ -385,8 +421,11 @@ fn bench() {
         "refused",
         "errors"
     );
+    // The ratios compare the first (offload) and the second (plain TAP)
+    // with the third (hyper on the veth).
     let servers = [
-        ("mkernel httpd (TAP)", format!("{HTTPD_UK}:80")),
+        ("mkernel httpd (TAP offload)", format!("{HTTPD_UK}:80")),
+        ("mkernel httpd (plain TAP)", format!("{HTTPD_PLAIN_UK}:80")),
         ("hyper (veth)", format!("{VETH_S}:80")),
         ("hyper (loopback)", "127.0.0.1:8080".to_string()),
     ];
@@ -413,7 +452,7 @@ fn bench() {
             let sum = |i: usize| runs.iter().map(|r| r[i]).sum();
             let r = [m(0), m(1), m(2), sum(3), sum(4)];
             println!(
-                "{:<34} {:>9.0} {:>9.0} {:>10.0} {:>8} {:>7}",
+                "{:<38} {:>9.0} {:>9.0} {:>10.0} {:>8} {:>7}",
                 format!("{} KiB, {label}", size / 1024),
                 r[0],
                 r[1],
@@ -423,16 +462,22 @@ fn bench() {
             );
             got.push(r);
         }
-        println!(
-            "{:<34} {:>9.2} {:>9.2} {:>10.2}",
-            format!("{} KiB, mkernel / hyper (veth)", size / 1024),
-            got[0][0] / got[1][0],
-            got[0][1] / got[1][1],
-            got[0][2] / got[1][2]
-        );
+        for (i, what) in [(0, "offload"), (1, "plain")] {
+            println!(
+                "{:<38} {:>9.2} {:>9.2} {:>10.2}",
+                format!("{} KiB, mk {what} / hyper (veth)", size / 1024),
+                got[i][0] / got[2][0],
+                got[i][1] / got[2][1],
+                got[i][2] / got[2][2]
+            );
+        }
+        ratios.push((
+            format!("httpd_{}k_reqs_plain_vs_hyper", size / 1024),
+            got[1][2] / got[2][2],
+        ));
         ratios.push((
             format!("httpd_{}k_reqs_vs_hyper", size / 1024),
-            got[0][2] / got[1][2],
+            got[0][2] / got[2][2],
         ));
     }
 
