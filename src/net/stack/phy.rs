@@ -461,3 +461,142 @@ impl phy::Device for Phy {
         caps
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smoltcp::wire::{IpAddress, Ipv4Address, UdpPacket};
+
+    const SRC: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
+    const DST: Ipv4Address = Ipv4Address::new(10, 0, 0, 2);
+
+    /// An Ethernet/IPv4 frame of protocol `proto` with an 8- (UDP) or
+    /// 20-byte (TCP) header and `payload` bytes after it, checksums right.
+    fn frame(proto: IpProtocol, payload: usize) -> Vec<u8> {
+        let l4 = if proto == IpProtocol::Tcp { 20 } else { 8 };
+        let mut f = vec![0u8; 14 + 20 + l4 + payload];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        {
+            let mut ip = Ipv4Packet::new_unchecked(&mut f[14..]);
+            ip.set_version(4);
+            ip.set_header_len(20);
+            ip.set_total_len((20 + l4 + payload) as u16);
+            ip.set_hop_limit(64);
+            ip.set_next_header(proto);
+            ip.set_src_addr(SRC);
+            ip.set_dst_addr(DST);
+            ip.fill_checksum();
+        }
+        for (i, b) in f[34 + l4..].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let (s, d) = (IpAddress::from(SRC), IpAddress::from(DST));
+        if proto == IpProtocol::Tcp {
+            f[34 + 12] = 5 << 4;
+            f[34 + 13] = 0x10; // ACK
+            TcpPacket::new_unchecked(&mut f[34..]).fill_checksum(&s, &d);
+        } else {
+            let mut u = UdpPacket::new_unchecked(&mut f[34..]);
+            u.set_len((8 + payload) as u16);
+            u.fill_checksum(&s, &d);
+        }
+        f
+    }
+
+    fn tcp_ok(f: &[u8]) -> bool {
+        TcpPacket::new_checked(&f[34..])
+            .unwrap()
+            .verify_checksum(&SRC.into(), &DST.into())
+    }
+
+    /// What the kernel does with `NEEDS_CSUM`: the sum from `csum_start`.
+    fn complete(f: &mut [u8], hdr: OffloadHdr) {
+        let at = usize::from(hdr.csum_start + hdr.csum_offset);
+        let sum = !checksum::data(&f[usize::from(hdr.csum_start)..]);
+        f[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+    }
+
+    #[test]
+    fn a_large_segment_out_asks_for_segmentation_and_its_checksum() {
+        let mut f = frame(IpProtocol::Tcp, 10 * 1460);
+        f[34 + 16..34 + 18].fill(0); // smoltcp leaves it out
+        let hdr = tx_offload(&mut f, std::num::NonZeroU16::new(1460));
+        assert_eq!(
+            hdr,
+            OffloadHdr {
+                flags: OffloadHdr::NEEDS_CSUM,
+                gso_type: OffloadHdr::GSO_TCPV4,
+                hdr_len: 54,
+                gso_size: 1460,
+                csum_start: 34,
+                csum_offset: 16,
+            }
+        );
+        complete(&mut f, hdr);
+        assert!(tcp_ok(&f), "the kernel's sum over the field makes it right");
+        // One MSS or less: a checksum to complete, no segmentation.
+        let mut f = frame(IpProtocol::Tcp, 100);
+        let hdr = tx_offload(&mut f, None);
+        assert_eq!((hdr.gso_type, hdr.flags), (0, OffloadHdr::NEEDS_CSUM));
+        complete(&mut f, hdr);
+        assert!(tcp_ok(&f));
+        // Not TCP: whole, untouched.
+        let mut f = frame(IpProtocol::Udp, 100);
+        let before = f.clone();
+        assert_eq!(tx_offload(&mut f, None), OffloadHdr::default());
+        assert_eq!(f, before);
+    }
+
+    #[test]
+    fn tcp_checksums_in_are_checked_unless_vouched_for() {
+        let good = frame(IpProtocol::Tcp, 3000);
+        let mut bad = good.clone();
+        bad[100] ^= 1;
+        assert!(rx_offload(&mut good.clone(), OffloadHdr::default()));
+        assert!(!rx_offload(&mut bad.clone(), OffloadHdr::default()));
+        let valid = OffloadHdr {
+            flags: OffloadHdr::DATA_VALID,
+            ..OffloadHdr::default()
+        };
+        assert!(rx_offload(&mut bad.clone(), valid));
+        // Left to complete by the kernel's own stack: taken as is.
+        let partial = OffloadHdr {
+            flags: OffloadHdr::NEEDS_CSUM,
+            gso_type: OffloadHdr::GSO_TCPV4,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+            ..OffloadHdr::default()
+        };
+        assert!(rx_offload(&mut bad, partial));
+    }
+
+    #[test]
+    fn a_udp_checksum_left_to_complete_is_completed() {
+        let mut f = frame(IpProtocol::Udp, 333);
+        let ok = |f: &[u8]| {
+            UdpPacket::new_checked(&f[34..])
+                .unwrap()
+                .verify_checksum(&SRC.into(), &DST.into())
+        };
+        assert!(ok(&f));
+        // As the kernel hands it over: the pseudo-header's sum only.
+        let pseudo = checksum::pseudo_header_v4(&SRC, &DST, IpProtocol::Udp, 8 + 333);
+        f[34 + 6..34 + 8].copy_from_slice(&pseudo.to_be_bytes());
+        assert!(!ok(&f));
+        let hdr = OffloadHdr {
+            flags: OffloadHdr::NEEDS_CSUM,
+            csum_start: 34,
+            csum_offset: 6,
+            ..OffloadHdr::default()
+        };
+        assert!(rx_offload(&mut f, hdr));
+        assert!(ok(&f));
+        // A checksum place past the frame: dropped.
+        let hdr = OffloadHdr {
+            csum_offset: 1000,
+            ..hdr
+        };
+        assert!(!rx_offload(&mut f, hdr));
+    }
+}
