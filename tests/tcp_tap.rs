@@ -87,6 +87,17 @@ fn tcp_lengths(capture: &std::path::Path, from: &str) -> Vec<usize> {
         .collect()
 }
 
+/// Whether the kernel's TCP segmentation offload is on for TAP `tap`
+/// (`SIOCETHTOOL`, `ETHTOOL_GTSO`).
+const TSO_ON: &str = r#"
+import array, fcntl, socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+buf = array.array('B', struct.pack('II', 0x1e, 0))
+ifr = struct.pack('16sP', sys.argv[1].encode(), buf.buffer_info()[0])
+fcntl.ioctl(s.fileno(), 0x8946, ifr)
+print(struct.unpack('II', buf.tobytes())[1])
+"#;
+
 #[test]
 fn echo_and_httpd_on_tap() {
     echo_and_httpd(true);
@@ -176,6 +187,25 @@ fn echo_and_httpd(offload: bool) {
     } else {
         assert!(out_max.unwrap() <= 1460 && in_max.unwrap() <= 1460);
     }
+    // The kernel keeps a TAP's offloads after the process: ended by
+    // SIGTERM, echo turns them off first, so that a reader without
+    // offloads (a Solo5 tender) can use the TAP next.
+    let tso = |ns: &Netns| ns.run(&["python3", "-c", TSO_ON, "tap0"]).unwrap();
+    assert_eq!(tso(&ns).trim(), if offload { "1" } else { "0" });
+    let mut echo_proc = ns.children.remove(0);
+    let ok = Command::new("kill")
+        .args(["-TERM", &echo_proc.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let status = echo_proc.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(15),
+        "still ended by the signal"
+    );
+    assert_eq!(tso(&ns).trim(), "0", "offloads left on after SIGTERM");
 
     // httpd on tap1, serving a tar image.
     let site = tmp.join("site");

@@ -13,6 +13,15 @@
 //! of up to 64 KiB that the kernel cuts into MTU-sized ones, and a read may
 //! be such a coalesced segment, its checksum left to complete or vouched
 //! for. One `write` then moves up to 44 segments instead of one.
+//!
+//! The kernel keeps a TAP's offloads after the process that asked for them
+//! is gone, and would then hand a later reader without a virtio-net header
+//! (a stock Solo5 tender, a plain open) coalesced segments with partial
+//! checksums, which it cannot use. So every open starts by turning them
+//! off, a `Tap` turns them off when dropped, and SIGINT, SIGTERM and SIGHUP
+//! (when the program left them at their default action) turn them off
+//! before ending the process. Only a SIGKILL leaves them on: then
+//! recreate the TAP, or open it once with offloads off.
 
 use super::super::OffloadHdr;
 use std::cell::{Cell, RefCell};
@@ -23,6 +32,61 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 use super::{cvt, owned_fd};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// The descriptors of the TAPs whose offloads are on (-1: a free slot),
+/// for the signal handler that turns them off.
+static OFFLOADED: [AtomicI32; 16] = [const { AtomicI32::new(-1) }; 16];
+
+/// Turns the kernel's offloads of the TAP open as `fd` off (or on).
+fn set_offload(fd: RawFd, flags: libc::c_uint) -> io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes its flags by value; no memory is passed.
+    cvt(unsafe { libc::ioctl(fd, libc::TUNSETOFFLOAD, libc::c_ulong::from(flags)) })?;
+    Ok(())
+}
+
+/// SIGINT, SIGTERM, SIGHUP: turns the offloads of [`OFFLOADED`] off, then
+/// ends the process as the signal's default action would.
+extern "C" fn offload_off_and_die(sig: libc::c_int) {
+    for slot in &OFFLOADED {
+        let fd = slot.load(Ordering::Relaxed);
+        if fd >= 0 {
+            // SAFETY: ioctl is async-signal-safe; a stale descriptor only
+            // makes it fail.
+            unsafe { libc::ioctl(fd, libc::TUNSETOFFLOAD, 0 as libc::c_ulong) };
+        }
+    }
+    // SAFETY: signal and raise are async-signal-safe; the default action
+    // of these signals ends the process.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        libc::raise(sig);
+    }
+}
+
+/// Installs [`offload_off_and_die`] for the signals still at their
+/// default action (once per process).
+fn install_offload_handler() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            // SAFETY: an all-zero `sigaction` is a valid value; `old` is
+            // written by the kernel.
+            let mut old: libc::sigaction = unsafe { core::mem::zeroed() };
+            // SAFETY: a query (no new action) into `old`.
+            if unsafe { libc::sigaction(sig, core::ptr::null(), &mut old) } != 0
+                || old.sa_sigaction != libc::SIG_DFL
+            {
+                continue;
+            }
+            // SAFETY: as above.
+            let mut act: libc::sigaction = unsafe { core::mem::zeroed() };
+            act.sa_sigaction = offload_off_and_die as *const () as usize;
+            // SAFETY: the handler only makes async-signal-safe calls.
+            unsafe { libc::sigaction(sig, &act, core::ptr::null_mut()) };
+        }
+    });
+}
 
 /// The longest frame a TAP can carry: the largest MTU of a tun/tap device
 /// (65535) plus an Ethernet header (14) and a VLAN tag (4).
@@ -176,6 +240,9 @@ impl Tap {
                 "the kernel attached another interface".into(),
             );
         }
+        // Left on by an earlier process (see the module docs): off until
+        // asked for.
+        let _ = set_offload(file.as_raw_fd(), 0);
         if vnet {
             let len = OffloadHdr::LEN as libc::c_int;
             // SAFETY: TUNSETVNETHDRSZ reads one `int` through the pointer.
@@ -299,16 +366,22 @@ impl Tap {
             return false;
         }
         if !self.offload.get() {
-            let flags = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
-            // SAFETY: TUNSETOFFLOAD takes its flags by value.
-            let r = unsafe {
-                libc::ioctl(
-                    self.file.as_raw_fd(),
-                    libc::TUNSETOFFLOAD,
-                    libc::c_ulong::from(flags),
-                )
+            let fd = self.file.as_raw_fd();
+            // A slot for the signal handler first: offloads it could not
+            // turn off are not turned on.
+            let Some(slot) = OFFLOADED.iter().find(|s| {
+                s.compare_exchange(-1, fd, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            }) else {
+                return false;
             };
-            self.offload.set(cvt(r).is_ok());
+            install_offload_handler();
+            let flags = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+            if set_offload(fd, flags).is_ok() {
+                self.offload.set(true);
+            } else {
+                slot.store(-1, Ordering::Relaxed);
+            }
         }
         self.offload.get()
     }
@@ -412,6 +485,19 @@ impl Tap {
     #[cfg(test)]
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+}
+
+impl Drop for Tap {
+    /// Turns the offloads off (see the module docs).
+    fn drop(&mut self) {
+        if self.offload.get() {
+            let fd = self.file.as_raw_fd();
+            let _ = set_offload(fd, 0);
+            for slot in &OFFLOADED {
+                let _ = slot.compare_exchange(fd, -1, Ordering::Relaxed, Ordering::Relaxed);
+            }
+        }
     }
 }
 
