@@ -56,12 +56,12 @@ extern "C" fn offload_off_and_die(sig: libc::c_int) {
             unsafe { libc::ioctl(fd, libc::TUNSETOFFLOAD, 0 as libc::c_ulong) };
         }
     }
-    // SAFETY: signal and raise are async-signal-safe; the default action
-    // of these signals ends the process.
-    unsafe {
-        libc::signal(sig, libc::SIG_DFL);
-        libc::raise(sig);
-    }
+    // SAFETY: signal is async-signal-safe; this restores the default
+    // action of `sig`.
+    unsafe { libc::signal(sig, libc::SIG_DFL) };
+    // SAFETY: raise is async-signal-safe; the default action of these
+    // signals ends the process.
+    unsafe { libc::raise(sig) };
 }
 
 /// Installs [`offload_off_and_die`] for the signals still at their
