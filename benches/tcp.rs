@@ -2,10 +2,16 @@
 //! root):
 //!
 //! 1. throughput of one TCP connection, Linux → unikernel and unikernel →
-//!    Linux, with `examples/tcpsink` on a TAP; beside it the same client
-//!    against a Linux sink/source (this program) across a veth pair;
+//!    Linux, with `examples/tcpsink` on a TAP with offloads (the default:
+//!    segments of up to 64 KiB each way) and on a plain TAP
+//!    (`--net-offload=off`: one frame per system call, as a Solo5 tender);
+//!    and as a `solo5-spt` unikernel on a TAP (the tender: one frame per
+//!    hypercall); beside it the same client against a Linux sink/source
+//!    (this program) across a veth pair;
 //! 2. HTTP request latency (p50, p99) and requests/s of `examples/httpd`
-//!    on a TAP under 64 concurrent keep-alive connections, for a 4 KiB and
+//!    on a TAP (with offloads, plain, and under `solo5-spt`) under 64
+//!    concurrent keep-alive
+//!    connections, for a 4 KiB and
 //!    a 64 KiB file; beside it the same client against a hyper static
 //!    server (files in memory, tokio current-thread runtime: one core, as
 //!    the unikernel) across a veth pair, and on the loopback;
@@ -23,7 +29,9 @@
 //! (repetitions, default 3; the table shows medians), `MKBENCH_MTU` (MTU of
 //! the TAPs and the veth, default 1500), `MKBENCH_ONLY=tput|http|idle` (one
 //! part only), `MKBENCH_PERF=DIR` (run the unikernels under
-//! `perf record -g`, profiles in DIR).
+//! `perf record -g`, profiles in DIR), `MKBENCH_SPT=0` (no `solo5-spt`
+//! rows; they are also left out, saying why, when `cargo mkernel` cannot
+//! build the images).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -49,6 +57,14 @@ const SINK_HOST: &str = "10.77.0.1/24";
 const SINK_UK: &str = "10.77.0.2";
 const HTTPD_HOST: &str = "10.78.0.1/24";
 const HTTPD_UK: &str = "10.78.0.2";
+const SINK_PLAIN_HOST: &str = "10.80.0.1/24";
+const SINK_PLAIN_UK: &str = "10.80.0.2";
+const HTTPD_PLAIN_HOST: &str = "10.81.0.1/24";
+const HTTPD_PLAIN_UK: &str = "10.81.0.2";
+const SINK_SPT_HOST: &str = "10.82.0.1/24";
+const SINK_SPT_UK: &str = "10.82.0.2";
+const HTTPD_SPT_HOST: &str = "10.83.0.1/24";
+const HTTPD_SPT_UK: &str = "10.83.0.2";
 const VETH_C: &str = "10.79.0.1/24";
 const VETH_S: &str = "10.79.0.2";
 
@@ -195,6 +211,36 @@ fn build_examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/examples")
 }
 
+/// The `solo5-spt` tender and the images of `tcpsink` and `httpd`, built
+/// with `cargo mkernel` (as `tests/solo5_util` does); `Err`: why not.
+fn build_spt() -> Result<(PathBuf, PathBuf, PathBuf), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mkernel = |args: &[&str]| -> Result<String, String> {
+        let out = Command::new(&cargo)
+            .args(["run", "-q", "-p", "cargo-mkernel", "--"])
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("cargo mkernel {args:?} failed"));
+        }
+        let out = String::from_utf8_lossy(&out.stdout);
+        Ok(out.lines().last().unwrap_or("").trim().to_string())
+    };
+    let image = |example: &str| {
+        mkernel(&["build", "--target", "spt", "--example", example]).map(PathBuf::from)
+    };
+    let sink = image("tcpsink")?;
+    let httpd = image("httpd")?;
+    let tender = PathBuf::from(mkernel(&["solo5"])?).join("tenders/spt/solo5-spt");
+    if !tender.is_file() {
+        return Err(format!("no tender at {}", tender.display()));
+    }
+    Ok((tender, sink, httpd))
+}
+
 /// Pseudo-random bytes (xorshift), so that nothing compresses them away.
 fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
@@ -218,6 +264,17 @@ fn bench() {
     let mtu = env_num("MKBENCH_MTU", 1500).to_string();
     let perf = std::env::var("MKBENCH_PERF").ok();
     let dir = build_examples();
+    let spt = if std::env::var("MKBENCH_SPT").as_deref() == Ok("0") {
+        None
+    } else {
+        match build_spt() {
+            Ok(spt) => Some(spt),
+            Err(e) => {
+                println!("no solo5-spt rows: {e}");
+                None
+            }
+        }
+    };
     let exe = std::env::current_exe().unwrap();
     let exe = exe.to_str().unwrap();
 
@@ -276,7 +333,14 @@ fn bench() {
     );
     ns.run(c, &["ip", "link", "set", "vc", "mtu", &mtu, "up"]);
     ns.run(s, &["ip", "link", "set", "vs", "mtu", &mtu, "up"]);
-    for (tap, host) in [("tap0", SINK_HOST), ("tap1", HTTPD_HOST)] {
+    for (tap, host) in [
+        ("tap0", SINK_HOST),
+        ("tap1", HTTPD_HOST),
+        ("tap2", SINK_PLAIN_HOST),
+        ("tap3", HTTPD_PLAIN_HOST),
+        ("tap4", SINK_SPT_HOST),
+        ("tap5", HTTPD_SPT_HOST),
+    ] {
         ns.run(c, &["ip", "tuntap", "add", "dev", tap, "mode", "tap"]);
         ns.run(c, &["ip", "addr", "add", host, "dev", tap]);
         ns.run(c, &["ip", "link", "set", tap, "mtu", &mtu, "up"]);
@@ -298,32 +362,79 @@ fn bench() {
         cmd
     };
     let sink = dir.join("tcpsink");
-    let cmd = unikernel(
-        &ns,
-        &[
-            sink.to_str().unwrap(),
-            "--net:service=tap0",
-            "--",
-            &format!("--ipv4={SINK_UK}/24"),
-        ],
-        "tcpsink",
-    );
-    ns.start(cmd, &format!("listening on {SINK_UK}:5001"));
     let httpd = dir.join("httpd");
-    let cmd = unikernel(
-        &ns,
-        &[
-            httpd.to_str().unwrap(),
-            "--net:service=tap1",
-            &format!("--block:site={}", img.display()),
-            "--",
-            &format!("--ipv4={HTTPD_UK}/24"),
-            // The idle connections of part 3 must outlive the measurement.
-            "--idle-timeout=600",
-        ],
-        "httpd",
-    );
-    ns.start(cmd, &format!("listening on {HTTPD_UK}:80"));
+    let block = format!("--block:site={}", img.display());
+    // With the TAPs' offloads (the default), and without.
+    for (offload, sink_tap, sink_uk, httpd_tap, httpd_uk, tag) in [
+        ("--net-offload=on", "tap0", SINK_UK, "tap1", HTTPD_UK, ""),
+        (
+            "--net-offload=off",
+            "tap2",
+            SINK_PLAIN_UK,
+            "tap3",
+            HTTPD_PLAIN_UK,
+            "-plain",
+        ),
+    ] {
+        let cmd = unikernel(
+            &ns,
+            &[
+                sink.to_str().unwrap(),
+                &format!("--net:service={sink_tap}"),
+                offload,
+                "--",
+                &format!("--ipv4={sink_uk}/24"),
+            ],
+            &format!("tcpsink{tag}"),
+        );
+        ns.start(cmd, &format!("listening on {sink_uk}:5001"));
+        let cmd = unikernel(
+            &ns,
+            &[
+                httpd.to_str().unwrap(),
+                &format!("--net:service={httpd_tap}"),
+                &block,
+                offload,
+                "--",
+                &format!("--ipv4={httpd_uk}/24"),
+                // The idle connections of part 3 must outlive the measurement.
+                "--idle-timeout=600",
+            ],
+            &format!("httpd{tag}"),
+        );
+        ns.start(cmd, &format!("listening on {httpd_uk}:80"));
+    }
+    // The same under solo5-spt: the tender's device flags, then the image
+    // and the application's arguments (`--solo5:quiet`: no banner, so the
+    // first line is the unikernel's own).
+    if let Some((tender, sink, httpd)) = &spt {
+        let cmd = unikernel(
+            &ns,
+            &[
+                tender.to_str().unwrap(),
+                "--net:service=tap4",
+                sink.to_str().unwrap(),
+                "--solo5:quiet",
+                &format!("--ipv4={SINK_SPT_UK}/24"),
+            ],
+            "tcpsink-spt",
+        );
+        ns.start(cmd, &format!("listening on {SINK_SPT_UK}:5001"));
+        let cmd = unikernel(
+            &ns,
+            &[
+                tender.to_str().unwrap(),
+                "--net:service=tap5",
+                &block,
+                httpd.to_str().unwrap(),
+                "--solo5:quiet",
+                &format!("--ipv4={HTTPD_SPT_UK}/24"),
+                "--idle-timeout=600",
+            ],
+            "httpd-spt",
+        );
+        ns.start(cmd, &format!("listening on {HTTPD_SPT_UK}:80"));
+    }
     let mut cmd = ns.cmd(s, &[exe, &format!("{VETH_S}:5001")]);
     cmd.env(ROLE, "linux-sink");
     ns.start(cmd, &format!("listening on {VETH_S}:5001"));
@@ -357,21 +468,39 @@ fn bench() {
     let mut ratios: Vec<(String, f64)> = Vec::new();
     let rows = [("Linux → server", "send"), ("server → Linux", "recv")];
     println!(
-        "{:<22} {:>16} {:>16} {:>12} {:>14}",
-        "throughput, Gbit/s", "mkernel (TAP)", "Linux (veth)", "mk / Linux", "mk / 1 Gbit/s"
+        "{:<22} {:>16} {:>16} {:>10} {:>14} {:>12} {:>12} {:>10}",
+        "throughput, Gbit/s",
+        "mk (TAP offload)",
+        "mk (plain TAP)",
+        "mk (spt)",
+        "Linux (veth)",
+        "offload / Lx",
+        "plain / Lx",
+        "spt / Lx"
     );
     for (label, dir) in rows
         .into_iter()
         .filter(|_| only.is_empty() || only == "tput")
     {
         let mk = tput(&format!("{SINK_UK}:5001"), dir);
+        let plain = tput(&format!("{SINK_PLAIN_UK}:5001"), dir);
+        let on_spt = spt
+            .as_ref()
+            .map(|_| tput(&format!("{SINK_SPT_UK}:5001"), dir));
         let lx = tput(&format!("{VETH_S}:5001"), dir);
         let name = if dir == "send" { "tput_in" } else { "tput_out" };
+        ratios.push((format!("{name}_plain_vs_linux"), plain / lx));
+        if let Some(x) = on_spt {
+            ratios.push((format!("{name}_spt_vs_linux"), x / lx));
+        }
         ratios.push((format!("{name}_vs_linux"), mk / lx));
+        let or_dash = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
         println!(
-            "{label:<22} {mk:>16.2} {lx:>16.2} {:>12.2} {:>14.2}",
+            "{label:<22} {mk:>16.2} {plain:>16.2} {:>10} {lx:>14.2} {:>12.2} {:>12.2} {:>10}",
+            or_dash(on_spt),
             mk / lx,
-            mk
+            plain / lx,
+            or_dash(on_spt.map(|x| x / lx))
         );
     }
 
@@ -385,11 +514,18 @@ fn bench() {
         "refused",
         "errors"
     );
-    let servers = [
-        ("mkernel httpd (TAP)", format!("{HTTPD_UK}:80")),
+    // The ratios compare the first (offload) and the second (plain TAP)
+    // with the third (hyper on the veth).
+    // (and the fifth, solo5-spt, when there).
+    let mut servers = vec![
+        ("mkernel httpd (TAP offload)", format!("{HTTPD_UK}:80")),
+        ("mkernel httpd (plain TAP)", format!("{HTTPD_PLAIN_UK}:80")),
         ("hyper (veth)", format!("{VETH_S}:80")),
         ("hyper (loopback)", "127.0.0.1:8080".to_string()),
     ];
+    if spt.is_some() {
+        servers.push(("mkernel httpd (solo5-spt)", format!("{HTTPD_SPT_UK}:80")));
+    }
     let files = [("small.bin", SMALL), ("large.bin", LARGE)];
     for (file, size) in files
         .into_iter()
@@ -413,7 +549,7 @@ fn bench() {
             let sum = |i: usize| runs.iter().map(|r| r[i]).sum();
             let r = [m(0), m(1), m(2), sum(3), sum(4)];
             println!(
-                "{:<34} {:>9.0} {:>9.0} {:>10.0} {:>8} {:>7}",
+                "{:<38} {:>9.0} {:>9.0} {:>10.0} {:>8} {:>7}",
                 format!("{} KiB, {label}", size / 1024),
                 r[0],
                 r[1],
@@ -423,16 +559,31 @@ fn bench() {
             );
             got.push(r);
         }
-        println!(
-            "{:<34} {:>9.2} {:>9.2} {:>10.2}",
-            format!("{} KiB, mkernel / hyper (veth)", size / 1024),
-            got[0][0] / got[1][0],
-            got[0][1] / got[1][1],
-            got[0][2] / got[1][2]
-        );
+        for (i, what) in [(0, "offload"), (1, "plain"), (4, "spt")] {
+            if i >= got.len() {
+                continue;
+            }
+            println!(
+                "{:<38} {:>9.2} {:>9.2} {:>10.2}",
+                format!("{} KiB, mk {what} / hyper (veth)", size / 1024),
+                got[i][0] / got[2][0],
+                got[i][1] / got[2][1],
+                got[i][2] / got[2][2]
+            );
+        }
+        ratios.push((
+            format!("httpd_{}k_reqs_plain_vs_hyper", size / 1024),
+            got[1][2] / got[2][2],
+        ));
+        if got.len() > 4 {
+            ratios.push((
+                format!("httpd_{}k_reqs_spt_vs_hyper", size / 1024),
+                got[4][2] / got[2][2],
+            ));
+        }
         ratios.push((
             format!("httpd_{}k_reqs_vs_hyper", size / 1024),
-            got[0][2] / got[1][2],
+            got[0][2] / got[2][2],
         ));
     }
 

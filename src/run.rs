@@ -192,6 +192,32 @@ impl Builder {
         self
     }
 
+    /// Whether TAP interfaces may offload TCP segmentation and checksums
+    /// to the host's kernel, as `--net-offload=on|off` does on the command
+    /// line (this setting wins over it). On by default: a TAP is opened
+    /// with a virtio-net header (`IFF_VNET_HDR`), and the TCP/IP stack
+    /// ([`stack()`](crate::stack())) then writes up to 64 KiB of a
+    /// connection in one system call, which the kernel cuts into frames,
+    /// and reads the kernel's coalesced segments whole. Off: one frame per
+    /// system call each way, as a Solo5 tender does. A kernel or TAP that
+    /// cannot offload is used plainly either way; in-memory links never
+    /// offload.
+    ///
+    /// ```
+    /// use mkernel::net::link;
+    /// let (a, _b) = link::pair(link::Faults::default());
+    /// let mtu = mkernel::Builder::new()
+    ///     .net_offload(false)
+    ///     .net_link("a", a)
+    ///     .run(mkernel::net("a"), |(_net, cfg)| cfg.mtu);
+    /// assert_eq!(mtu, 1500);
+    /// ```
+    #[must_use]
+    pub fn net_offload(mut self, on: bool) -> Builder {
+        self.given.offload = Some(on);
+        self
+    }
+
     /// Captures every frame net device `name` reads or writes into the
     /// pcap file at `path` (created or truncated), as `--pcap:NAME=FILE`
     /// does on the command line: open it with `tcpdump -r FILE` or

@@ -3,6 +3,12 @@
 //! clients (ping, python3, curl) all run in the namespace: no traffic
 //! leaves it. Skipped (with the reason printed) when not root or without
 //! /dev/net/tun.
+//!
+//! Twice: with the TAPs' offloads (the default: TCP segments of up to
+//! 64 KiB each way, cut and coalesced by the kernel) and without
+//! (`--net-offload=off`: one frame per system call). The captures
+//! (`--pcap`) show which path ran: segments longer than one MSS only with
+//! offloads.
 
 mod netns_util;
 
@@ -54,14 +60,68 @@ print("\n".join(errors) if errors else "ok")
 sys.exit(1 if errors else 0)
 "#;
 
+/// The TCP payload lengths in a capture (which tcpdump must read), from
+/// the `tcpdump -nn -r` lines whose source address and port start with
+/// `from` (`10.77.0.2.7`, `10.77.0.1.`).
+fn tcp_lengths(capture: &std::path::Path, from: &str) -> Vec<usize> {
+    let dump = Command::new("tcpdump")
+        .args(["-nn", "-r"])
+        .arg(capture)
+        .output()
+        .expect("tcpdump (installed by scripts/setup)");
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    String::from_utf8_lossy(&dump.stdout)
+        .lines()
+        .filter(|l| {
+            l.contains("Flags")
+                && l.split(" > ")
+                    .next()
+                    .and_then(|a| a.rsplit(' ').next())
+                    .is_some_and(|src| src.starts_with(from))
+        })
+        .filter_map(|l| l.rsplit("length ").next()?.trim().parse().ok())
+        .collect()
+}
+
+/// Whether the kernel's TCP segmentation offload is on for TAP `tap`
+/// (`SIOCETHTOOL`, `ETHTOOL_GTSO`).
+const TSO_ON: &str = r#"
+import array, fcntl, socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+buf = array.array('B', struct.pack('II', 0x1e, 0))
+ifr = struct.pack('16sP', sys.argv[1].encode(), buf.buffer_info()[0])
+fcntl.ioctl(s.fileno(), 0x8946, ifr)
+print(struct.unpack('II', buf.tobytes())[1])
+"#;
+
 #[test]
 fn echo_and_httpd_on_tap() {
-    if let Some(why) = skip_reason(&["ip", "ping", "curl", "python3", "tar"]) {
+    echo_and_httpd(true);
+}
+
+#[test]
+fn echo_and_httpd_on_tap_without_offload() {
+    echo_and_httpd(false);
+}
+
+fn echo_and_httpd(offload: bool) {
+    if let Some(why) = skip_reason(&["ip", "ping", "curl", "python3", "tar", "tcpdump"]) {
         eprintln!("skipping the TAP test: {why}");
         return;
     }
     let dir = examples();
-    let mut ns = match Netns::new("net") {
+    let flag = if offload {
+        "--net-offload=on"
+    } else {
+        "--net-offload=off"
+    };
+    let tmp = std::env::temp_dir().join(format!("mkt-site-{}-{offload}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut ns = match Netns::new(if offload { "net" } else { "net-plain" }) {
         Ok(ns) => ns,
         Err(e) => {
             eprintln!("skipping the TAP test: {e}");
@@ -72,10 +132,14 @@ fn echo_and_httpd_on_tap() {
     // Echo on tap0.
     ns.tap("tap0", "10.77.0.1/24");
     let echo = dir.join("echo");
+    let echo_capture = tmp.join("echo.pcap");
+    let echo_pcap = format!("--pcap={}", echo_capture.display());
     ns.start(
         &[
             echo.to_str().unwrap(),
             "--net:service=tap0",
+            flag,
+            &echo_pcap,
             "--",
             "--ipv4=10.77.0.2/24",
         ],
@@ -99,9 +163,51 @@ fn echo_and_httpd_on_tap() {
         .unwrap();
     assert_eq!(out.trim(), "ok");
     eprintln!("echo: 8 connections x 256 KiB in {:?}", t0.elapsed());
+    // Several MiB each way on one connection, byte for byte.
+    let out = ns
+        .run(&[
+            "python3",
+            "-c",
+            ECHO_CLIENT,
+            "10.77.0.2",
+            "7",
+            "1",
+            "8388608",
+        ])
+        .unwrap();
+    assert_eq!(out.trim(), "ok");
+    // Segments of more than one MSS (1460) each way with offloads, none
+    // without.
+    let out_max = tcp_lengths(&echo_capture, "10.77.0.2.7").into_iter().max();
+    let in_max = tcp_lengths(&echo_capture, "10.77.0.1.").into_iter().max();
+    eprintln!("echo, offload {offload}: longest segments out {out_max:?}, in {in_max:?}");
+    if offload {
+        assert!(out_max.unwrap() > 1460, "no segment out longer than an MSS");
+        assert!(in_max.unwrap() > 1460, "no segment in longer than an MSS");
+    } else {
+        assert!(out_max.unwrap() <= 1460 && in_max.unwrap() <= 1460);
+    }
+    // The kernel keeps a TAP's offloads after the process: ended by
+    // SIGTERM, echo turns them off first, so that a reader without
+    // offloads (a Solo5 tender) can use the TAP next.
+    let tso = |ns: &Netns| ns.run(&["python3", "-c", TSO_ON, "tap0"]).unwrap();
+    assert_eq!(tso(&ns).trim(), if offload { "1" } else { "0" });
+    let mut echo_proc = ns.children.remove(0);
+    let ok = Command::new("kill")
+        .args(["-TERM", &echo_proc.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let status = echo_proc.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(15),
+        "still ended by the signal"
+    );
+    assert_eq!(tso(&ns).trim(), "0", "offloads left on after SIGTERM");
 
     // httpd on tap1, serving a tar image.
-    let tmp = std::env::temp_dir().join(format!("mkt-site-{}", std::process::id()));
     let site = tmp.join("site");
     std::fs::create_dir_all(site.join("sub")).unwrap();
     std::fs::write(site.join("index.html"), b"<h1>hello</h1>\n").unwrap();
@@ -137,6 +243,7 @@ fn echo_and_httpd_on_tap() {
             "--net:service=tap1",
             &block,
             &pcap,
+            flag,
             "--",
             "--ipv4=10.78.0.2/24",
         ],

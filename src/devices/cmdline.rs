@@ -14,6 +14,7 @@
 //! | `--net:NAME=IFACE` | net device `NAME` is the TAP interface `IFACE` |
 //! | `--net-mac:NAME=HWADDR` | net device `NAME` uses the MAC `HWADDR` (`aa:bb:cc:dd:ee:ff`) instead of a random one (as `solo5-hvt`) |
 //! | `--pcap:NAME=FILE`, `--pcap=FILE` | every frame net device `NAME` (or the only one) reads or writes is appended to the pcap capture `FILE` (hosted only: `tcpdump -r FILE`, Wireshark) |
+//! | `--net-offload=on`, `--net-offload=off` | whether the TAPs may offload TCP segmentation and checksums to the host's kernel (default `on`: one `write` carries up to 64 KiB of a connection, which the kernel cuts into frames); `off`: one frame per `write`, as a Solo5 tender does (hosted only) |
 //! | `--block:NAME=PATH` | block device `NAME` is the file (or block special file) `PATH` |
 //! | `--block-sector-size:NAME=N` | block device `NAME` has `N`-byte sectors (a power of two, at least 512; default 512) |
 //!
@@ -46,7 +47,7 @@ pub(crate) const MIN_SECTOR_SIZE: usize = 512;
 
 /// The accepted forms, shown in error messages.
 const FORMS: &str = "--net:NAME=IFACE, --net-mac:NAME=HWADDR, --pcap:NAME=FILE, --pcap=FILE, \
-                     --block:NAME=PATH, --block-sector-size:NAME=SIZE";
+                     --net-offload=on|off, --block:NAME=PATH, --block-sector-size:NAME=SIZE";
 
 /// A parsed command line: the device mapping and the application's arguments.
 ///
@@ -66,6 +67,8 @@ pub(crate) struct CmdLine {
     /// `--pcap:NAME=FILE`: (device name, capture file); `--pcap=FILE` is
     /// kept with an empty name (the only net device).
     pub pcaps: Vec<(String, PathBuf)>,
+    /// `--net-offload=on|off`, if given.
+    pub offload: Option<bool>,
     /// What follows `--`, without a program name.
     pub app_args: Vec<String>,
 }
@@ -193,9 +196,10 @@ impl fmt::Display for CmdLineError {
 impl std::error::Error for CmdLineError {}
 
 /// The prefixes of the device flags (the forms of [`parse`]).
-const DEVICE_FLAGS: [&str; 6] = [
+const DEVICE_FLAGS: [&str; 7] = [
     "--net:",
     "--net-mac:",
+    "--net-offload=",
     "--block:",
     "--block-sector-size:",
     "--pcap:",
@@ -297,6 +301,24 @@ pub(crate) fn parse(args: &[String]) -> Result<CmdLine, CmdLineError> {
             }
             remember(&mut pcaps, "", arg)?;
             cl.pcaps.push((String::new(), PathBuf::from(path)));
+        } else if let Some(v) = arg.strip_prefix("--net-offload=") {
+            let on = match v {
+                "on" => true,
+                "off" => false,
+                _ => {
+                    return Err(CmdLineError::Malformed {
+                        arg: arg.clone(),
+                        reason: format!("`{v}` is neither `on` nor `off`"),
+                    });
+                }
+            };
+            if cl.offload.is_some() {
+                return Err(CmdLineError::Malformed {
+                    arg: arg.clone(),
+                    reason: "--net-offload is given twice".to_string(),
+                });
+            }
+            cl.offload = Some(on);
         } else if let Some(body) = arg.strip_prefix("--block:") {
             let (name, path) = split(arg, body, "PATH", "disk", "disk.img")?;
             remember(&mut mapped, name, arg)?;
@@ -573,6 +595,7 @@ mod tests {
             err(&["--net:service=tap0", "--verbose", "--", "x"]),
             "unexpected argument `--verbose` before `--`: only device flags may come before \
              `--` (--net:NAME=IFACE, --net-mac:NAME=HWADDR, --pcap:NAME=FILE, --pcap=FILE, \
+             --net-offload=on|off, \
              --block:NAME=PATH, --block-sector-size:NAME=SIZE); the application's own \
              arguments go after `--`, \
              e.g. `./app --net:service=tap0 -- --verbose`"
@@ -775,6 +798,18 @@ mod tests {
     fn error_trait() {
         let e: Box<dyn std::error::Error> = Box::new(parse(&args(&["x"])).unwrap_err());
         assert!(e.to_string().contains("`x`"));
+    }
+
+    #[test]
+    fn net_offload_flag() {
+        assert_eq!(parse(&args(&["--net:a=tap0"])).unwrap().offload, None);
+        let cl = parse(&args(&["--net-offload=off", "--net:a=tap0"])).unwrap();
+        assert_eq!(cl.offload, Some(false));
+        let cl = parse(&args(&["--net:a=tap0", "--net-offload=on"])).unwrap();
+        assert_eq!(cl.offload, Some(true));
+        assert!(err(&["--net-offload=no"]).contains("neither `on` nor `off`"));
+        assert!(err(&["--net-offload=on", "--net-offload=off"]).contains("twice"));
+        assert!(is_device_flag("--net-offload=off"));
     }
 
     #[test]

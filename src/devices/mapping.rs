@@ -96,6 +96,9 @@ pub(crate) struct Given {
     pub(crate) sector_sizes: Vec<(String, usize)>,
     pub(crate) pcaps: Vec<(String, PathBuf)>,
     pub(crate) args: Option<Vec<String>>,
+    /// `Builder::net_offload`: whether TAPs may offload (`None`: the
+    /// command line's `--net-offload`, else yes).
+    pub(crate) offload: Option<bool>,
 }
 
 impl Given {
@@ -117,6 +120,8 @@ enum Source {
 #[derive(Debug)]
 pub struct Acquire {
     source: Source,
+    /// Whether TAPs are opened with offloads allowed.
+    offload: bool,
 }
 
 thread_local! {
@@ -148,6 +153,7 @@ impl Acquire {
     ) -> Result<(Acquire, ArgsGuard), DeviceError> {
         check_declared(declared)?;
         let args = given.args.take();
+        let given_offload = given.offload;
         let source = if !given.is_empty() {
             let src = Source::Given(given);
             check_unused(&src, declared)?;
@@ -188,11 +194,18 @@ impl Acquire {
             _ => None,
         });
         APP_ARGS.with(|a| *a.borrow_mut() = args);
-        Ok((Acquire { source }, ArgsGuard))
+        let offload = given_offload
+            .or(match &source {
+                Source::CmdLine(cl) => cl.offload,
+                _ => None,
+            })
+            .unwrap_or(true);
+        Ok((Acquire { source, offload }, ArgsGuard))
     }
 
     pub(crate) fn net(&mut self, name: &str) -> Result<(Net, NetCfg), DeviceError> {
         let pcap = self.pcap(name)?;
+        let offload = self.offload;
         match &mut self.source {
             Source::None => unreachable!("a declared device implies a source"),
             Source::Given(g) => {
@@ -213,13 +226,13 @@ impl Acquire {
                         };
                         Ok(net::register(name, cfg, NetBackend::Link(end), pcap))
                     }
-                    GivenNet::Tap(iface) => open_tap(name, &iface, None, pcap),
+                    GivenNet::Tap(iface) => open_tap(name, &iface, None, pcap, offload),
                 }
             }
             Source::CmdLine(cl) => match cl.net(name) {
                 Some(iface) => {
                     let iface = iface.to_string();
-                    open_tap(name, &iface, cl.net_mac(name), pcap)
+                    open_tap(name, &iface, cl.net_mac(name), pcap, offload)
                 }
                 None => Err(DeviceError::new(
                     DeviceErrorKind::NotMapped,
@@ -381,8 +394,9 @@ fn open_tap(
     iface: &str,
     mac: Option<[u8; 6]>,
     pcap: Option<net::Pcap>,
+    offload: bool,
 ) -> Result<(Net, NetCfg), DeviceError> {
-    let dev = sys::NetDev::open_tap(iface, mac).map_err(|e| {
+    let dev = sys::NetDev::open_tap(iface, mac, offload).map_err(|e| {
         open_error(
             format!(
                 "mkernel: cannot open TAP interface {iface:?} for net device {name:?}: {e} \

@@ -3,8 +3,9 @@
 use super::link::{LinkEnd, LinkError};
 use crate::fiber::{self, Syscall, suspend};
 use crate::reactor::{self, NetSource, NetWait, Timer};
+use crate::sys::OffloadHdr;
 use crate::sys::{self, clock};
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
 use core::fmt;
 use std::io;
 use std::rc::Rc;
@@ -162,7 +163,13 @@ pub(crate) struct NetDevice {
     write_buf: RefCell<Vec<u8>>,
     /// Where every frame read or written is captured (`--pcap`), if set.
     pcap: Option<RefCell<Pcap>>,
+    /// Checksum and segmentation offloads are on ([`NetDevice::enable_offload`]).
+    offload: Cell<bool>,
 }
+
+/// The longest frame written with segmentation offload: an IP packet of
+/// 64 KiB - 1 (its length field's limit) and an Ethernet header.
+pub(crate) const MAX_OFFLOAD_FRAME: usize = 65535 + 14;
 
 /// A pcap capture file (smoltcp writes the format), flushed after every
 /// frame so that a capture of a program that is killed stays whole.
@@ -197,6 +204,70 @@ impl Pcap {
 }
 
 impl NetDevice {
+    /// Turns the device's checksum and TCP segmentation offloads on, if it
+    /// has them (a TAP opened with offloads allowed: see
+    /// [`Builder::net_offload`](crate::Builder::net_offload)); whether
+    /// they are on. Only the TCP/IP stack asks: a program reading frames
+    /// itself gets whole frames with their checksums.
+    pub(crate) fn enable_offload(&self) -> bool {
+        if let NetBackend::Sys(d) = &self.backend {
+            if !self.offload.get() && d.enable_offload() {
+                self.offload.set(true);
+            }
+        }
+        self.offload.get()
+    }
+
+    /// Reads one frame and its offload header (all zeros while offloads
+    /// are off): with offloads, a frame may be a TCP segment of up to
+    /// 64 KiB whose checksum is left to complete or vouched for.
+    pub(crate) fn try_read_hdr(
+        &self,
+        buf: &mut [u8],
+    ) -> Result<Option<(usize, OffloadHdr)>, NetError> {
+        let NetBackend::Sys(d) = &self.backend else {
+            return Ok(self.try_read(buf)?.map(|n| (n, OffloadHdr::default())));
+        };
+        let r = d.try_read_hdr(buf).map_err(|e| self.io_err("read", e));
+        if let (Some(p), Ok(Some((n, _)))) = (&self.pcap, &r) {
+            p.borrow_mut().frame(&buf[..*n]);
+        }
+        r
+    }
+
+    /// Writes one frame with its offload header: with a segmentation, up
+    /// to [`MAX_OFFLOAD_FRAME`] bytes. Only while offloads are on
+    /// ([`enable_offload`](NetDevice::enable_offload)); otherwise the
+    /// header is ignored and this is [`write`](NetDevice::write).
+    pub(crate) fn write_hdr(&self, hdr: OffloadHdr, frame: &[u8]) -> Result<(), NetError> {
+        let NetBackend::Sys(d) = &self.backend else {
+            return self.write(frame);
+        };
+        if !self.offload.get() || hdr.gso_type == OffloadHdr::GSO_NONE && hdr.flags == 0 {
+            return self.write(frame);
+        }
+        if frame.len() > MAX_OFFLOAD_FRAME || frame.len() < 14 {
+            return Err(NetError::new(
+                if frame.len() < 14 {
+                    NetErrorKind::TooShort
+                } else {
+                    NetErrorKind::TooLong
+                },
+                format!(
+                    "net device {:?}: a segment of {} bytes is not 14 to {MAX_OFFLOAD_FRAME} bytes long",
+                    self.name,
+                    frame.len()
+                ),
+            ));
+        }
+        d.write_hdr(hdr, frame)
+            .map_err(|e| self.io_err("write", e))?;
+        if let Some(p) = &self.pcap {
+            p.borrow_mut().frame(frame);
+        }
+        Ok(())
+    }
+
     pub(crate) fn try_read(&self, buf: &mut [u8]) -> Result<Option<usize>, NetError> {
         let r = match &self.backend {
             NetBackend::Link(l) => l
@@ -536,6 +607,7 @@ pub(crate) fn register(
             backend,
             write_buf: RefCell::default(),
             pcap: pcap.map(RefCell::new),
+            offload: Cell::new(false),
         });
         let sys_dev = match &dev.backend {
             NetBackend::Sys(d) => Some(d),

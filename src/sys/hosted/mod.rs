@@ -77,10 +77,12 @@ pub(crate) struct NetDev {
 
 impl NetDev {
     /// Attaches to the TAP interface `iface`; the unikernel's side gets
-    /// `mac`, or a random locally administered one.
-    pub(crate) fn open_tap(iface: &str, mac: Option<[u8; 6]>) -> io::Result<NetDev> {
+    /// `mac`, or a random locally administered one. With `offload`, the
+    /// TAP can offload checksums and segmentation later
+    /// ([`enable_offload`](NetDev::enable_offload)).
+    pub(crate) fn open_tap(iface: &str, mac: Option<[u8; 6]>, offload: bool) -> io::Result<NetDev> {
         Ok(NetDev {
-            tap: tap::Tap::open(iface)?,
+            tap: tap::Tap::open(iface, offload)?,
             mac: mac.unwrap_or_else(tap::random_mac),
         })
     }
@@ -111,6 +113,27 @@ impl NetDev {
     /// Writes one frame.
     pub(crate) fn write(&self, frame: &[u8]) -> io::Result<()> {
         self.tap.write(frame)
+    }
+
+    /// Turns checksum and TCP segmentation offloads on: whether they are
+    /// (the TAP was opened with them allowed and the kernel agreed). From
+    /// then on, frames are read and written with
+    /// [`OffloadHdr`](super::OffloadHdr)s.
+    pub(crate) fn enable_offload(&self) -> bool {
+        self.tap.enable_offload()
+    }
+
+    /// One frame and its offload header, `Ok(None)` when none is waiting.
+    pub(crate) fn try_read_hdr(
+        &self,
+        buf: &mut [u8],
+    ) -> io::Result<Option<(usize, super::OffloadHdr)>> {
+        self.tap.try_read_hdr(buf)
+    }
+
+    /// Writes one frame with its offload header.
+    pub(crate) fn write_hdr(&self, hdr: super::OffloadHdr, frame: &[u8]) -> io::Result<()> {
+        self.tap.write_hdr(hdr, frame)
     }
 }
 

@@ -5,8 +5,26 @@
 //! (`ip tuntap add dev tap0 mode tap && ip link set dev tap0 up`); opening
 //! does not create it. The descriptor is non-blocking: reads never wait
 //! (the scheduler polls [`Tap::raw_fd`] for readability).
+//!
+//! Opened with offloads allowed, the TAP carries a virtio-net header
+//! before each frame (`IFF_VNET_HDR`, [`OffloadHdr`]): all zeros until
+//! [`Tap::enable_offload`] asks the kernel for checksum and segmentation
+//! offloads (`TUNSETOFFLOAD`), after which a write may be one TCP segment
+//! of up to 64 KiB that the kernel cuts into MTU-sized ones, and a read may
+//! be such a coalesced segment, its checksum left to complete or vouched
+//! for. One `write` then moves up to 44 segments instead of one.
+//!
+//! The kernel keeps a TAP's offloads after the process that asked for them
+//! is gone, and would then hand a later reader without a virtio-net header
+//! (a stock Solo5 tender, a plain open) coalesced segments with partial
+//! checksums, which it cannot use. So every open starts by turning them
+//! off, a `Tap` turns them off when dropped, and SIGINT, SIGTERM and SIGHUP
+//! (when the program left them at their default action) turn them off
+//! before ending the process. Only a SIGKILL leaves them on: then
+//! recreate the TAP, or open it once with offloads off.
 
-use std::cell::RefCell;
+use super::super::OffloadHdr;
+use std::cell::{Cell, RefCell};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -14,6 +32,61 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 use super::{cvt, owned_fd};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// The descriptors of the TAPs whose offloads are on (-1: a free slot),
+/// for the signal handler that turns them off.
+static OFFLOADED: [AtomicI32; 16] = [const { AtomicI32::new(-1) }; 16];
+
+/// Turns the kernel's offloads of the TAP open as `fd` off (or on).
+fn set_offload(fd: RawFd, flags: libc::c_uint) -> io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes its flags by value; no memory is passed.
+    cvt(unsafe { libc::ioctl(fd, libc::TUNSETOFFLOAD, libc::c_ulong::from(flags)) })?;
+    Ok(())
+}
+
+/// SIGINT, SIGTERM, SIGHUP: turns the offloads of [`OFFLOADED`] off, then
+/// ends the process as the signal's default action would.
+extern "C" fn offload_off_and_die(sig: libc::c_int) {
+    for slot in &OFFLOADED {
+        let fd = slot.load(Ordering::Relaxed);
+        if fd >= 0 {
+            // SAFETY: ioctl is async-signal-safe; a stale descriptor only
+            // makes it fail.
+            unsafe { libc::ioctl(fd, libc::TUNSETOFFLOAD, 0 as libc::c_ulong) };
+        }
+    }
+    // SAFETY: signal is async-signal-safe; this restores the default
+    // action of `sig`.
+    unsafe { libc::signal(sig, libc::SIG_DFL) };
+    // SAFETY: raise is async-signal-safe; the default action of these
+    // signals ends the process.
+    unsafe { libc::raise(sig) };
+}
+
+/// Installs [`offload_off_and_die`] for the signals still at their
+/// default action (once per process).
+fn install_offload_handler() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            // SAFETY: an all-zero `sigaction` is a valid value; `old` is
+            // written by the kernel.
+            let mut old: libc::sigaction = unsafe { core::mem::zeroed() };
+            // SAFETY: a query (no new action) into `old`.
+            if unsafe { libc::sigaction(sig, core::ptr::null(), &mut old) } != 0
+                || old.sa_sigaction != libc::SIG_DFL
+            {
+                continue;
+            }
+            // SAFETY: as above.
+            let mut act: libc::sigaction = unsafe { core::mem::zeroed() };
+            act.sa_sigaction = offload_off_and_die as *const () as usize;
+            // SAFETY: the handler only makes async-signal-safe calls.
+            unsafe { libc::sigaction(sig, &act, core::ptr::null_mut()) };
+        }
+    });
+}
 
 /// The longest frame a TAP can carry: the largest MTU of a tun/tap device
 /// (65535) plus an Ethernet header (14) and a VLAN tag (4).
@@ -28,13 +101,19 @@ pub(crate) struct Tap {
     file: File,
     name: String,
     mtu: usize,
+    /// Every frame is preceded by a virtio-net header (`IFF_VNET_HDR`).
+    vnet: bool,
+    /// The kernel's offloads are on ([`Tap::enable_offload`]).
+    offload: Cell<bool>,
     /// Where a frame larger than the caller's buffer spills over, so that
     /// its true length is known (a plain `read` would silently truncate).
     overflow: RefCell<Box<[u8]>>,
 }
 
 impl Tap {
-    /// Attaches to the existing TAP interface `name`.
+    /// Attaches to the existing TAP interface `name`; with `vnet`, with a
+    /// virtio-net header on each frame (if the kernel takes it: otherwise
+    /// plainly), so that offloads can be enabled later.
     ///
     /// # Errors
     ///
@@ -43,7 +122,7 @@ impl Tap {
     /// `/dev/net/tun` is missing or not accessible; the process may not
     /// attach to it (not root, not the TAP's owner); it is busy (another
     /// process is attached); it is not a TAP interface.
-    pub(crate) fn open(name: &str) -> io::Result<Tap> {
+    pub(crate) fn open(name: &str, vnet: bool) -> io::Result<Tap> {
         let ifr_name = ifr_name(name)?;
         let fail = |kind: io::ErrorKind, what: String| {
             Err(io::Error::new(
@@ -117,8 +196,24 @@ impl Tap {
         };
 
         let mut ifr = ifreq(ifr_name);
-        ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
-        if let Err(e) = ioctl_ifreq(file.as_fd(), libc::TUNSETIFF, &mut ifr) {
+        let plain = libc::IFF_TAP | libc::IFF_NO_PI;
+        let mut vnet = vnet;
+        ifr.ifr_ifru.ifru_flags =
+            (plain | if vnet { libc::IFF_VNET_HDR } else { 0 }) as libc::c_short;
+        let mut attached = ioctl_ifreq(file.as_fd(), libc::TUNSETIFF, &mut ifr);
+        if vnet
+            && attached
+                .as_ref()
+                .is_err_and(|e| e.raw_os_error() == Some(libc::EINVAL))
+        {
+            // A kernel without virtio-net headers on TAPs: attach plainly
+            // (a TAP that cannot be attached at all fails the same again).
+            vnet = false;
+            ifr = ifreq(ifr_name);
+            ifr.ifr_ifru.ifru_flags = plain as libc::c_short;
+            attached = ioctl_ifreq(file.as_fd(), libc::TUNSETIFF, &mut ifr);
+        }
+        if let Err(e) = attached {
             let what = match e.raw_os_error() {
                 Some(libc::EPERM) | Some(libc::EACCES) => format!(
                     "no permission to attach ({e}); run as root (CAP_NET_ADMIN), or create \
@@ -145,10 +240,32 @@ impl Tap {
                 "the kernel attached another interface".into(),
             );
         }
+        // Left on by an earlier process (see the module docs): off until
+        // asked for.
+        let _ = set_offload(file.as_raw_fd(), 0);
+        if vnet {
+            let len = OffloadHdr::LEN as libc::c_int;
+            // SAFETY: TUNSETVNETHDRSZ reads one `int` through the pointer.
+            let r = unsafe {
+                libc::ioctl(
+                    file.as_raw_fd(),
+                    libc::TUNSETVNETHDRSZ,
+                    &len as *const libc::c_int,
+                )
+            };
+            if cvt(r).is_err() {
+                return fail(
+                    io::ErrorKind::Other,
+                    "cannot set the virtio-net header's size".into(),
+                );
+            }
+        }
         Ok(Tap {
             file,
             name: name.to_owned(),
             mtu,
+            vnet,
+            offload: Cell::new(false),
             overflow: RefCell::new(vec![0u8; MAX_FRAME].into_boxed_slice()),
         })
     }
@@ -163,10 +280,21 @@ impl Tap {
     /// truncated silently; a buffer of `mtu() + 18` bytes avoids this.
     /// Otherwise the error of `read`.
     pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        Ok(self.try_read_hdr(buf)?.map(|(n, _)| n))
+    }
+
+    /// As [`try_read`](Tap::try_read), with the frame's virtio-net header
+    /// (all zeros on a TAP without one).
+    pub(crate) fn try_read_hdr(&self, buf: &mut [u8]) -> io::Result<Option<(usize, OffloadHdr)>> {
         let mut overflow = self.overflow.borrow_mut();
+        let mut hdr = [0u8; OffloadHdr::LEN];
         // When `buf` could be too small for some frame, let the frame
         // spill into `overflow`: the length read tells the truth.
         let iov = [
+            libc::iovec {
+                iov_base: hdr.as_mut_ptr().cast(),
+                iov_len: hdr.len(),
+            },
             libc::iovec {
                 iov_base: buf.as_mut_ptr().cast(),
                 iov_len: buf.len(),
@@ -176,13 +304,34 @@ impl Tap {
                 iov_len: MAX_FRAME.saturating_sub(buf.len()),
             },
         ];
-        let iovcnt = if buf.len() >= MAX_FRAME { 1 } else { 2 };
+        let iov = if self.vnet { &iov[..] } else { &iov[1..] };
+        let iov = if buf.len() >= MAX_FRAME {
+            &iov[..iov.len() - 1]
+        } else {
+            iov
+        };
+        let skip = if self.vnet { OffloadHdr::LEN } else { 0 };
         let n = loop {
-            // SAFETY: both iovecs describe writable memory exclusively
-            // borrowed for the duration of the call (`buf`, and `overflow`
-            // through its RefCell guard).
-            match cvt(unsafe { libc::readv(self.file.as_raw_fd(), iov.as_ptr(), iovcnt) }) {
-                Ok(n) => break n as usize,
+            // SAFETY: the iovecs describe writable memory exclusively
+            // borrowed for the duration of the call (`hdr`, `buf`, and
+            // `overflow` through its RefCell guard).
+            match cvt(unsafe {
+                libc::readv(
+                    self.file.as_raw_fd(),
+                    iov.as_ptr(),
+                    iov.len() as libc::c_int,
+                )
+            }) {
+                Ok(n) if (n as usize) < skip => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "TAP interface `{}`: a read shorter than its header",
+                            self.name
+                        ),
+                    ));
+                }
+                Ok(n) => break n as usize - skip,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) => {
@@ -205,7 +354,36 @@ impl Tap {
                 ),
             ));
         }
-        Ok(Some(n))
+        Ok(Some((n, OffloadHdr::from_bytes(hdr))))
+    }
+
+    /// Asks the kernel for checksum and TCP segmentation offloads
+    /// (`TUNSETOFFLOAD` with `TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6`):
+    /// whether they are on (never on a TAP opened without a virtio-net
+    /// header, or when the kernel refuses).
+    pub(crate) fn enable_offload(&self) -> bool {
+        if !self.vnet {
+            return false;
+        }
+        if !self.offload.get() {
+            let fd = self.file.as_raw_fd();
+            // A slot for the signal handler first: offloads it could not
+            // turn off are not turned on.
+            let Some(slot) = OFFLOADED.iter().find(|s| {
+                s.compare_exchange(-1, fd, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            }) else {
+                return false;
+            };
+            install_offload_handler();
+            let flags = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+            if set_offload(fd, flags).is_ok() {
+                self.offload.set(true);
+            } else {
+                slot.store(-1, Ordering::Relaxed);
+            }
+        }
+        self.offload.get()
     }
 
     /// Writes `frame` as one Ethernet frame.
@@ -222,6 +400,25 @@ impl Tap {
     /// when the interface is down). The message names the interface and
     /// the frame's length.
     pub(crate) fn write(&self, frame: &[u8]) -> io::Result<()> {
+        self.write_hdr(OffloadHdr::default(), frame)
+    }
+
+    /// As [`write`](Tap::write), with a virtio-net header (which must be
+    /// all zeros unless [`enable_offload`](Tap::enable_offload) said yes).
+    pub(crate) fn write_hdr(&self, hdr: OffloadHdr, frame: &[u8]) -> io::Result<()> {
+        let hdr = hdr.to_bytes();
+        let iov = [
+            libc::iovec {
+                iov_base: hdr.as_ptr().cast_mut().cast(),
+                iov_len: hdr.len(),
+            },
+            libc::iovec {
+                iov_base: frame.as_ptr().cast_mut().cast(),
+                iov_len: frame.len(),
+            },
+        ];
+        let iov = if self.vnet { &iov[..] } else { &iov[1..] };
+        let total = if self.vnet { hdr.len() } else { 0 } + frame.len();
         let err = |e: io::Error| {
             io::Error::new(
                 e.kind(),
@@ -234,11 +431,17 @@ impl Tap {
         };
         let mut deadline = None;
         loop {
-            // SAFETY: `frame` is readable for `frame.len()` bytes.
-            let ret =
-                unsafe { libc::write(self.file.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
+            // SAFETY: the iovecs describe `hdr` and `frame`, readable for
+            // their lengths (the kernel only reads through them).
+            let ret = unsafe {
+                libc::writev(
+                    self.file.as_raw_fd(),
+                    iov.as_ptr(),
+                    iov.len() as libc::c_int,
+                )
+            };
             match cvt(ret) {
-                Ok(n) if n as usize == frame.len() => return Ok(()),
+                Ok(n) if n as usize == total => return Ok(()),
                 Ok(n) => {
                     // A TAP takes whole frames; this would be a kernel bug.
                     return Err(err(io::Error::new(
@@ -282,6 +485,19 @@ impl Tap {
     #[cfg(test)]
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+}
+
+impl Drop for Tap {
+    /// Turns the offloads off (see the module docs).
+    fn drop(&mut self) {
+        if self.offload.get() {
+            let fd = self.file.as_raw_fd();
+            let _ = set_offload(fd, 0);
+            for slot in &OFFLOADED {
+                let _ = slot.compare_exchange(fd, -1, Ordering::Relaxed, Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -403,7 +619,7 @@ mod tests {
             ("a/b", "it contains `/`, `%`, `:`, a space or a NUL"),
             ("tap 0", "it contains `/`, `%`, `:`, a space or a NUL"),
         ] {
-            let e = Tap::open(name).unwrap_err();
+            let e = Tap::open(name, true).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
             assert_eq!(
                 e.to_string(),
@@ -416,7 +632,7 @@ mod tests {
     #[test]
     fn missing_interface() {
         // Only queries the interface list; creates nothing.
-        let e = Tap::open("mkNoSuchTap0").unwrap_err();
+        let e = Tap::open("mkNoSuchTap0", true).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
         assert_eq!(
             e.to_string(),
@@ -597,14 +813,14 @@ mod tests {
 
     fn in_namespace() {
         // Errors that need a real interface.
-        let e = Tap::open("mktapdown").unwrap_err();
+        let e = Tap::open("mktapdown", false).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NetworkDown);
         assert_eq!(
             e.to_string(),
             "TAP interface `mktapdown`: the interface is down; bring it up with \
              `ip link set dev mktapdown up`"
         );
-        let e = Tap::open("lo").unwrap_err();
+        let e = Tap::open("lo", true).unwrap_err();
         assert!(
             e.to_string()
                 .starts_with("TAP interface `lo`: cannot attach (Invalid argument")
@@ -612,10 +828,10 @@ mod tests {
             "{e}"
         );
 
-        let tap = Tap::open("mktap0").unwrap();
+        let tap = Tap::open("mktap0", false).unwrap();
         assert_eq!(tap.mtu(), 1500);
         assert_eq!(tap.name(), "mktap0");
-        let e = Tap::open("mktap0").unwrap_err();
+        let e = Tap::open("mktap0", false).unwrap_err();
         assert!(
             e.to_string().starts_with("TAP interface `mktap0`: busy (")
                 && e.to_string().contains("another process"),

@@ -105,7 +105,11 @@ struct NetInner {
 
 impl NetDev {
     /// TAP interfaces are the tender's business on Solo5.
-    pub(crate) fn open_tap(iface: &str, _mac: Option<[u8; 6]>) -> io::Result<NetDev> {
+    pub(crate) fn open_tap(
+        iface: &str,
+        _mac: Option<[u8; 6]>,
+        _offload: bool,
+    ) -> io::Result<NetDev> {
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
             format!("TAP interface {iface:?}: TAP mapping is done by the Solo5 tender"),
@@ -167,6 +171,27 @@ impl NetDev {
     /// Writes one frame.
     pub(crate) fn write(&self, frame: &[u8]) -> io::Result<()> {
         net_write(self.0.handle, frame).map_err(io_err)
+    }
+
+    /// Solo5's net devices have no offloads (the tender's interface is
+    /// one frame per call): never on.
+    pub(crate) fn enable_offload(&self) -> bool {
+        false
+    }
+
+    /// As [`try_read`](NetDev::try_read), with an all-zeros header.
+    pub(crate) fn try_read_hdr(
+        &self,
+        buf: &mut [u8],
+    ) -> io::Result<Option<(usize, super::OffloadHdr)>> {
+        Ok(self
+            .try_read(buf)?
+            .map(|n| (n, super::OffloadHdr::default())))
+    }
+
+    /// As [`write`](NetDev::write) (offloads are never on).
+    pub(crate) fn write_hdr(&self, _hdr: super::OffloadHdr, frame: &[u8]) -> io::Result<()> {
+        self.write(frame)
     }
 
     /// Moves the frames waiting on this device into its stash (at most
