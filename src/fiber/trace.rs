@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 /// ran, instants for spawns, wake-ups and ends, device notices on track 0,
 /// and flow arrows from each waker to the run its wake-up caused. Open it
 /// in <https://ui.perfetto.dev> or `chrome://tracing`, or read a fairness
-/// report from it with `cargo mkernel trace FILE`.
+/// report from it with `cargo run --example trace_report -- FILE`.
 ///
 /// ```
 /// let path = std::env::temp_dir().join(format!("mk-trace-doc-{}.json", std::process::id()));
@@ -75,7 +75,8 @@ impl Trace {
 
     /// Prints the trace on stderr (the console under Solo5) when the run
     /// ends, between the lines [`TRACE_BEGIN`] and [`TRACE_END`];
-    /// `cargo mkernel trace LOG` finds it in a saved console log. The
+    /// `cargo run --example trace_report -- LOG` finds it in a saved
+    /// console log. The
     /// application option `--mkernel:trace` (first among the application's
     /// arguments: `solo5-spt app.spt --mkernel:trace ARGS`, or hosted
     /// `./app -- --mkernel:trace ARGS`) does this without rebuilding.
