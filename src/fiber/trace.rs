@@ -76,10 +76,10 @@ impl Trace {
     /// Prints the trace on stderr (the console under Solo5) when the run
     /// ends, between the lines [`TRACE_BEGIN`] and [`TRACE_END`];
     /// `cargo run --example trace_report -- LOG` finds it in a saved
-    /// console log. The
-    /// application option `--mkernel:trace` (first among the application's
-    /// arguments: `solo5-spt app.spt --mkernel:trace ARGS`, or hosted
-    /// `./app -- --mkernel:trace ARGS`) does this without rebuilding.
+    /// console log. The application option `--mkernel:trace` (first among
+    /// the application's arguments: `solo5-spt app.spt --mkernel:trace
+    /// ARGS`, or hosted `./app -- --mkernel:trace ARGS`) does this without
+    /// rebuilding.
     #[must_use]
     pub fn console() -> Trace {
         Trace {
