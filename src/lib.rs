@@ -57,6 +57,7 @@
 //! | `Miou.await`, `await_all`, `await_first`, `await_one`, `both` | [`Promise::join`], [`join_all`], [`join_first`], [`join_any`], [`both`] |
 //! | `Miou.cancel` | [`Promise::cancel`] |
 //! | `Miou.yield` | [`yield_now`] |
+//! | `Miou.call`, `parallel`, `Domain.self` | [`call`], [`parallel`], [`current_core`] ([`Builder::cores`]) |
 //! | `Miou.orphans`, `care` | [`Orphans`], [`spawn_orphan`] |
 //! | `Miou.Ownership` | [`Resource`], [`spawn_giving`] |
 //! | `Miou.Hook` (every scheduling point) | [`Hook`] |

@@ -74,6 +74,9 @@ pub(crate) struct Reactor {
     /// receiver may be waiting (checked without a system call).
     link_sent: bool,
     ready: Vec<u64>,
+    /// The run has several cores: another core may end the idle wait
+    /// (through the core's waker, in the poller's set).
+    cross_core: bool,
 }
 
 thread_local! {
@@ -101,9 +104,11 @@ pub(crate) fn with<R>(f: impl FnOnce(&mut Reactor) -> R) -> R {
     })
 }
 
-/// Installs a fresh reactor for a run; removed when the guard drops.
-pub(crate) fn install() -> io::Result<ReactorGuard> {
-    let p = Reactor {
+/// Installs a fresh reactor for a run (or for one core of a run with
+/// several, whose `waker` other cores use to end its idle wait); removed
+/// when the guard drops.
+pub(crate) fn install(waker: Option<&sys::Waker>) -> io::Result<ReactorGuard> {
+    let mut p = Reactor {
         nets: Vec::new(),
         timers: BinaryHeap::new(),
         live_timers: HashSet::new(),
@@ -114,7 +119,11 @@ pub(crate) fn install() -> io::Result<ReactorGuard> {
         next_timer_cycles: u64::MAX,
         link_sent: false,
         ready: Vec::new(),
+        cross_core: waker.is_some(),
     };
+    if let Some(w) = waker {
+        p.poller.watch_waker(w)?;
+    }
     REACTOR.with(|c| *c.borrow_mut() = Some(p));
     publish_due(u64::MAX);
     Ok(ReactorGuard)
@@ -394,7 +403,7 @@ impl Reactor {
     /// Waits for a watched system device or `timeout_ns` (`None`: no time
     /// limit); the ready devices' indices go to `ready`.
     fn wait_system(&mut self, timeout_ns: Option<u64>) {
-        if timeout_ns.is_none() && self.net_waiters.is_empty() {
+        if timeout_ns.is_none() && self.net_waiters.is_empty() && !self.cross_core {
             return; // nothing could ever end the wait
         }
         let mut ready = core::mem::take(&mut self.ready);

@@ -2,6 +2,7 @@
 //! task model).
 
 mod clock;
+mod cores;
 mod error;
 mod hook;
 mod lifecycle;
@@ -21,6 +22,8 @@ pub(crate) mod wait;
 
 pub use clock::DEFAULT_SWITCHES_PER_CLOCK_READ;
 pub(crate) use clock::{cycles, ns_to_cycles_at_most};
+pub(crate) use cores::CoreSet;
+pub use cores::{call, current_core, parallel};
 pub use error::{Error, Violation};
 pub use hook::{Hook, WaitHook};
 pub use orphans::{Orphans, spawn_orphan};

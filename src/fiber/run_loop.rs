@@ -196,6 +196,8 @@ pub(crate) struct Settings {
     pub(crate) max_clock_every: u32,
     /// Records a trace of the run (`Builder::trace`).
     pub(crate) trace: Option<super::Trace>,
+    /// In a run with several cores: the cores, and which one this is.
+    pub(crate) core: Option<(std::sync::Arc<super::CoreSet>, usize)>,
 }
 
 impl Runtime {
@@ -219,6 +221,12 @@ impl Runtime {
         install_panic_hook();
         clock::calibrate_start();
         ROOT_FINISHED.with(|f| f.set(false));
+        let mut s = s;
+        if let Some((set, me)) = settings.core {
+            // Task ids stay unique in the run: each core has its range.
+            s.next_uid = 1 + ((me as u64) << 40);
+            s.multi = Some(Box::new(super::cores::Multi::new(set, me)));
+        }
         let cell = Box::new(RefCell::new(s));
         CURRENT.with(|c| c.set(&*cell as *const RefCell<Scheduler>));
         Runtime { cell }
@@ -305,6 +313,81 @@ impl Runtime {
             Some(Err(Error::Cancelled)) => Err(Box::new("mkernel: the main task was cancelled")),
             None => fatal("mkernel: internal error: run ended before its main task"),
         }
+    }
+}
+
+impl Runtime {
+    /// Runs this core's scheduler (not the first core of a run with
+    /// several) until the run stops: it serves the tasks other cores call
+    /// here, and sleeps on its waker when it has nothing to do.
+    pub(crate) fn serve(self) {
+        let Some((set, me)) = with(|s| s.multi.as_ref().map(|m| (m.set().clone(), m.me()))) else {
+            return;
+        };
+        let mut carry = None;
+        let mut reported = false;
+        loop {
+            match tick(&mut carry) {
+                Tick::Ran => {
+                    if set.stopping() {
+                        break;
+                    }
+                }
+                Tick::Stuck => {
+                    if set.stopping() {
+                        break;
+                    }
+                    let sleep = with(|s| s.multi.as_ref().is_some_and(|m| m.going_to_sleep()));
+                    if sleep {
+                        set.waker(me).wait();
+                        with(|s| {
+                            if let Some(m) = &s.multi {
+                                m.awake();
+                            }
+                        });
+                    }
+                }
+                Tick::Violation(v) => {
+                    // The first core stops the run; this one ends its tasks
+                    // (their callers hear they were cancelled) and goes on
+                    // serving cancellations until then.
+                    with(|s| s.violation = None);
+                    if !reported {
+                        reported = true;
+                        super::cores::report_violation(&set, v);
+                    }
+                    if let Some(c) = carry.take() {
+                        with(|s| put_back(s, c));
+                    }
+                    teardown_core();
+                }
+            }
+        }
+        if let Some(c) = carry.take() {
+            with(|s| put_back(s, c));
+        }
+        teardown_core();
+        stop_idle_workers();
+    }
+}
+
+/// Cancels every task of this core (one that is not the first): those
+/// called from other cores, with their descendants, and any daemon.
+fn teardown_core() {
+    let tops: Vec<TaskRef> = with(|s| {
+        s.tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, sl)| sl.uid != 0 && sl.parent.is_none() && !sl.state.is_finished())
+            .map(|(i, sl)| TaskRef {
+                idx: i as u32,
+                uid: sl.uid,
+            })
+            .collect()
+    });
+    for t in tops {
+        cancel_task(t);
+        drop_if_unreferenced(t);
     }
 }
 
@@ -441,6 +524,8 @@ enum Step {
     Idle { waiting: bool },
     /// A rule was broken: the run stops.
     Stop(Violation),
+    /// Another core posted messages (a run with several cores).
+    Inbox,
 }
 
 /// A question for the event source, taken out of the scheduler so that
@@ -468,6 +553,11 @@ fn tick(carry: &mut Option<Carry>) -> Tick {
         if let Some(v) = s.violation {
             return Step::Stop(v);
         }
+        if let Some(m) = &s.multi
+            && m.pending()
+        {
+            return Step::Inbox;
+        }
         s.ticks += 1;
         let block = s.run_queue.is_empty();
         let hooks = !s.hooks.is_empty();
@@ -481,6 +571,13 @@ fn tick(carry: &mut Option<Carry>) -> Tick {
                 && s.clock.now() < super::syscall::due_cycles()
         };
         if !skip {
+            if block
+                && let Some(m) = &s.multi
+                && !m.going_to_sleep()
+            {
+                // Another core posted something: serve it, do not wait.
+                return Step::Inbox;
+            }
             Step::Ask(Ask {
                 block,
                 cancelled: s.syscalls.take_cancelled(),
@@ -502,6 +599,10 @@ fn tick(carry: &mut Option<Carry>) -> Tick {
     let next = match step {
         Step::Run(next) => next,
         Step::Stop(v) => return Tick::Violation(v),
+        Step::Inbox => {
+            super::cores::serve_inbox();
+            return Tick::Ran;
+        }
         Step::Idle { waiting } => return idle(waiting),
         Step::Ask(mut ask) => {
             if ask.wait_hooks {
@@ -512,6 +613,9 @@ fn tick(carry: &mut Option<Carry>) -> Tick {
                 s.events = Some(ask.events);
                 if ask.block {
                     s.clock.read();
+                    if let Some(m) = &s.multi {
+                        m.awake();
+                    }
                 }
                 for sig in signals {
                     deliver(s, sig.id());

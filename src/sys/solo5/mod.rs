@@ -248,6 +248,24 @@ impl BlockDev {
     }
 }
 
+/// How many cores a run may have: Solo5 gives a unikernel one.
+pub(crate) const MAX_CORES: usize = 1;
+
+/// A core's wake-up from another core: none on Solo5 (one core), so it
+/// does nothing.
+#[derive(Debug, Clone)]
+pub(crate) struct Waker;
+
+impl Waker {
+    pub(crate) fn new() -> io::Result<Waker> {
+        Ok(Waker)
+    }
+
+    pub(crate) fn notify(&self) {}
+
+    pub(crate) fn wait(&self) {}
+}
+
 /// The idle wait: `solo5_yield` until a device has input or a deadline.
 #[derive(Debug, Default)]
 pub(crate) struct Poller {
@@ -266,6 +284,11 @@ impl Poller {
             self.devices.resize(token + 1, None);
         }
         self.devices[token] = Some((dev.clone(), false));
+    }
+
+    /// Another core's wake-up: none on Solo5.
+    pub(crate) fn watch_waker(&mut self, _waker: &Waker) -> io::Result<()> {
+        Ok(())
     }
 
     /// Starts or stops reporting device `token` when it has input.
