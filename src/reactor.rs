@@ -475,7 +475,9 @@ fn select(p: &mut Reactor, block: bool, cancelled: &[SyscallId]) -> Vec<Signal> 
                 return out;
             }
             p.poll(Some(0), &mut out);
-            if !out.is_empty() {
+            // Another core's wake-up, consumed by that look: the
+            // scheduler serves what it posted before waiting.
+            if !out.is_empty() || p.poller.take_woken() {
                 return out;
             }
             if !p.block_queue.is_empty() {
@@ -502,6 +504,7 @@ fn select(p: &mut Reactor, block: bool, cancelled: &[SyscallId]) -> Vec<Signal> 
                 return out;
             }
             p.poll(None, &mut out);
+            p.poller.take_woken();
             out
         }
     }

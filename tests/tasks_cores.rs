@@ -93,6 +93,17 @@ impl Drop for SetOnDrop {
     }
 }
 
+/// Sets its flag when dropped, after blocking its thread a while: a
+/// `cancel` that returned before the destructor ended would see it unset.
+struct SlowDrop(Arc<AtomicBool>);
+
+impl Drop for SlowDrop {
+    fn drop(&mut self) {
+        std::thread::sleep(Duration::from_millis(50));
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 #[test]
 fn cancelling_a_call_blocked_in_a_sleep_is_synchronous() {
     let start = Instant::now();
@@ -101,7 +112,7 @@ fn cancelling_a_call_blocked_in_a_sleep_is_synchronous() {
         let dropped = Arc::new(AtomicBool::new(false));
         let (s, d) = (started.clone(), dropped.clone());
         let p = mkernel::call(move || {
-            let _guard = SetOnDrop(d);
+            let _guard = SlowDrop(d);
             s.store(true, Ordering::SeqCst);
             mkernel::sleep(Duration::from_secs(600));
         });

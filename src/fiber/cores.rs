@@ -38,7 +38,7 @@ use core::any::Any;
 use core::panic::Location;
 use std::collections::HashMap;
 use std::panic::resume_unwind;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A called task's function, on its way to its core: it returns its value
@@ -72,6 +72,9 @@ struct Core {
     /// notify it. A core that is running tasks will see `pending` anyway,
     /// so posting to it costs no system call.
     asleep: AtomicBool,
+    /// Messages posted so far: a core blocked in a cancellation sleeps
+    /// until a new one comes (it leaves some in the inbox meanwhile).
+    posted: AtomicU64,
     waker: Waker,
 }
 
@@ -133,6 +136,7 @@ impl CoreSet {
                 inbox: Mutex::new(Vec::new()),
                 pending: AtomicBool::new(false),
                 asleep: AtomicBool::new(false),
+                posted: AtomicU64::new(0),
                 waker: Waker::new()?,
             });
         }
@@ -169,6 +173,7 @@ impl CoreSet {
     fn post(&self, to: usize, msg: Msg) {
         let core = &self.cores[to];
         lock(&core.inbox).push(msg);
+        core.posted.fetch_add(1, Ordering::SeqCst);
         core.pending.store(true, Ordering::SeqCst);
         // Paired with `going_to_sleep`: either the core sees `pending`
         // before it sleeps, or we see it asleep and wake it.
@@ -404,12 +409,16 @@ fn cancel_call(set: &CoreSet, call: &Arc<Call>) {
         if lock(&call.state).ended {
             break;
         }
+        let seen = me.posted.load(Ordering::SeqCst);
         serve_cancels(set, call.home);
         if lock(&call.state).ended {
             break;
         }
+        // Sleep until the called task's core reports, or a new message
+        // comes (perhaps a cancellation to serve); not for those left in
+        // the inbox for the run loop.
         me.asleep.store(true, Ordering::SeqCst);
-        if !me.pending.load(Ordering::SeqCst) && !lock(&call.state).ended {
+        if me.posted.load(Ordering::SeqCst) == seen && !lock(&call.state).ended {
             me.waker.wait();
         }
         me.asleep.store(false, Ordering::SeqCst);
@@ -429,7 +438,11 @@ fn serve_cancels(set: &CoreSet, me: usize) {
     let mut rest = Vec::new();
     for m in msgs {
         match m {
-            Msg::Cancel(call) => cancel_called(&call),
+            Msg::Cancel(call) => {
+                if !cancel_called(&call) {
+                    rest.push(Msg::Cancel(call));
+                }
+            }
             other => rest.push(other),
         }
     }
@@ -454,7 +467,12 @@ pub(crate) fn serve_inbox() {
     for m in msgs {
         match m {
             Msg::Start(call) => start_called(&call),
-            Msg::Cancel(call) => cancel_called(&call),
+            Msg::Cancel(call) => {
+                if !cancel_called(&call) {
+                    // Not expected here (no task runs): try again later.
+                    set.post(me, Msg::Cancel(call));
+                }
+            }
             Msg::Done(id) => with(|s| deliver(s, id)),
             Msg::Violation(v) => with(|s| s.record_violation(v)),
         }
@@ -479,19 +497,25 @@ fn start_called(call: &Arc<Call>) {
     lock(&call.state).task = Some(t);
 }
 
-/// Cancels a task called from another core (its caller asked).
-fn cancel_called(call: &Arc<Call>) {
+/// Cancels a task called from another core (its caller asked); false
+/// when it cannot be now, being the task that runs here (blocked in a
+/// cancellation of its own, which is where this is served from): the
+/// request waits in the inbox until that task gave the CPU back.
+fn cancel_called(call: &Arc<Call>) -> bool {
     let Some(t) = lock(&call.state).task else {
-        return;
+        return true;
     };
-    let go = with(|s| {
-        s.slot(t)
-            .is_some_and(|sl| !sl.state.is_finished() && !sl.cancelling)
-    });
-    if go {
-        // Its end is reported by `after_finish`, through `report`.
-        cancel_task(t);
-        drop_if_unreferenced(t);
+    let state = with(|s| s.slot(t).map(|sl| (sl.state, sl.cancelling)));
+    match state {
+        Some((State::Running, false)) => false,
+        Some((st, false)) if !st.is_finished() => {
+            // Its end is reported by `after_finish`, through `report`.
+            cancel_task(t);
+            drop_if_unreferenced(t);
+            true
+        }
+        // Finished (reported), or being cancelled (reported when done).
+        _ => true,
     }
 }
 

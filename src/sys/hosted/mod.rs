@@ -227,6 +227,9 @@ pub(crate) struct Poller {
     fds: Vec<Option<std::os::fd::RawFd>>,
     /// The core's wake-up, in a run with several cores.
     waker: Option<Waker>,
+    /// The waker ended (or would have ended) a wait since the last
+    /// [`take_woken`](Poller::take_woken).
+    woken: bool,
 }
 
 impl Poller {
@@ -235,6 +238,7 @@ impl Poller {
             epoll: poll::Poller::new()?,
             fds: Vec::new(),
             waker: None,
+            woken: false,
         })
     }
 
@@ -274,8 +278,16 @@ impl Poller {
         {
             ready.swap_remove(i);
             w.drain();
+            self.woken = true;
         }
         Ok(())
+    }
+
+    /// Whether the waker fired since the last call: another core posted
+    /// something, which the caller must not sleep through (the
+    /// notification itself was consumed).
+    pub(crate) fn take_woken(&mut self) -> bool {
+        core::mem::take(&mut self.woken)
     }
 }
 

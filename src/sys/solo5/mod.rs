@@ -291,6 +291,11 @@ impl Poller {
         Ok(())
     }
 
+    /// Whether another core's wake-up fired: never on Solo5.
+    pub(crate) fn take_woken(&mut self) -> bool {
+        false
+    }
+
     /// Starts or stops reporting device `token` when it has input.
     pub(crate) fn watch(&mut self, token: usize, on: bool) -> io::Result<()> {
         if let Some(Some((_, watched))) = self.devices.get_mut(token) {
