@@ -218,7 +218,7 @@ fn tokio_sort(rt: &tokio::runtime::Runtime, input: &[u64]) -> Duration {
     let v = input.to_vec();
     let start = Instant::now();
     let out = rt
-        .block_on(tokio::spawn(tokio_sort_rec(v, SORT_DEPTH)))
+        .block_on(rt.spawn(tokio_sort_rec(v, SORT_DEPTH)))
         .unwrap();
     let t = start.elapsed();
     check_sorted(&out);
@@ -239,7 +239,7 @@ fn tokio_jobs(rt: &tokio::runtime::Runtime, iters: u64) -> Duration {
 }
 
 fn tokio_round_trip(rt: &tokio::runtime::Runtime) -> Duration {
-    rt.block_on(tokio::spawn(async {
+    rt.block_on(rt.spawn(async {
         let start = Instant::now();
         let mut sum = 0;
         for i in 0..ROUND_TRIPS {

@@ -387,3 +387,31 @@ fn main_returning_with_an_unjoined_call_names_its_site() {
         "the message does not name {site}: {stderr}"
     );
 }
+
+#[test]
+fn orphans_collect_calls() {
+    // A server's pattern: hand each request's CPU work to another core,
+    // reap what finished from time to time, wait for the rest at the end.
+    let (served, cores) = Builder::new().cores(2).run((), |()| {
+        let orphans = mkernel::Orphans::new();
+        let mut served = Vec::new();
+        for request in 0..50u64 {
+            while let Some(Some(p)) = orphans.care() {
+                served.push(p.join().unwrap());
+            }
+            mkernel::call_orphan(&orphans, move || (request, mkernel::current_core()));
+            mkernel::yield_now();
+        }
+        while let Some(r) = orphans.get() {
+            served.push(r.unwrap());
+        }
+        served.sort();
+        let cores: Vec<usize> = served.iter().map(|&(_, c)| c).collect();
+        (
+            served.into_iter().map(|(r, _)| r).collect::<Vec<_>>(),
+            cores,
+        )
+    });
+    assert_eq!(served, (0..50).collect::<Vec<_>>());
+    assert!(cores.iter().all(|&c| c == 1), "calls ran on the other core");
+}

@@ -26,7 +26,7 @@ pub(crate) use cores::CoreSet;
 pub use cores::{call, current_core, parallel};
 pub use error::{Error, Violation};
 pub use hook::{Hook, WaitHook};
-pub use orphans::{Orphans, spawn_orphan};
+pub use orphans::{Orphans, call_orphan, spawn_orphan};
 pub(crate) use promise::spawn_daemon;
 pub use promise::{
     Promise, both, join_all, join_any, join_first, spawn, spawn_giving, spawn_named, yield_now,
