@@ -309,6 +309,8 @@ where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
+    // Outside a task this panics here, before anything is posted.
+    let _ = scheduler::current();
     let job: Job = Box::new(move || Box::new(Box::new(f()) as Box<dyn Any + Send>) as Box<dyn Any>);
     let call = Arc::new(Call {
         home: me,
@@ -411,7 +413,9 @@ fn cancel_call(set: &CoreSet, call: &Arc<Call>) {
         }
         let seen = me.posted.load(Ordering::SeqCst);
         serve_cancels(set, call.home);
-        if lock(&call.state).ended {
+        if lock(&call.state).ended || set.stopping() {
+            // Ended; or the run is over (the first core is gone, and every
+            // core ends its tasks): nobody would report.
             break;
         }
         // Sleep until the called task's core reports, or a new message

@@ -372,22 +372,32 @@ impl Runtime {
 }
 
 /// Cancels every task of this core (one that is not the first): those
-/// called from other cores, with their descendants, and any daemon.
+/// called from other cores, with their descendants, then any other still
+/// unfinished (a forgotten child of a task that broke a rule).
 fn teardown_core() {
-    let tops: Vec<TaskRef> = with(|s| {
-        s.tasks
-            .iter()
-            .enumerate()
-            .filter(|(_, sl)| sl.uid != 0 && sl.parent.is_none() && !sl.state.is_finished())
-            .map(|(i, sl)| TaskRef {
-                idx: i as u32,
-                uid: sl.uid,
-            })
-            .collect()
-    });
-    for t in tops {
-        cancel_task(t);
-        drop_if_unreferenced(t);
+    let unfinished = |top: bool| -> Vec<TaskRef> {
+        with(|s| {
+            s.tasks
+                .iter()
+                .enumerate()
+                .filter(|(_, sl)| {
+                    sl.uid != 0 && !sl.state.is_finished() && (!top || sl.parent.is_none())
+                })
+                .map(|(i, sl)| TaskRef {
+                    idx: i as u32,
+                    uid: sl.uid,
+                })
+                .collect()
+        })
+    };
+    for top in [true, false] {
+        for t in unfinished(top) {
+            let still = with(|s| s.slot(t).is_some_and(|sl| !sl.state.is_finished()));
+            if still {
+                cancel_task(t);
+                drop_if_unreferenced(t);
+            }
+        }
     }
 }
 
