@@ -75,7 +75,9 @@ pub(crate) struct Reactor {
     link_sent: bool,
     ready: Vec<u64>,
     /// The run has several cores: another core may end the idle wait
-    /// (through the core's waker, in the poller's set).
+    /// (through the core's waker, in the poller's set), and while tasks run
+    /// the scheduler looks at their messages when this source says it may
+    /// have something, so it says so every `POLL_CYCLES`.
     cross_core: bool,
 }
 
@@ -124,8 +126,10 @@ pub(crate) fn install(waker: Option<&sys::Waker>) -> io::Result<ReactorGuard> {
     if let Some(w) = waker {
         p.poller.watch_waker(w)?;
     }
+    let cross_core = p.cross_core;
     REACTOR.with(|c| *c.borrow_mut() = Some(p));
-    publish_due(u64::MAX);
+    // With several cores, the first scheduling point already looks.
+    publish_due(if cross_core { 0 } else { u64::MAX });
     Ok(ReactorGuard)
 }
 
@@ -373,7 +377,7 @@ impl Reactor {
     fn refresh_due(&self) {
         let devices = if self.link_sent {
             0
-        } else if self.net_waiters.is_empty() {
+        } else if self.net_waiters.is_empty() && !self.cross_core {
             u64::MAX
         } else {
             self.last_poll.wrapping_add(POLL_CYCLES)
@@ -465,6 +469,11 @@ fn select(p: &mut Reactor, block: bool, cancelled: &[SyscallId]) -> Vec<Signal> 
                 if !p.net_waiters.is_empty() && now.wrapping_sub(p.last_poll) >= POLL_CYCLES {
                     p.poll(Some(0), &mut out);
                 } else {
+                    if p.cross_core && now.wrapping_sub(p.last_poll) >= POLL_CYCLES {
+                        // The periodic look at the other cores' messages is
+                        // the scheduler's, after this call: no system call.
+                        p.last_poll = now;
+                    }
                     if p.link_sent {
                         p.check_links(&mut out);
                     }

@@ -13,11 +13,13 @@
 //!   its core stores the result in the call's shared record and posts the
 //!   proxy's syscall back to the caller's core.
 //!
-//! Messages go through a core's inbox (a mutex-protected list and a flag
-//! that its run loop reads at every scheduling point, only when the run has
-//! several cores), and the core's [`Waker`](crate::sys::Waker) (an eventfd in
-//! its epoll set) wakes it if it sleeps: an idle core waits in one system
-//! call, and a result is noticed at once.
+//! Messages go through a core's inbox (a mutex-protected list and a flag),
+//! and the core's [`Waker`](crate::sys::Waker) (an eventfd in its epoll
+//! set) wakes it if it sleeps: an idle core waits in one system call, and
+//! a message to it is served at once. A core that is running tasks looks
+//! at the flag where it looks at its devices: when its event source says it
+//! may have something, at least every ~100 µs in a run with several cores
+//! (so the single-core fast path has no check of its own).
 //!
 //! Cancelling a proxy cancels the called task synchronously: the
 //! canceller's core posts the request and blocks until the called task's
@@ -215,11 +217,12 @@ impl Multi {
     }
 
     /// Marks the core about to wait; false (and not marked) when messages
-    /// came meanwhile, which must be served first.
+    /// came meanwhile, which must be served first, or when the run is over
+    /// (its wake-up may have been consumed by an earlier wait).
     pub(crate) fn going_to_sleep(&self) -> bool {
         let core = &self.set.cores[self.me];
         core.asleep.store(true, Ordering::SeqCst);
-        if core.pending.load(Ordering::SeqCst) {
+        if core.pending.load(Ordering::SeqCst) || self.set.stopping() {
             core.asleep.store(false, Ordering::SeqCst);
             return false;
         }
@@ -502,17 +505,21 @@ fn start_called(call: &Arc<Call>) {
 }
 
 /// Cancels a task called from another core (its caller asked); false
-/// when it cannot be now, being the task that runs here (blocked in a
-/// cancellation of its own, which is where this is served from): the
-/// request waits in the inbox until that task gave the CPU back.
+/// when it cannot be now, because it or one of its descendants is the task
+/// that runs here (blocked in a cancellation of its own, which is where
+/// this is served from): the request waits in the inbox until that task
+/// gave the CPU back.
 fn cancel_called(call: &Arc<Call>) -> bool {
     let Some(t) = lock(&call.state).task else {
         return true;
     };
-    let state = with(|s| s.slot(t).map(|sl| (sl.state, sl.cancelling)));
+    let state = with(|s| {
+        s.slot(t)
+            .map(|sl| (sl.state, sl.cancelling, runs_within(s, t)))
+    });
     match state {
-        Some((State::Running, false)) => false,
-        Some((st, false)) if !st.is_finished() => {
+        Some((_, false, true)) => false,
+        Some((st, false, false)) if !st.is_finished() => {
             // Its end is reported by `after_finish`, through `report`.
             cancel_task(t);
             drop_if_unreferenced(t);
@@ -521,6 +528,28 @@ fn cancel_called(call: &Arc<Call>) -> bool {
         // Finished (reported), or being cancelled (reported when done).
         _ => true,
     }
+}
+
+/// Whether `t` or one of its descendants is on the CPU here: the task
+/// running (blocked in a cancellation of its own), or one being cancelled
+/// under it. Cancelling `t` now would have to unwind a stack that is in use.
+fn runs_within(s: &Scheduler, t: TaskRef) -> bool {
+    s.tasks.iter().enumerate().any(|(i, sl)| {
+        if sl.uid == 0 || !matches!(sl.state, State::Running) {
+            return false;
+        }
+        let mut cur = Some(TaskRef {
+            idx: i as u32,
+            uid: sl.uid,
+        });
+        while let Some(c) = cur {
+            if c == t {
+                return true;
+            }
+            cur = s.slot(c).and_then(|x| x.parent);
+        }
+        false
+    })
 }
 
 /// A task called from another core ended: its result goes to the caller's

@@ -293,14 +293,13 @@ pub(super) fn finish(t: TaskRef, exit: Exit) {
 /// dropped outside the borrow).
 fn complete(s: &mut Scheduler, t: TaskRef) -> Option<Option<TaskResult>> {
     let slot = &s.tasks[t.idx as usize];
-    let mut called = false;
     if slot.joined_by_parent {
         match slot.parent {
             Some(p) => {
                 s.wake_by(p, By::Task(t.uid));
             }
             // Called from another core: its caller waits there.
-            None => called = true,
+            None => return complete_called(s, t),
         }
     }
     if s.trace.is_some() {
@@ -311,9 +310,18 @@ fn complete(s: &mut Scheduler, t: TaskRef) -> Option<Option<TaskResult>> {
     if s.root == Some(t) {
         ROOT_FINISHED.with(|f| f.set(true));
     }
-    if called {
-        super::cores::report(s, t);
+    s.maybe_free(t)
+}
+
+/// [`complete`] for a task called from another core (never the root): its
+/// result goes to its caller's core.
+#[cold]
+fn complete_called(s: &mut Scheduler, t: TaskRef) -> Option<Option<TaskResult>> {
+    if s.trace.is_some() {
+        let panicked = matches!(s.tasks[t.idx as usize].result, Some(Err(_)));
+        super::trace::finish(s, t, panicked);
     }
+    super::cores::report(s, t);
     s.maybe_free(t)
 }
 

@@ -563,11 +563,6 @@ fn tick(carry: &mut Option<Carry>) -> Tick {
         if let Some(v) = s.violation {
             return Step::Stop(v);
         }
-        if let Some(m) = &s.multi
-            && m.pending()
-        {
-            return Step::Inbox;
-        }
         s.ticks += 1;
         let block = s.run_queue.is_empty();
         let hooks = !s.hooks.is_empty();
@@ -600,6 +595,8 @@ fn tick(carry: &mut Option<Carry>) -> Tick {
         } else {
             match pick(s) {
                 Some(next) => Step::Run(next),
+                // Idle: another core's messages first (a run with several).
+                None if s.multi.as_ref().is_some_and(|m| m.pending()) => Step::Inbox,
                 None => Step::Idle {
                     waiting: s.syscalls.any_waiting(),
                 },
@@ -619,7 +616,7 @@ fn tick(carry: &mut Option<Carry>) -> Tick {
                 super::hook::run_hooks(Kind::Wait);
             }
             let signals = ask.events.select(ask.block, &ask.cancelled);
-            with(|s| {
+            let inbox = with(|s| {
                 s.events = Some(ask.events);
                 if ask.block {
                     s.clock.read();
@@ -630,7 +627,16 @@ fn tick(carry: &mut Option<Carry>) -> Tick {
                 for sig in signals {
                     deliver(s, sig.id());
                 }
+                // Another core's messages are looked for here, with the
+                // devices: when the source wakes from its wait, or at its
+                // periodic look while tasks run (it publishes one at least
+                // every ~100 µs in a run with several cores), so that the
+                // fast path of one core stays as it is.
+                s.multi.as_ref().is_some_and(|m| m.pending())
             });
+            if inbox {
+                super::cores::serve_inbox();
+            }
             if ask.hooks {
                 super::hook::run_hooks(Kind::Tick);
             }
