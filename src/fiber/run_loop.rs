@@ -134,8 +134,9 @@ fn check_canary(s: &Scheduler, t: TaskRef) {
     }
 }
 
-/// Puts a suspended task's worker back in its slot.
-#[inline]
+/// Puts a suspended task's worker back in its slot. Always inlined into
+/// `tick`'s fast path (it is most of it), whatever else `tick` holds.
+#[inline(always)]
 fn put_back(s: &mut Scheduler, c: Carry) {
     s.clock.after_switch();
     s.current = None;
@@ -534,8 +535,6 @@ enum Step {
     Idle { waiting: bool },
     /// A rule was broken: the run stops.
     Stop(Violation),
-    /// Another core posted messages (a run with several cores).
-    Inbox,
 }
 
 /// A question for the event source, taken out of the scheduler so that
@@ -576,13 +575,9 @@ fn tick(carry: &mut Option<Carry>) -> Tick {
                 && s.clock.now() < super::syscall::due_cycles()
         };
         if !skip {
-            if block
-                && let Some(m) = &s.multi
-                && !m.going_to_sleep()
-            {
-                // Another core posted something: serve it, do not wait.
-                return Step::Inbox;
-            }
+            // Another core posted something: look without waiting (the
+            // inbox is served after the source's answer).
+            let block = block && (s.multi.is_none() || may_sleep(s));
             Step::Ask(Ask {
                 block,
                 cancelled: s.syscalls.take_cancelled(),
@@ -595,8 +590,9 @@ fn tick(carry: &mut Option<Carry>) -> Tick {
         } else {
             match pick(s) {
                 Some(next) => Step::Run(next),
-                // Idle: another core's messages first (a run with several).
-                None if s.multi.as_ref().is_some_and(|m| m.pending()) => Step::Inbox,
+                // Idle: another core's messages first (a run with several),
+                // served after a look at the source that does not wait.
+                None if s.multi.is_some() && inbox_pending(s) => Step::Ask(look_now(s, hooks)),
                 None => Step::Idle {
                     waiting: s.syscalls.any_waiting(),
                 },
@@ -606,10 +602,6 @@ fn tick(carry: &mut Option<Carry>) -> Tick {
     let next = match step {
         Step::Run(next) => next,
         Step::Stop(v) => return Tick::Violation(v),
-        Step::Inbox => {
-            super::cores::serve_inbox();
-            return Tick::Ran;
-        }
         Step::Idle { waiting } => return idle(waiting),
         Step::Ask(mut ask) => {
             if ask.wait_hooks {
@@ -620,9 +612,6 @@ fn tick(carry: &mut Option<Carry>) -> Tick {
                 s.events = Some(ask.events);
                 if ask.block {
                     s.clock.read();
-                    if let Some(m) = &s.multi {
-                        m.awake();
-                    }
                 }
                 for sig in signals {
                     deliver(s, sig.id());
@@ -632,7 +621,7 @@ fn tick(carry: &mut Option<Carry>) -> Tick {
                 // periodic look while tasks run (it publishes one at least
                 // every ~100 µs in a run with several cores), so that the
                 // fast path of one core stays as it is.
-                s.multi.as_ref().is_some_and(|m| m.pending())
+                s.multi.is_some() && after_look(s, ask.block)
             });
             if inbox {
                 super::cores::serve_inbox();
@@ -656,6 +645,46 @@ fn tick(carry: &mut Option<Carry>) -> Tick {
     let (t, w, entry) = next;
     *carry = resume(t, w, entry);
     Tick::Ran
+}
+
+/// Whether this core may wait in its event source (a run with several
+/// cores): not when another core posted something meanwhile. Out of line,
+/// as the other helpers below, so that `tick` stays as with one core.
+#[inline(never)]
+fn may_sleep(s: &Scheduler) -> bool {
+    s.multi.as_ref().is_none_or(|m| m.going_to_sleep())
+}
+
+/// Whether another core's messages wait here.
+#[cold]
+#[inline(never)]
+fn inbox_pending(s: &Scheduler) -> bool {
+    s.multi.as_ref().is_some_and(|m| m.pending())
+}
+
+/// A look at the event source that does not wait, for an idle core with
+/// messages to serve (served after the source's answer).
+#[cold]
+#[inline(never)]
+fn look_now(s: &mut Scheduler, hooks: bool) -> Ask {
+    Ask {
+        block: false,
+        cancelled: s.syscalls.take_cancelled(),
+        events: s.events.take().expect("events present"),
+        hooks,
+        wait_hooks: false,
+    }
+}
+
+/// After the event source answered (a run with several cores): the core
+/// is awake, and whether messages wait.
+#[inline(never)]
+fn after_look(s: &Scheduler, waited: bool) -> bool {
+    let Some(m) = &s.multi else { return false };
+    if waited {
+        m.awake();
+    }
+    m.pending()
 }
 
 /// What an idle scheduling point reports.
