@@ -195,12 +195,15 @@
 //!   `(c + i) % n` (`c` the caller's), the caller's own share running as
 //!   local children, where Miou leaves the caller's domain out.
 //! - Cross-core messages (start a call, cancel one, a call ended) go into
-//!   the target core's inbox, which its run loop looks at at every
-//!   scheduling point (an atomic flag), and wake it only if it sleeps: an
-//!   idle core waits in its one system call (`epoll_wait`, the core's
-//!   `eventfd` in the set), and a result is noticed at once. No spinning:
-//!   a `call` + `join` round trip to an idle core costs two thread
-//!   wake-ups (a few µs; `cargo bench --bench parallel`).
+//!   the target core's inbox and wake it only if it sleeps: an idle core
+//!   waits in its one system call (`epoll_wait`, the core's `eventfd` in
+//!   the set), and a message is served at once. A core running tasks looks
+//!   at its inbox (an atomic flag) where it looks at its devices: when its
+//!   event source says it may have something, at least every ~100 µs with
+//!   several cores, so that the single-core fast path has no check of its
+//!   own. No spinning: a `call` + `join` round trip to an idle core costs
+//!   two thread wake-ups (a few µs, more where waking an idle CPU is slow,
+//!   as in a VM; `cargo bench --bench parallel`).
 //! - Cancelling a call is synchronous across cores (rule 4): the
 //!   canceller's core posts the request and blocks until the called task's
 //!   core reports it ended, with its descendants, their destructors run;
