@@ -400,7 +400,7 @@ impl Builder {
 /// when dropped (also when the run unwinds).
 struct Cores {
     set: Option<Arc<CoreSet>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
+    threads: Vec<crate::sys::CoreThread>,
 }
 
 impl Drop for Cores {
@@ -411,7 +411,7 @@ impl Drop for Cores {
         for t in self.threads.drain(..) {
             // A core that panicked has printed why; the run's own outcome
             // is the first core's.
-            let _ = t.join();
+            t.join();
         }
     }
 }
@@ -462,32 +462,30 @@ impl Builder {
             let (quanta, stack_size, seed, clock_every) =
                 (self.quanta, self.stack_size, self.seed, self.clock_every);
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-            let t = std::thread::Builder::new()
-                .name(format!("mkernel-core-{k}"))
-                .spawn(move || {
-                    let guard = match reactor::install(Some(set.waker(k))) {
-                        Ok(g) => g,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    let rt = Runtime::enter(Settings {
-                        events: Box::new(ReactorEvents),
-                        publishes_due: true,
-                        quanta,
-                        stack_size,
-                        // Each core its own choices, reproducible from the seed.
-                        seed: seed ^ (k as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
-                        max_clock_every: clock_every,
-                        trace: None,
-                        core: Some((set, k)),
-                    });
-                    let _ = ready_tx.send(Ok(()));
-                    rt.serve();
-                    drop(guard);
-                })
-                .map_err(platform)?;
+            let t = crate::sys::CoreThread::spawn(format!("mkernel-core-{k}"), move || {
+                let guard = match reactor::install(Some(set.waker(k))) {
+                    Ok(g) => g,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let rt = Runtime::enter(Settings {
+                    events: Box::new(ReactorEvents),
+                    publishes_due: true,
+                    quanta,
+                    stack_size,
+                    // Each core its own choices, reproducible from the seed.
+                    seed: seed ^ (k as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                    max_clock_every: clock_every,
+                    trace: None,
+                    core: Some((set, k)),
+                });
+                let _ = ready_tx.send(Ok(()));
+                rt.serve();
+                drop(guard);
+            })
+            .map_err(platform)?;
             cores.threads.push(t);
             match ready_rx.recv() {
                 Ok(Ok(())) => {}

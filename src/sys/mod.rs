@@ -29,9 +29,9 @@ pub(crate) mod clock;
 mod os;
 
 pub(crate) use os::{
-    BlockDev, DEFAULT_STACK_SIZE, DEFAULT_SWITCHES_PER_CLOCK_READ, DEFAULT_TRACE_EVENTS, MAX_CORES,
-    NetDev, Poller, TENDER_MAPS_DEVICES, Waker, env_app_args, fill_random, heap, overflow,
-    stack_memory, ticker,
+    BlockDev, CoreThread, DEFAULT_STACK_SIZE, DEFAULT_SWITCHES_PER_CLOCK_READ,
+    DEFAULT_TRACE_EVENTS, MAX_CORES, NetDev, Poller, TENDER_MAPS_DEVICES, Waker, env_app_args,
+    fill_random, heap, overflow, stack_memory, ticker,
 };
 
 /// What the stack-overflow handler needs to know of the task that was

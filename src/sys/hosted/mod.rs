@@ -163,6 +163,25 @@ impl BlockDev {
 /// `n` (say a byte count) is an error rather than thousands of threads.
 pub(crate) const MAX_CORES: usize = 1024;
 
+/// A core's thread (a run with several cores).
+#[derive(Debug)]
+pub(crate) struct CoreThread(std::thread::JoinHandle<()>);
+
+impl CoreThread {
+    /// Starts `f` on a new thread named `name`.
+    pub(crate) fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> io::Result<CoreThread> {
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(f)
+            .map(CoreThread)
+    }
+
+    /// Waits for the thread to end (a panic there has printed itself).
+    pub(crate) fn join(self) {
+        let _ = self.0.join();
+    }
+}
+
 /// The token of a core's [`Waker`] in its poller's set.
 const WAKER_TOKEN: u64 = poll::RESERVED_TOKEN - 1;
 

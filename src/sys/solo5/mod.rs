@@ -251,6 +251,25 @@ impl BlockDev {
 /// How many cores a run may have: Solo5 gives a unikernel one.
 pub(crate) const MAX_CORES: usize = 1;
 
+/// A core's thread: none on Solo5 (one core, and the libc shim has no
+/// threads, so `std::thread` must not even be linked).
+#[derive(Debug)]
+pub(crate) struct CoreThread;
+
+impl CoreThread {
+    pub(crate) fn spawn(
+        _name: String,
+        _f: impl FnOnce() + Send + 'static,
+    ) -> io::Result<CoreThread> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "Solo5 has one core: no threads",
+        ))
+    }
+
+    pub(crate) fn join(self) {}
+}
+
 /// A core's wake-up from another core: none on Solo5 (one core), so it
 /// does nothing.
 #[derive(Debug, Clone)]
