@@ -57,7 +57,8 @@
 //! | `Miou.await`, `await_all`, `await_first`, `await_one`, `both` | [`Promise::join`], [`join_all`], [`join_first`], [`join_any`], [`both`] |
 //! | `Miou.cancel` | [`Promise::cancel`] |
 //! | `Miou.yield` | [`yield_now`] |
-//! | `Miou.orphans`, `care` | [`Orphans`], [`spawn_orphan`] |
+//! | `Miou.call`, `parallel`, `Domain.self` | [`call`], [`parallel`], [`current_core`] ([`Builder::cores`]) |
+//! | `Miou.orphans`, `care` | [`Orphans`], [`spawn_orphan`], [`call_orphan`] |
 //! | `Miou.Ownership` | [`Resource`], [`spawn_giving`] |
 //! | `Miou.Hook` (every scheduling point) | [`Hook`] |
 //! | mkernel's `Hook` (before waiting for events) | [`WaitHook`] |
@@ -101,7 +102,8 @@
 //!
 //! ## Scheduling
 //!
-//! One core, round-robin, availability first. [`spawn`] queues the child and
+//! Each core on its own (one by default: see [Several
+//! cores](#several-cores-hosted)), round-robin, availability first. [`spawn`] queues the child and
 //! the parent keeps running; [`yield_now`] puts the task at the back of the
 //! queue, so with N runnable tasks a yielding task runs again after at most
 //! N others. The event source is asked at every scheduling point: the
@@ -158,6 +160,74 @@
 //! stack without a guard page, overflowing is undefined behaviour rather
 //! than a reported error, and keeping tasks within their stack size
 //! ([`Builder::stack_size`]) is the program's duty.
+//!
+//! ## Several cores (hosted)
+//!
+//! [`Builder::cores`]`(n)` gives a run `n` schedulers, each on its own
+//! thread with its own run queue, stacks and event source (the default, 1,
+//! is the single-core scheduler above, whose run loop then tests one more
+//! field per scheduling point). Tasks never migrate: [`spawn`] keeps a child
+//! on its parent's core, and work reaches the other cores through
+//! [`call`] (Miou's `call`) and [`parallel`] (Miou's `parallel`);
+//! [`current_core`] says where a task runs.
+//!
+//! ```
+//! let sums = mkernel::Builder::new().cores(2).run((), |()| {
+//!     let p = mkernel::call(|| (1..=1000u64).sum::<u64>());
+//!     let local = (1..=10u64).sum::<u64>();
+//!     (local, p.join().unwrap())
+//! });
+//! assert_eq!(sums, (55, 500_500));
+//! ```
+//!
+//! Design decisions:
+//!
+//! - A call is two tasks: a *proxy* on the caller's core, an ordinary child
+//!   of the caller (so joins, [`join_any`], [`Orphans`] via
+//!   [`call_orphan`], the rules and their messages, which name the line of
+//!   the `call`, work as for `spawn`), and the *called* task on another
+//!   core. The called task's value, panic payload or cancellation crosses
+//!   back in a shared record; the function and the value are `Send`.
+//! - A call never runs on the caller's core; successive calls go to the
+//!   other cores in turn. Unlike Miou, which never gives a call to its
+//!   first domain, every core takes calls (the main task's core too), so
+//!   that 2 cores make 2 workers. [`parallel`] puts item `i` on core
+//!   `(c + i) % n` (`c` the caller's), the caller's own share running as
+//!   local children, where Miou leaves the caller's domain out.
+//! - Cross-core messages (start a call, cancel one, a call ended) go into
+//!   the target core's inbox and wake it only if it sleeps: an idle core
+//!   waits in its one system call (`epoll_wait`, the core's `eventfd` in
+//!   the set), and a message is served at once. A core running tasks looks
+//!   at its inbox (an atomic flag) where it looks at its devices: when its
+//!   event source says it may have something, at least every ~100 µs with
+//!   several cores, so that the single-core fast path has no check of its
+//!   own. No spinning: a `call` + `join` round trip to an idle core costs
+//!   two thread wake-ups (a few µs, more where waking an idle CPU is slow,
+//!   as in a VM; `cargo bench --bench parallel`).
+//! - Cancelling a call is synchronous across cores (rule 4): the
+//!   canceller's core posts the request and blocks until the called task's
+//!   core reports it ended, with its descendants, their destructors run;
+//!   meanwhile it serves the cancellations posted to it, so that
+//!   cancellations crossing between cores cannot deadlock. As with one
+//!   core, a task is cancelled at its suspension point: one that computes
+//!   without suspending delays its own cancellation, and its canceller's.
+//! - A rule broken on any core stops the whole run: [`run`] panics with the
+//!   [`Violation`] on the first core, every core's tasks cancelled.
+//! - Devices ([`Net`], [`Block`], a [`net::stack::Stack`]) and [`Resource`]s
+//!   are not `Send`: they stay on the core that owns them (devices: the
+//!   first), and Miou's `call ~give` has no counterpart. A service keeps its
+//!   one stack and its connections on the first core and hands the CPU
+//!   work of a request to `call` (the connection's task waits on the
+//!   promise while the stack goes on serving the others).
+//! - [`stats`] and [`task_stats`] are the current core's; a trace
+//!   ([`Builder::trace`]) records the first core only; task ids stay unique
+//!   in the run (core `k` numbers from `k · 2^40 + 1`). A replaced event
+//!   source ([`Builder::events`]) works with one core only.
+//! - Solo5 gives a unikernel one core: `cores(n > 1)` is an error at run
+//!   ([`devices::DeviceErrorKind::Platform`]), and `call` runs its function
+//!   on the one core, as a `spawn` (concurrently, not in parallel), as it
+//!   does hosted with `cores(1)`. Miou raises `No_domain_available` there;
+//!   mkernel runs the same program unchanged on both platforms instead.
 //!
 //! # Devices
 //!

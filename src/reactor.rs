@@ -74,6 +74,11 @@ pub(crate) struct Reactor {
     /// receiver may be waiting (checked without a system call).
     link_sent: bool,
     ready: Vec<u64>,
+    /// The run has several cores: another core may end the idle wait
+    /// (through the core's waker, in the poller's set), and while tasks run
+    /// the scheduler looks at their messages when this source says it may
+    /// have something, so it says so every `POLL_CYCLES`.
+    cross_core: bool,
 }
 
 thread_local! {
@@ -101,9 +106,11 @@ pub(crate) fn with<R>(f: impl FnOnce(&mut Reactor) -> R) -> R {
     })
 }
 
-/// Installs a fresh reactor for a run; removed when the guard drops.
-pub(crate) fn install() -> io::Result<ReactorGuard> {
-    let p = Reactor {
+/// Installs a fresh reactor for a run (or for one core of a run with
+/// several, whose `waker` other cores use to end its idle wait); removed
+/// when the guard drops.
+pub(crate) fn install(waker: Option<&sys::Waker>) -> io::Result<ReactorGuard> {
+    let mut p = Reactor {
         nets: Vec::new(),
         timers: BinaryHeap::new(),
         live_timers: HashSet::new(),
@@ -114,9 +121,15 @@ pub(crate) fn install() -> io::Result<ReactorGuard> {
         next_timer_cycles: u64::MAX,
         link_sent: false,
         ready: Vec::new(),
+        cross_core: waker.is_some(),
     };
+    if let Some(w) = waker {
+        p.poller.watch_waker(w)?;
+    }
+    let cross_core = p.cross_core;
     REACTOR.with(|c| *c.borrow_mut() = Some(p));
-    publish_due(u64::MAX);
+    // With several cores, the first scheduling point already looks.
+    publish_due(if cross_core { 0 } else { u64::MAX });
     Ok(ReactorGuard)
 }
 
@@ -364,7 +377,7 @@ impl Reactor {
     fn refresh_due(&self) {
         let devices = if self.link_sent {
             0
-        } else if self.net_waiters.is_empty() {
+        } else if self.net_waiters.is_empty() && !self.cross_core {
             u64::MAX
         } else {
             self.last_poll.wrapping_add(POLL_CYCLES)
@@ -394,7 +407,7 @@ impl Reactor {
     /// Waits for a watched system device or `timeout_ns` (`None`: no time
     /// limit); the ready devices' indices go to `ready`.
     fn wait_system(&mut self, timeout_ns: Option<u64>) {
-        if timeout_ns.is_none() && self.net_waiters.is_empty() {
+        if timeout_ns.is_none() && self.net_waiters.is_empty() && !self.cross_core {
             return; // nothing could ever end the wait
         }
         let mut ready = core::mem::take(&mut self.ready);
@@ -456,6 +469,11 @@ fn select(p: &mut Reactor, block: bool, cancelled: &[SyscallId]) -> Vec<Signal> 
                 if !p.net_waiters.is_empty() && now.wrapping_sub(p.last_poll) >= POLL_CYCLES {
                     p.poll(Some(0), &mut out);
                 } else {
+                    if p.cross_core && now.wrapping_sub(p.last_poll) >= POLL_CYCLES {
+                        // The periodic look at the other cores' messages is
+                        // the scheduler's, after this call: no system call.
+                        p.last_poll = now;
+                    }
                     if p.link_sent {
                         p.check_links(&mut out);
                     }
@@ -466,7 +484,9 @@ fn select(p: &mut Reactor, block: bool, cancelled: &[SyscallId]) -> Vec<Signal> 
                 return out;
             }
             p.poll(Some(0), &mut out);
-            if !out.is_empty() {
+            // Another core's wake-up, consumed by that look: the
+            // scheduler serves what it posted before waiting.
+            if !out.is_empty() || p.poller.take_woken() {
                 return out;
             }
             if !p.block_queue.is_empty() {
@@ -493,6 +513,7 @@ fn select(p: &mut Reactor, block: bool, cancelled: &[SyscallId]) -> Vec<Signal> 
                 return out;
             }
             p.poll(None, &mut out);
+            p.poller.take_woken();
             out
         }
     }

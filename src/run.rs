@@ -4,12 +4,13 @@ use crate::devices::Devices;
 use crate::devices::cmdline;
 use crate::devices::mapping::{Acquire, Given, GivenNet, manifest_json};
 use crate::devices::{DeviceError, DeviceErrorKind};
+use crate::fiber::{CoreSet, Runtime, Settings};
 use crate::fiber::{DEFAULT_STACK_SIZE, Events, Trace};
-use crate::fiber::{Runtime, Settings};
 use crate::net::link::LinkEnd;
 use crate::reactor::{self, ReactorEvents, ReactorGuard};
 use std::panic::resume_unwind;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Runs `main` as the first task of a new scheduler on this thread, with the
 /// devices of `devices`, and returns its value once every task is done.
@@ -46,6 +47,7 @@ pub struct Builder {
     events: Option<Box<dyn Events>>,
     given: Given,
     trace: Option<Trace>,
+    cores: usize,
 }
 
 impl core::fmt::Debug for Builder {
@@ -58,6 +60,7 @@ impl core::fmt::Debug for Builder {
             .field("events", &self.events.as_ref().map(|_| "<custom>"))
             .field("given", &self.given)
             .field("trace", &self.trace)
+            .field("cores", &self.cores)
             .finish()
     }
 }
@@ -81,7 +84,33 @@ impl Builder {
             events: None,
             given: Given::default(),
             trace: None,
+            cores: 1,
         }
+    }
+
+    /// How many cores the run uses (default 1): the main task's core and
+    /// `n - 1` more schedulers, each on its own thread with its own run
+    /// queue, stacks and event source. Tasks never move between cores:
+    /// [`spawn`](crate::spawn) keeps a child on its parent's core, and
+    /// [`call`](crate::call) and [`parallel`](crate::parallel) are how work
+    /// reaches the others. Devices stay on the first core (they are not
+    /// `Send`). 0 counts as 1.
+    ///
+    /// Hosted only: on Solo5 (one core) a run with `n > 1` does not start
+    /// ([`DeviceErrorKind::Platform`](crate::devices::DeviceErrorKind::Platform)). Nor with a replaced event source
+    /// ([`events`](Builder::events)): each core has the platform's own.
+    ///
+    /// ```
+    /// let cores = mkernel::Builder::new().cores(2).run((), |()| {
+    ///     mkernel::parallel(|_| mkernel::current_core(), vec![(); 2])
+    /// });
+    /// let cores: Vec<usize> = cores.into_iter().map(Result::unwrap).collect();
+    /// assert_eq!(cores, [0, 1]);
+    /// ```
+    #[must_use]
+    pub fn cores(mut self, n: usize) -> Builder {
+        self.cores = n.max(1);
+        self
     }
 
     /// Records a trace of the run's scheduling (spawns, runs, suspensions
@@ -343,16 +372,19 @@ impl Builder {
                     .to_string(),
             ));
         }
+        let cores = self.start_cores()?;
         let (platform, events): (Option<ReactorGuard>, Box<dyn Events>) = match self.events {
             Some(e) => (None, e),
             None => (
-                Some(reactor::install().map_err(|e| {
-                    DeviceError::with_source(
-                        DeviceErrorKind::Platform,
-                        format!("mkernel: cannot create the event poller: {e}"),
-                        e,
-                    )
-                })?),
+                Some(
+                    reactor::install(cores.set.as_ref().map(|c| c.waker(0))).map_err(|e| {
+                        DeviceError::with_source(
+                            DeviceErrorKind::Platform,
+                            format!("mkernel: cannot create the event poller: {e}"),
+                            e,
+                        )
+                    })?,
+                ),
                 Box::new(ReactorEvents),
             ),
         };
@@ -370,6 +402,7 @@ impl Builder {
             seed: self.seed,
             max_clock_every: self.clock_every,
             trace,
+            core: cores.set.clone().map(|c| (c, 0)),
         });
         let (mut ctx, _args) = Acquire::new(&declared, self.given)?;
         // The devices are opened in the main task, before `main`: a `map`
@@ -381,10 +414,116 @@ impl Builder {
             Ok(main(out))
         });
         drop(platform);
+        drop(cores);
         match r {
             Ok(v) => v,
             Err(p) => resume_unwind(p),
         }
+    }
+}
+
+/// The cores of a run beyond the first: their threads, stopped and joined
+/// when dropped (also when the run unwinds).
+struct Cores {
+    set: Option<Arc<CoreSet>>,
+    threads: Vec<crate::sys::CoreThread>,
+}
+
+impl Drop for Cores {
+    fn drop(&mut self) {
+        if let Some(set) = &self.set {
+            set.stop();
+        }
+        for t in self.threads.drain(..) {
+            // A core that panicked has printed why; the run's own outcome
+            // is the first core's.
+            t.join();
+        }
+    }
+}
+
+impl Builder {
+    /// Starts the cores beyond the first (none with `cores(1)`).
+    fn start_cores(&self) -> Result<Cores, DeviceError> {
+        let n = self.cores;
+        if n <= 1 {
+            return Ok(Cores {
+                set: None,
+                threads: Vec::new(),
+            });
+        }
+        if n > crate::sys::MAX_CORES {
+            return Err(DeviceError::new(
+                DeviceErrorKind::Platform,
+                format!(
+                    "mkernel: Builder::cores({n}): this platform gives a run at most {} core(s) \
+                     (Solo5 has one; use call/parallel with one core, or cores(1))",
+                    crate::sys::MAX_CORES
+                ),
+            ));
+        }
+        if self.events.is_some() {
+            return Err(DeviceError::new(
+                DeviceErrorKind::Platform,
+                format!(
+                    "mkernel: Builder::cores({n}) with Builder::events: each core needs the \
+                     platform's event source (use one or the other)"
+                ),
+            ));
+        }
+        let platform = |e: std::io::Error| {
+            DeviceError::with_source(
+                DeviceErrorKind::Platform,
+                format!("mkernel: cannot start {n} cores: {e}"),
+                e,
+            )
+        };
+        let set = CoreSet::new(n).map_err(platform)?;
+        let mut cores = Cores {
+            set: Some(set.clone()),
+            threads: Vec::new(),
+        };
+        for k in 1..n {
+            let set = set.clone();
+            let (quanta, stack_size, seed, clock_every) =
+                (self.quanta, self.stack_size, self.seed, self.clock_every);
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let t = crate::sys::CoreThread::spawn(format!("mkernel-core-{k}"), move || {
+                let guard = match reactor::install(Some(set.waker(k))) {
+                    Ok(g) => g,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let rt = Runtime::enter(Settings {
+                    events: Box::new(ReactorEvents),
+                    publishes_due: true,
+                    quanta,
+                    stack_size,
+                    // Each core its own choices, reproducible from the seed.
+                    seed: seed ^ (k as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                    max_clock_every: clock_every,
+                    trace: None,
+                    core: Some((set, k)),
+                });
+                let _ = ready_tx.send(Ok(()));
+                rt.serve();
+                drop(guard);
+            })
+            .map_err(platform)?;
+            cores.threads.push(t);
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(platform(e)),
+                Err(_) => {
+                    return Err(platform(std::io::Error::other(format!(
+                        "core {k} stopped while starting"
+                    ))));
+                }
+            }
+        }
+        Ok(cores)
     }
 }
 

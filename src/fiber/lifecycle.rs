@@ -167,13 +167,17 @@ pub(crate) fn drop_if_unreferenced(t: TaskRef) {
     drop(freed);
 }
 
-/// Wakes whoever waits for `t` to finish.
+/// Wakes whoever waits for `t` to finish (on another core, for a task
+/// called from there).
 pub(super) fn after_finish(t: TaskRef) {
     with(|s| {
         let Some(slot) = s.slot(t) else { return };
         if slot.joined_by_parent {
-            if let Some(p) = slot.parent {
-                s.wake_by(p, By::Task(t.uid));
+            match slot.parent {
+                Some(p) => {
+                    s.wake_by(p, By::Task(t.uid));
+                }
+                None => super::cores::report(s, t),
             }
         }
     });
@@ -290,8 +294,12 @@ pub(super) fn finish(t: TaskRef, exit: Exit) {
 fn complete(s: &mut Scheduler, t: TaskRef) -> Option<Option<TaskResult>> {
     let slot = &s.tasks[t.idx as usize];
     if slot.joined_by_parent {
-        if let Some(p) = slot.parent {
-            s.wake_by(p, By::Task(t.uid));
+        match slot.parent {
+            Some(p) => {
+                s.wake_by(p, By::Task(t.uid));
+            }
+            // Called from another core: its caller waits there.
+            None => return complete_called(s, t),
         }
     }
     if s.trace.is_some() {
@@ -302,6 +310,18 @@ fn complete(s: &mut Scheduler, t: TaskRef) -> Option<Option<TaskResult>> {
     if s.root == Some(t) {
         ROOT_FINISHED.with(|f| f.set(true));
     }
+    s.maybe_free(t)
+}
+
+/// [`complete`] for a task called from another core (never the root): its
+/// result goes to its caller's core.
+#[cold]
+fn complete_called(s: &mut Scheduler, t: TaskRef) -> Option<Option<TaskResult>> {
+    if s.trace.is_some() {
+        let panicked = matches!(s.tasks[t.idx as usize].result, Some(Err(_)));
+        super::trace::finish(s, t, panicked);
+    }
+    super::cores::report(s, t);
     s.maybe_free(t)
 }
 

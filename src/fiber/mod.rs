@@ -2,6 +2,7 @@
 //! task model).
 
 mod clock;
+mod cores;
 mod error;
 mod hook;
 mod lifecycle;
@@ -21,9 +22,11 @@ pub(crate) mod wait;
 
 pub use clock::DEFAULT_SWITCHES_PER_CLOCK_READ;
 pub(crate) use clock::{cycles, ns_to_cycles_at_most};
+pub(crate) use cores::CoreSet;
+pub use cores::{call, current_core, parallel};
 pub use error::{Error, Violation};
 pub use hook::{Hook, WaitHook};
-pub use orphans::{Orphans, spawn_orphan};
+pub use orphans::{Orphans, call_orphan, spawn_orphan};
 pub(crate) use promise::spawn_daemon;
 pub use promise::{
     Promise, both, join_all, join_any, join_first, spawn, spawn_giving, spawn_named, yield_now,

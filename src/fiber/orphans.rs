@@ -72,13 +72,37 @@ impl<T: 'static> Default for Orphans<T> {
 /// When the current task is not the orphans' owner (see [`Orphans`]).
 #[track_caller]
 pub fn spawn_orphan<T: 'static>(orphans: &Orphans<T>, f: impl FnOnce() -> T + 'static) {
-    let me = scheduler::current();
-    match orphans.owner.get() {
-        None => orphans.owner.set(Some(me)),
-        Some(owner) if owner != me => not_the_owner(me, owner),
-        Some(_) => {}
-    }
+    orphans.claim();
     let p = spawn(f);
+    orphans.promises.borrow_mut().push(p);
+}
+
+/// [`call`](crate::call)s `f` (on another core) as a child of the current
+/// task and keeps its promise in `orphans` (Miou's `call ~orphans`). The
+/// collector stays on the caller's core: only the promises are in it.
+///
+/// # Panics
+/// When the current task is not the orphans' owner (see [`Orphans`]).
+///
+/// ```
+/// let total = mkernel::Builder::new().cores(2).run((), |()| {
+///     let orphans = mkernel::Orphans::new();
+///     for n in 1..=4u64 {
+///         mkernel::call_orphan(&orphans, move || (1..=n).product::<u64>());
+///     }
+///     let mut total = 0;
+///     while let Some(r) = orphans.get() { total += r.unwrap(); }
+///     total
+/// });
+/// assert_eq!(total, 1 + 2 + 6 + 24);
+/// ```
+#[track_caller]
+pub fn call_orphan<T: Send + 'static>(
+    orphans: &Orphans<T>,
+    f: impl FnOnce() -> T + Send + 'static,
+) {
+    orphans.claim();
+    let p = super::cores::call(f);
     orphans.promises.borrow_mut().push(p);
 }
 
@@ -101,6 +125,20 @@ fn not_the_owner(me: TaskRef, owner: TaskRef) -> ! {
         owner.uid,
         site(owner)
     )
+}
+
+impl<T> Orphans<T> {
+    /// Checks that the current task owns these orphans (making it their
+    /// owner if they have none yet).
+    #[track_caller]
+    fn claim(&self) {
+        let me = scheduler::current();
+        match self.owner.get() {
+            None => self.owner.set(Some(me)),
+            Some(owner) if owner != me => not_the_owner(me, owner),
+            Some(_) => {}
+        }
+    }
 }
 
 impl<T: 'static> Orphans<T> {

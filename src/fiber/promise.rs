@@ -311,6 +311,14 @@ impl<T> Promise<T> {
     pub(crate) fn task(&self) -> TaskRef {
         self.task
     }
+
+    /// The promise of a task just spawned as the current task's child.
+    pub(crate) fn from_task(task: TaskRef) -> Promise<T> {
+        Promise {
+            task,
+            _result: PhantomData,
+        }
+    }
 }
 
 impl<T> Drop for Promise<T> {

@@ -134,8 +134,9 @@ fn check_canary(s: &Scheduler, t: TaskRef) {
     }
 }
 
-/// Puts a suspended task's worker back in its slot.
-#[inline]
+/// Puts a suspended task's worker back in its slot. Always inlined into
+/// `tick`'s fast path (it is most of it), whatever else `tick` holds.
+#[inline(always)]
 fn put_back(s: &mut Scheduler, c: Carry) {
     s.clock.after_switch();
     s.current = None;
@@ -196,6 +197,8 @@ pub(crate) struct Settings {
     pub(crate) max_clock_every: u32,
     /// Records a trace of the run (`Builder::trace`).
     pub(crate) trace: Option<super::Trace>,
+    /// In a run with several cores: the cores, and which one this is.
+    pub(crate) core: Option<(std::sync::Arc<super::CoreSet>, usize)>,
 }
 
 impl Runtime {
@@ -219,6 +222,12 @@ impl Runtime {
         install_panic_hook();
         clock::calibrate_start();
         ROOT_FINISHED.with(|f| f.set(false));
+        let mut s = s;
+        if let Some((set, me)) = settings.core {
+            // Task ids stay unique in the run: each core has its range.
+            s.next_uid = 1 + ((me as u64) << 40);
+            s.multi = Some(Box::new(super::cores::Multi::new(set, me)));
+        }
         let cell = Box::new(RefCell::new(s));
         CURRENT.with(|c| c.set(&*cell as *const RefCell<Scheduler>));
         Runtime { cell }
@@ -304,6 +313,91 @@ impl Runtime {
             Some(Err(Error::Panicked(p))) => Err(p),
             Some(Err(Error::Cancelled)) => Err(Box::new("mkernel: the main task was cancelled")),
             None => fatal("mkernel: internal error: run ended before its main task"),
+        }
+    }
+}
+
+impl Runtime {
+    /// Runs this core's scheduler (not the first core of a run with
+    /// several) until the run stops: it serves the tasks other cores call
+    /// here, and sleeps on its waker when it has nothing to do.
+    pub(crate) fn serve(self) {
+        let Some((set, me)) = with(|s| s.multi.as_ref().map(|m| (m.set().clone(), m.me()))) else {
+            return;
+        };
+        let mut carry = None;
+        let mut reported = false;
+        loop {
+            match tick(&mut carry) {
+                Tick::Ran => {
+                    if set.stopping() {
+                        break;
+                    }
+                }
+                Tick::Stuck => {
+                    if set.stopping() {
+                        break;
+                    }
+                    let sleep = with(|s| s.multi.as_ref().is_some_and(|m| m.going_to_sleep()));
+                    if sleep {
+                        set.waker(me).wait();
+                        with(|s| {
+                            if let Some(m) = &s.multi {
+                                m.awake();
+                            }
+                        });
+                    }
+                }
+                Tick::Violation(v) => {
+                    // The first core stops the run; this one ends its tasks
+                    // (their callers hear they were cancelled) and goes on
+                    // serving cancellations until then.
+                    with(|s| s.violation = None);
+                    if !reported {
+                        reported = true;
+                        super::cores::report_violation(&set, v);
+                    }
+                    if let Some(c) = carry.take() {
+                        with(|s| put_back(s, c));
+                    }
+                    teardown_core();
+                }
+            }
+        }
+        if let Some(c) = carry.take() {
+            with(|s| put_back(s, c));
+        }
+        teardown_core();
+        stop_idle_workers();
+    }
+}
+
+/// Cancels every task of this core (one that is not the first): those
+/// called from other cores, with their descendants, then any other still
+/// unfinished (a forgotten child of a task that broke a rule).
+fn teardown_core() {
+    let unfinished = |top: bool| -> Vec<TaskRef> {
+        with(|s| {
+            s.tasks
+                .iter()
+                .enumerate()
+                .filter(|(_, sl)| {
+                    sl.uid != 0 && !sl.state.is_finished() && (!top || sl.parent.is_none())
+                })
+                .map(|(i, sl)| TaskRef {
+                    idx: i as u32,
+                    uid: sl.uid,
+                })
+                .collect()
+        })
+    };
+    for top in [true, false] {
+        for t in unfinished(top) {
+            let still = with(|s| s.slot(t).is_some_and(|sl| !sl.state.is_finished()));
+            if still {
+                cancel_task(t);
+                drop_if_unreferenced(t);
+            }
         }
     }
 }
@@ -481,6 +575,9 @@ fn tick(carry: &mut Option<Carry>) -> Tick {
                 && s.clock.now() < super::syscall::due_cycles()
         };
         if !skip {
+            // Another core posted something: look without waiting (the
+            // inbox is served after the source's answer).
+            let block = block && (s.multi.is_none() || may_sleep(s));
             Step::Ask(Ask {
                 block,
                 cancelled: s.syscalls.take_cancelled(),
@@ -493,6 +590,9 @@ fn tick(carry: &mut Option<Carry>) -> Tick {
         } else {
             match pick(s) {
                 Some(next) => Step::Run(next),
+                // Idle: another core's messages first (a run with several),
+                // served after a look at the source that does not wait.
+                None if s.multi.is_some() && inbox_pending(s) => Step::Ask(look_now(s, hooks)),
                 None => Step::Idle {
                     waiting: s.syscalls.any_waiting(),
                 },
@@ -508,7 +608,7 @@ fn tick(carry: &mut Option<Carry>) -> Tick {
                 super::hook::run_hooks(Kind::Wait);
             }
             let signals = ask.events.select(ask.block, &ask.cancelled);
-            with(|s| {
+            let inbox = with(|s| {
                 s.events = Some(ask.events);
                 if ask.block {
                     s.clock.read();
@@ -516,7 +616,16 @@ fn tick(carry: &mut Option<Carry>) -> Tick {
                 for sig in signals {
                     deliver(s, sig.id());
                 }
+                // Another core's messages are looked for here, with the
+                // devices: when the source wakes from its wait, or at its
+                // periodic look while tasks run (it publishes one at least
+                // every ~100 µs in a run with several cores), so that the
+                // fast path of one core stays as it is.
+                s.multi.is_some() && after_look(s, ask.block)
             });
+            if inbox {
+                super::cores::serve_inbox();
+            }
             if ask.hooks {
                 super::hook::run_hooks(Kind::Tick);
             }
@@ -536,6 +645,46 @@ fn tick(carry: &mut Option<Carry>) -> Tick {
     let (t, w, entry) = next;
     *carry = resume(t, w, entry);
     Tick::Ran
+}
+
+/// Whether this core may wait in its event source (a run with several
+/// cores): not when another core posted something meanwhile. Out of line,
+/// as the other helpers below, so that `tick` stays as with one core.
+#[inline(never)]
+fn may_sleep(s: &Scheduler) -> bool {
+    s.multi.as_ref().is_none_or(|m| m.going_to_sleep())
+}
+
+/// Whether another core's messages wait here.
+#[cold]
+#[inline(never)]
+fn inbox_pending(s: &Scheduler) -> bool {
+    s.multi.as_ref().is_some_and(|m| m.pending())
+}
+
+/// A look at the event source that does not wait, for an idle core with
+/// messages to serve (served after the source's answer).
+#[cold]
+#[inline(never)]
+fn look_now(s: &mut Scheduler, hooks: bool) -> Ask {
+    Ask {
+        block: false,
+        cancelled: s.syscalls.take_cancelled(),
+        events: s.events.take().expect("events present"),
+        hooks,
+        wait_hooks: false,
+    }
+}
+
+/// After the event source answered (a run with several cores): the core
+/// is awake, and whether messages wait.
+#[inline(never)]
+fn after_look(s: &Scheduler, waited: bool) -> bool {
+    let Some(m) = &s.multi else { return false };
+    if waited {
+        m.awake();
+    }
+    m.pending()
 }
 
 /// What an idle scheduling point reports.

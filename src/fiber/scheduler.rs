@@ -64,6 +64,9 @@ pub(crate) struct Scheduler {
     /// The trace being recorded, if any (`Builder::trace`): every event
     /// site tests this and nothing more while it is `None`.
     pub(crate) trace: Option<Box<Ring>>,
+    /// The link to the run's other cores; `None` with one core (the run
+    /// loop then reads nothing more than this field per scheduling point).
+    pub(crate) multi: Option<Box<super::cores::Multi>>,
 }
 
 thread_local! {
@@ -128,7 +131,7 @@ pub(crate) fn running_for_signal() -> Option<crate::sys::Running> {
         guard: slot.guard,
         task: slot.uid,
         site: slot.site,
-        main: slot.parent.is_none(),
+        main: slot.parent.is_none() && slot.uid == 1,
         stack_size: s.stacks.stack_size(),
     })
 }
@@ -196,6 +199,7 @@ impl Scheduler {
             platform_events,
             clock: clock::SampledClock::new(max_clock_every),
             trace: trace.map(Ring::new),
+            multi: None,
         }
     }
 

@@ -179,7 +179,10 @@ pub(crate) struct Named<'a>(pub(crate) &'a Slot);
 
 impl fmt::Display for Named<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.parent.is_none() {
+        // The main task is the first of the first core; other tasks
+        // without a parent (daemons, tasks called from another core) are
+        // named by their site.
+        if self.0.parent.is_none() && self.0.uid == 1 {
             write!(f, "the main task (task {})", self.0.uid)
         } else if let Some(name) = &self.0.name {
             write!(

@@ -13,6 +13,7 @@
 //!   (`solo5_yield`), the libc shim that lets std run, the start-up code.
 //!
 //! Both provide: [`NetDev`], [`BlockDev`], [`Poller`] (the idle wait),
+//! [`Waker`] (a core's wake-up from another core; [`MAX_CORES`]),
 //! `ticker` (the clock beat), `overflow` (stack-overflow reports),
 //! [`env_app_args`], [`fill_random`] (the entropy source), [`heap`] (its
 //! size and use on Solo5, `None` hosted), and the constants below. [`clock`] is shared (the
@@ -28,8 +29,9 @@ pub(crate) mod clock;
 mod os;
 
 pub(crate) use os::{
-    BlockDev, DEFAULT_STACK_SIZE, DEFAULT_SWITCHES_PER_CLOCK_READ, DEFAULT_TRACE_EVENTS, NetDev,
-    Poller, TENDER_MAPS_DEVICES, env_app_args, fill_random, heap, overflow, stack_memory, ticker,
+    BlockDev, CoreThread, DEFAULT_STACK_SIZE, DEFAULT_SWITCHES_PER_CLOCK_READ,
+    DEFAULT_TRACE_EVENTS, MAX_CORES, NetDev, Poller, TENDER_MAPS_DEVICES, Waker, env_app_args,
+    fill_random, heap, overflow, stack_memory, ticker,
 };
 
 /// What the stack-overflow handler needs to know of the task that was

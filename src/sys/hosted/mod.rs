@@ -181,12 +181,97 @@ impl BlockDev {
     }
 }
 
+/// How many cores (schedulers on their own threads) a run may have: a
+/// bound well above any machine's CPUs, so that `cores(n)` with a wrong
+/// `n` (say a byte count) is an error rather than thousands of threads.
+pub(crate) const MAX_CORES: usize = 1024;
+
+/// A core's thread (a run with several cores).
+#[derive(Debug)]
+pub(crate) struct CoreThread(std::thread::JoinHandle<()>);
+
+impl CoreThread {
+    /// Starts `f` on a new thread named `name`.
+    pub(crate) fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> io::Result<CoreThread> {
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(f)
+            .map(CoreThread)
+    }
+
+    /// Waits for the thread to end (a panic there has printed itself).
+    pub(crate) fn join(self) {
+        let _ = self.0.join();
+    }
+}
+
+/// The token of a core's [`Waker`] in its poller's set.
+const WAKER_TOKEN: u64 = poll::RESERVED_TOKEN - 1;
+
+/// A core's wake-up from another core: an `eventfd`, which the core's idle
+/// wait watches ([`Poller::watch_waker`]) and which [`wait`](Waker::wait)
+/// blocks on. A notification is never lost: the counter stays readable
+/// until the core drains it. Clones share the descriptor.
+#[derive(Debug, Clone)]
+pub(crate) struct Waker(std::sync::Arc<OwnedFd>);
+
+impl Waker {
+    /// A new wake-up descriptor (close-on-exec, non-blocking).
+    pub(crate) fn new() -> io::Result<Waker> {
+        // SAFETY: a plain system call without pointer arguments.
+        let fd = owned_fd(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
+        Ok(Waker(std::sync::Arc::new(fd)))
+    }
+
+    /// Wakes the core's current or next wait (one `write`; callable from
+    /// any thread).
+    pub(crate) fn notify(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: `one` is readable for 8 bytes; the descriptor is open
+        // (owned by `self`). The only possible error is EAGAIN when the
+        // counter is saturated: a wake-up is pending anyway.
+        let _ = unsafe { libc::write(self.fd(), one.as_ptr().cast(), one.len()) };
+    }
+
+    /// Blocks until notified (at once if a notification is pending), then
+    /// consumes the notifications.
+    pub(crate) fn wait(&self) {
+        let mut pfd = libc::pollfd {
+            fd: self.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: `pfd` is one valid, writable pollfd for the call. EINTR
+        // (a signal) only ends the wait early: the caller looks again.
+        unsafe { libc::poll(&mut pfd, 1, -1) };
+        self.drain();
+    }
+
+    /// Consumes pending notifications, without waiting.
+    fn drain(&self) {
+        let mut buf = [0u8; 8];
+        // SAFETY: `buf` is writable for 8 bytes; non-blocking descriptor:
+        // EAGAIN when nothing is pending.
+        let _ = unsafe { libc::read(self.fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    }
+
+    fn fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.0.as_raw_fd()
+    }
+}
+
 /// The idle wait: `epoll` over the TAP descriptors that someone waits on.
 #[derive(Debug)]
 pub(crate) struct Poller {
     epoll: poll::Poller,
     /// Each registered device's descriptor, by token.
     fds: Vec<Option<std::os::fd::RawFd>>,
+    /// The core's wake-up, in a run with several cores.
+    waker: Option<Waker>,
+    /// The waker ended (or would have ended) a wait since the last
+    /// [`take_woken`](Poller::take_woken).
+    woken: bool,
 }
 
 impl Poller {
@@ -194,7 +279,17 @@ impl Poller {
         Ok(Poller {
             epoll: poll::Poller::new()?,
             fds: Vec::new(),
+            waker: None,
+            woken: false,
         })
+    }
+
+    /// Makes `waker` end the idle wait (a run with several cores: another
+    /// core posted work or a result).
+    pub(crate) fn watch_waker(&mut self, waker: &Waker) -> io::Result<()> {
+        self.epoll.add(waker.fd(), WAKER_TOKEN)?;
+        self.waker = Some(waker.clone());
+        Ok(())
     }
 
     /// Makes `dev` known as `token` (not watched yet).
@@ -219,7 +314,22 @@ impl Poller {
     /// (`None`: no time limit); appends the ready tokens to `ready`.
     pub(crate) fn wait(&mut self, timeout_ns: Option<u64>, ready: &mut Vec<u64>) -> io::Result<()> {
         self.epoll
-            .wait(timeout_ns.map(core::time::Duration::from_nanos), ready)
+            .wait(timeout_ns.map(core::time::Duration::from_nanos), ready)?;
+        if let Some(w) = &self.waker
+            && let Some(i) = ready.iter().position(|&t| t == WAKER_TOKEN)
+        {
+            ready.swap_remove(i);
+            w.drain();
+            self.woken = true;
+        }
+        Ok(())
+    }
+
+    /// Whether the waker fired since the last call: another core posted
+    /// something, which the caller must not sleep through (the
+    /// notification itself was consumed).
+    pub(crate) fn take_woken(&mut self) -> bool {
+        core::mem::take(&mut self.woken)
     }
 }
 

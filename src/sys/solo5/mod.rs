@@ -273,6 +273,43 @@ impl BlockDev {
     }
 }
 
+/// How many cores a run may have: Solo5 gives a unikernel one.
+pub(crate) const MAX_CORES: usize = 1;
+
+/// A core's thread: none on Solo5 (one core, and the libc shim has no
+/// threads, so `std::thread` must not even be linked).
+#[derive(Debug)]
+pub(crate) struct CoreThread;
+
+impl CoreThread {
+    pub(crate) fn spawn(
+        _name: String,
+        _f: impl FnOnce() + Send + 'static,
+    ) -> io::Result<CoreThread> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "Solo5 has one core: no threads",
+        ))
+    }
+
+    pub(crate) fn join(self) {}
+}
+
+/// A core's wake-up from another core: none on Solo5 (one core), so it
+/// does nothing.
+#[derive(Debug, Clone)]
+pub(crate) struct Waker;
+
+impl Waker {
+    pub(crate) fn new() -> io::Result<Waker> {
+        Ok(Waker)
+    }
+
+    pub(crate) fn notify(&self) {}
+
+    pub(crate) fn wait(&self) {}
+}
+
 /// The idle wait: `solo5_yield` until a device has input or a deadline.
 #[derive(Debug, Default)]
 pub(crate) struct Poller {
@@ -291,6 +328,16 @@ impl Poller {
             self.devices.resize(token + 1, None);
         }
         self.devices[token] = Some((dev.clone(), false));
+    }
+
+    /// Another core's wake-up: none on Solo5.
+    pub(crate) fn watch_waker(&mut self, _waker: &Waker) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Whether another core's wake-up fired: never on Solo5.
+    pub(crate) fn take_woken(&mut self) -> bool {
+        false
     }
 
     /// Starts or stops reporting device `token` when it has input.
