@@ -264,6 +264,43 @@ fn parallel_over_1000_items() {
     assert_eq!(per_core, [500, 500], "items are spread over both cores");
 }
 
+/// Every other core's items are posted before the caller's core runs its
+/// own share: with a quanta of 1, a spawn yields, and a local item that
+/// ran early would hold back the posting of the rest.
+#[test]
+fn parallel_posts_the_other_cores_items_before_running_its_own() {
+    let started = Arc::new(AtomicUsize::new(0));
+    let s = started.clone();
+    let gave_up = Arc::new(AtomicBool::new(false));
+    let results = Builder::new().cores(2).quanta(1).run((), move |()| {
+        mkernel::parallel(
+            move |i: usize| {
+                if i % 2 == 1 {
+                    s.fetch_add(1, Ordering::SeqCst);
+                    return true;
+                }
+                // A local item: every remote one must be under way, or
+                // about to be, without this core posting anything more.
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while s.load(Ordering::SeqCst) < 32 {
+                    if gave_up.load(Ordering::SeqCst) || Instant::now() > deadline {
+                        gave_up.store(true, Ordering::SeqCst);
+                        return false;
+                    }
+                    std::hint::spin_loop();
+                }
+                true
+            },
+            (0..64).collect(),
+        )
+    });
+    assert!(
+        results.into_iter().all(|r| r.unwrap()),
+        "a local item ran before the other core had all its items"
+    );
+    assert_eq!(started.load(Ordering::SeqCst), 32);
+}
+
 #[test]
 fn parallel_keeps_each_items_panic() {
     let r = Builder::new().cores(2).run((), |()| {

@@ -624,26 +624,43 @@ where
     let site = Location::caller();
     let f = Arc::new(f);
     let multi = with(|s| s.multi.as_ref().map(|m| (m.set.clone(), m.me)));
-    let promises: Vec<Promise<R>> = items
+    let local = |f: Arc<F>, a: A| {
+        let (task, rotate) = spawn_raw(move || Box::new(f(a)) as Box<dyn Any>, site, false);
+        let p = Promise::from_task(task);
+        if rotate {
+            scheduler::yield_current();
+        }
+        p
+    };
+    let Some((set, me)) = multi else {
+        let promises = items.into_iter().map(|a| local(f.clone(), a)).collect();
+        return super::promise::join_all(promises);
+    };
+    // Every other core's items are posted before the caller's core starts
+    // on its own share: spawning first would let a yield of the caller run
+    // local items for a while, and the other cores would wait for work.
+    let n = set.len();
+    let mut mine = Vec::new();
+    let mut slots: Vec<Option<Promise<R>>> = items
         .into_iter()
         .enumerate()
         .map(|(i, a)| {
-            let f = f.clone();
-            match &multi {
-                Some((set, me)) if (me + i) % set.len() != *me => {
-                    call_on(set, *me, (me + i) % set.len(), move || f(a), site)
-                }
-                _ => {
-                    let (task, rotate) =
-                        spawn_raw(move || Box::new(f(a)) as Box<dyn Any>, site, false);
-                    let p = Promise::from_task(task);
-                    if rotate {
-                        scheduler::yield_current();
-                    }
-                    p
-                }
+            let to = (me + i) % n;
+            if to == me {
+                mine.push((i, a));
+                None
+            } else {
+                let f = f.clone();
+                Some(call_on(&set, me, to, move || f(a), site))
             }
         })
+        .collect();
+    for (i, a) in mine {
+        slots[i] = Some(local(f.clone(), a));
+    }
+    let promises = slots
+        .into_iter()
+        .map(|p| p.expect("every item has its promise"))
         .collect();
     super::promise::join_all(promises)
 }
