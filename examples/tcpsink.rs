@@ -22,6 +22,11 @@ use mkernel::net::stack::{self, Stack, StackConfig, TcpListener, TcpStream};
 /// as a socket buffer holds.
 const CHUNK: usize = 64 * 1024;
 
+/// Socket buffers: several chunks, so that a sender keeps segments in
+/// flight while the last ones are acknowledged (one 64 KiB buffer is one
+/// offloaded segment per round trip).
+const BUFFER: usize = 256 * 1024;
+
 fn sink(s: TcpStream) -> std::io::Result<()> {
     let mut buf = vec![0u8; CHUNK];
     let mut total = 0u64;
@@ -73,7 +78,7 @@ fn accept_loop(listener: TcpListener, each: fn(TcpStream) -> std::io::Result<()>
 fn serve(stack: Stack, port: u16) {
     // A bulk service: buffers larger than the stack's default (16 KiB),
     // since smoltcp's window is the receive buffer.
-    stack.set_tcp_buffers(CHUNK, CHUNK);
+    stack.set_tcp_buffers(BUFFER, BUFFER);
     let bind = |p| match TcpListener::bind(&stack, p) {
         Ok(l) => l,
         Err(e) => {
