@@ -12,6 +12,10 @@
 //!    (deferred, atomic, or none): round-trip times.
 //! 4. Spawn storms: 100,000 short tasks in bursts of 1,000 while a yielding
 //!    task and a 1 ms ticker run.
+//! 5. Scenario 1 on 2 cores (N = 8 and 64): mkernel with `Builder::cores(2)`
+//!    and `parallel` (half the tasks on each core, for good), tokio's
+//!    multi-threaded runtime with 2 workers; may has no such row (one
+//!    worker count per process).
 //!
 //! `cargo bench --bench fairness` prints a table of medians over
 //! `FAIRNESS_REPS` (default 5) repetitions, a progress line on stderr, and
@@ -35,6 +39,8 @@ use common::*;
 use std::fmt::Write as _;
 
 const NS: [usize; 4] = [2, 8, 64, 1024];
+/// The N of scenario 5 (2 cores).
+const NS_2_CORES: [usize; 2] = [8, 64];
 /// The N whose per-task progress is drawn.
 const PLOT_N: usize = 64;
 const WINDOW_NS: u64 = 300_000_000;
@@ -135,11 +141,11 @@ fn main() {
     for rt in Rt::ALL {
         let _ = cpu::run(rt, 64, 20_000_000);
     }
-    let only = std::env::var("FAIRNESS_SCENARIOS").unwrap_or_else(|_| "1,2,3,4".into());
+    let only = std::env::var("FAIRNESS_SCENARIOS").unwrap_or_else(|_| "1,2,3,4,5".into());
     let want = |k: u32| only.split(',').any(|x| x.trim() == k.to_string());
-    let per_rep = [NS.len() * 3, 3, 3 * 3, 3];
+    let per_rep = [NS.len() * 3, 3, 3 * 3, 3, NS_2_CORES.len() * 2];
     let total = reps
-        * (1..=4)
+        * (1..=5)
             .filter(|&k| want(k))
             .map(|k| per_rep[k as usize - 1])
             .sum::<usize>();
@@ -404,6 +410,43 @@ fn main() {
         )
         .unwrap();
         svgs.push(s4_svg);
+    }
+    // --- 5. CPU-bound tasks on 2 cores ---------------------------------
+    if want(5) {
+        let two = [Rt::Mkernel, Rt::Tokio];
+        let mut figs: Vec<[Vec<cpu::Figures>; 3]> =
+            NS_2_CORES.iter().map(|_| Default::default()).collect();
+        for rep in 0..reps {
+            for (k, &n) in NS_2_CORES.iter().enumerate() {
+                let mut order = two;
+                order.rotate_left(rep % 2);
+                for rt in order {
+                    progress.step(&format!("5. {n} CPU tasks on 2 cores, {}", rt.name()));
+                    let sc = format!("5. CPU on 2 cores, N={n}");
+                    if let Some(run) = noise.measure(&sc, rt, || cpu::run_2_cores(rt, n, WINDOW_NS))
+                    {
+                        figs[k][idx(rt)].push(run.figures());
+                    }
+                }
+            }
+        }
+        for (k, &n) in NS_2_CORES.iter().enumerate() {
+            let f = &figs[k];
+            let m = |rt: Rt, g: &dyn Fn(&cpu::Figures) -> f64| {
+                let v: Vec<f64> = f[idx(rt)].iter().map(g).collect();
+                if v.is_empty() { f64::NAN } else { median(&v) }
+            };
+            let sc = format!("5. CPU on 2 cores, N={n}");
+            rows.push(row(&sc, "Jain index", 4, |rt| m(rt, &|x| x.jain)));
+            rows.push(row(&sc, "units/task (mean)", 0, |rt| {
+                m(rt, &|x| x.units_mean)
+            }));
+            rows.push(row(&sc, "units/task (min)", 0, |rt| {
+                m(rt, &|x| x.units_min)
+            }));
+            rows.push(row(&sc, "p99 gap (µs)", 1, |rt| m(rt, &|x| x.p99_gap_us)));
+            rows.push(row(&sc, "max gap (µs)", 1, |rt| m(rt, &|x| x.max_gap_us)));
+        }
     }
     progress.finish();
 

@@ -4,7 +4,10 @@
 //! may (2 workers), in one run:
 //!
 //! (a) a parallel merge sort of 10 M integers (split in two recursively,
-//!     3 levels deep: 8 leaves sorted with `sort_unstable`, merged back);
+//!     3 levels deep: 8 leaves sorted with `sort_unstable`, merged back;
+//!     the merges of the two top levels are each cut in two halves merged
+//!     at once, as a parallel merge sort does, so that the top merge does
+//!     not run on one core alone and 2 cores have 4 pieces to even out);
 //! (b) 1,000 independent CPU-bound jobs of ~1 ms each;
 //! (c) the cost of a `call` + `join` round trip between two cores, beside a
 //!     `spawn` + `join` on one core and tokio's `spawn` + `await` on its
@@ -40,7 +43,12 @@ fn random_input(n: usize) -> Vec<u64> {
 }
 
 fn merge(a: Vec<u64>, b: Vec<u64>) -> Vec<u64> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
+    merge_into(&a, &b, a.len() + b.len())
+}
+
+/// `a` and `b` merged into a new vector of capacity `cap`.
+fn merge_into(a: &[u64], b: &[u64], cap: usize) -> Vec<u64> {
+    let mut out = Vec::with_capacity(cap.max(a.len() + b.len()));
     let (mut i, mut j) = (0, 0);
     while i < a.len() && j < b.len() {
         if a[i] <= b[j] {
@@ -54,6 +62,36 @@ fn merge(a: Vec<u64>, b: Vec<u64>) -> Vec<u64> {
     out.extend_from_slice(&a[i..]);
     out.extend_from_slice(&b[j..]);
     out
+}
+
+/// A merge (of the two top levels) as two independent halves: `a[..i]` with `b[..j]` (every
+/// element of `b` below `a[i]`), and the rest; each runtime runs the two
+/// at once and appends the upper one to the lower one.
+struct Halves {
+    a: Vec<u64>,
+    b: Vec<u64>,
+    i: usize,
+    j: usize,
+}
+
+fn halves(a: Vec<u64>, b: Vec<u64>) -> std::sync::Arc<Halves> {
+    let i = a.len() / 2;
+    let j = a.get(i).map_or(0, |&p| b.partition_point(|&x| x < p));
+    std::sync::Arc::new(Halves { a, b, i, j })
+}
+
+/// One half merged; the lower one has room for the upper one.
+fn half(h: &Halves, upper: bool) -> Vec<u64> {
+    if upper {
+        merge_into(&h.a[h.i..], &h.b[h.j..], 0)
+    } else {
+        merge_into(&h.a[..h.i], &h.b[..h.j], h.a.len() + h.b.len())
+    }
+}
+
+fn join_halves(mut lo: Vec<u64>, hi: Vec<u64>) -> Vec<u64> {
+    lo.extend_from_slice(&hi);
+    lo
 }
 
 fn leaf(mut v: Vec<u64>) -> Vec<u64> {
@@ -97,7 +135,14 @@ fn mk_sort(v: Vec<u64>, depth: u32) -> Vec<u64> {
     let mut r = mkernel::parallel(move |h| mk_sort(h, depth - 1), vec![a, b]);
     let b = r.pop().unwrap().unwrap();
     let a = r.pop().unwrap().unwrap();
-    merge(a, b)
+    if depth + 1 < SORT_DEPTH {
+        return merge(a, b);
+    }
+    let h = halves(a, b);
+    let mut r = mkernel::parallel(move |upper| half(&h, upper), vec![false, true]);
+    let hi = r.pop().unwrap().unwrap();
+    let lo = r.pop().unwrap().unwrap();
+    join_halves(lo, hi)
 }
 
 fn mkernel_sort(cores: usize, input: &[u64]) -> Duration {
@@ -168,7 +213,12 @@ fn rayon_sort_rec(v: Vec<u64>, depth: u32) -> Vec<u64> {
         move || rayon_sort_rec(a, depth - 1),
         move || rayon_sort_rec(b, depth - 1),
     );
-    merge(a, b)
+    if depth + 1 < SORT_DEPTH {
+        return merge(a, b);
+    }
+    let h = halves(a, b);
+    let (lo, hi) = rayon::join(|| half(&h, false), || half(&h, true));
+    join_halves(lo, hi)
 }
 
 fn rayon_sort(pool: &rayon::ThreadPool, input: &[u64]) -> Duration {
@@ -210,7 +260,14 @@ fn tokio_sort_rec(
         let hb = tokio::spawn(tokio_sort_rec(b, depth - 1));
         let a = tokio_sort_rec(a, depth - 1).await;
         let b = hb.await.unwrap();
-        merge(a, b)
+        if depth + 1 < SORT_DEPTH {
+            return merge(a, b);
+        }
+        let h = halves(a, b);
+        let h2 = h.clone();
+        let hi = tokio::spawn(async move { half(&h2, true) });
+        let lo = half(&h, false);
+        join_halves(lo, hi.await.unwrap())
     })
 }
 
@@ -261,7 +318,14 @@ fn may_sort_rec(v: Vec<u64>, depth: u32) -> Vec<u64> {
     let hb = may::go!(move || may_sort_rec(b, depth - 1));
     let a = may_sort_rec(a, depth - 1);
     let b = hb.join().unwrap();
-    merge(a, b)
+    if depth + 1 < SORT_DEPTH {
+        return merge(a, b);
+    }
+    let h = halves(a, b);
+    let h2 = h.clone();
+    let hi = may::go!(move || half(&h2, true));
+    let lo = half(&h, false);
+    join_halves(lo, hi.join().unwrap())
 }
 
 fn may_sort(input: &[u64]) -> Duration {

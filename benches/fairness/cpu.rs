@@ -181,6 +181,72 @@ pub fn mkernel_run_with(b: mkernel::Builder, n: usize, window_ns: u64) -> Run {
     })
 }
 
+/// Scenario 5: the same tasks over 2 cores. mkernel: `Builder::cores(2)`
+/// and `parallel`, which puts every other task on the second core (tasks
+/// never move); tokio: its multi-threaded runtime with 2 workers (tasks
+/// move between them); may has no 2-worker row (its worker count is set
+/// once per process, to 1 for the other scenarios).
+pub fn run_2_cores(rt: Rt, n: usize, window_ns: u64) -> Option<Run> {
+    match rt {
+        Rt::Mkernel => Some(mkernel_run_2_cores(n, window_ns)),
+        Rt::Tokio => Some(tokio_run_2_workers(n, window_ns)),
+        Rt::May => None,
+    }
+}
+
+fn mkernel_run_2_cores(n: usize, window_ns: u64) -> Run {
+    mkernel::Builder::new().cores(2).run((), move |()| {
+        let start = now_ns();
+        let end = start + window_ns;
+        let tasks = mkernel::parallel(
+            move |_: usize| {
+                let mut rec = TaskRec::with_capacity(capacity(n, window_ns) * 2);
+                while rec.before(end) {
+                    unit();
+                    rec.after();
+                    mkernel::yield_now();
+                }
+                rec.stats = mkernel::task_stats(mkernel::current_task());
+                rec
+            },
+            (0..n).collect(),
+        )
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+        Run { start, tasks }
+    })
+}
+
+fn tokio_run_2_workers(n: usize, window_ns: u64) -> Run {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let start = now_ns();
+        let end = start + window_ns;
+        let hs: Vec<_> = (0..n)
+            .map(|_| {
+                tokio::spawn(async move {
+                    let mut rec = TaskRec::with_capacity(capacity(n, window_ns) * 2);
+                    while rec.before(end) {
+                        unit();
+                        rec.after();
+                        tokio::task::yield_now().await;
+                    }
+                    rec
+                })
+            })
+            .collect();
+        let mut tasks = Vec::with_capacity(n);
+        for h in hs {
+            tasks.push(h.await.unwrap());
+        }
+        Run { start, tasks }
+    })
+}
+
 fn tokio_run(n: usize, window_ns: u64) -> Run {
     tokio_rt().block_on(async move {
         let end = Arc::new(AtomicU64::new(u64::MAX));
