@@ -117,6 +117,22 @@ fn storm_sc() -> String {
     )
 }
 
+/// The rows of a CPU scenario (1 and 5) from each runtime's figures per
+/// repetition (none: n/a).
+fn cpu_rows(rows: &mut Vec<Row>, sc: &str, f: &[Vec<cpu::Figures>; 3]) {
+    let m = |rt: Rt, g: &dyn Fn(&cpu::Figures) -> f64| {
+        let v: Vec<f64> = f[idx(rt)].iter().map(g).collect();
+        if v.is_empty() { f64::NAN } else { median(&v) }
+    };
+    rows.push(row(sc, "Jain index", 4, |rt| m(rt, &|x| x.jain)));
+    rows.push(row(sc, "units/task (mean)", 0, |rt| {
+        m(rt, &|x| x.units_mean)
+    }));
+    rows.push(row(sc, "units/task (min)", 0, |rt| m(rt, &|x| x.units_min)));
+    rows.push(row(sc, "p99 gap (µs)", 1, |rt| m(rt, &|x| x.p99_gap_us)));
+    rows.push(row(sc, "max gap (µs)", 1, |rt| m(rt, &|x| x.max_gap_us)));
+}
+
 fn idx(rt: Rt) -> usize {
     Rt::ALL.iter().position(|&r| r == rt).unwrap()
 }
@@ -177,19 +193,8 @@ fn main() {
         curves.sort_by_key(|(name, _, _)| Rt::ALL.iter().position(|r| r.name() == name));
         for (k, &n) in NS.iter().enumerate() {
             let f = &figs[k];
-            let m = |rt: Rt, g: &dyn Fn(&cpu::Figures) -> f64| {
-                median(&f[idx(rt)].iter().map(g).collect::<Vec<_>>())
-            };
             let sc = format!("1. CPU, N={n}");
-            rows.push(row(&sc, "Jain index", 4, |rt| m(rt, &|x| x.jain)));
-            rows.push(row(&sc, "units/task (mean)", 0, |rt| {
-                m(rt, &|x| x.units_mean)
-            }));
-            rows.push(row(&sc, "units/task (min)", 0, |rt| {
-                m(rt, &|x| x.units_min)
-            }));
-            rows.push(row(&sc, "p99 gap (µs)", 1, |rt| m(rt, &|x| x.p99_gap_us)));
-            rows.push(row(&sc, "max gap (µs)", 1, |rt| m(rt, &|x| x.max_gap_us)));
+            cpu_rows(&mut rows, &sc, f);
             let mk = |g: &dyn Fn(&(f64, u64, f64)) -> f64| {
                 median(
                     &f[0]
@@ -431,21 +436,7 @@ fn main() {
             }
         }
         for (k, &n) in NS_2_CORES.iter().enumerate() {
-            let f = &figs[k];
-            let m = |rt: Rt, g: &dyn Fn(&cpu::Figures) -> f64| {
-                let v: Vec<f64> = f[idx(rt)].iter().map(g).collect();
-                if v.is_empty() { f64::NAN } else { median(&v) }
-            };
-            let sc = format!("5. CPU on 2 cores, N={n}");
-            rows.push(row(&sc, "Jain index", 4, |rt| m(rt, &|x| x.jain)));
-            rows.push(row(&sc, "units/task (mean)", 0, |rt| {
-                m(rt, &|x| x.units_mean)
-            }));
-            rows.push(row(&sc, "units/task (min)", 0, |rt| {
-                m(rt, &|x| x.units_min)
-            }));
-            rows.push(row(&sc, "p99 gap (µs)", 1, |rt| m(rt, &|x| x.p99_gap_us)));
-            rows.push(row(&sc, "max gap (µs)", 1, |rt| m(rt, &|x| x.max_gap_us)));
+            cpu_rows(&mut rows, &format!("5. CPU on 2 cores, N={n}"), &figs[k]);
         }
     }
     progress.finish();
