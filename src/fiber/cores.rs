@@ -269,7 +269,17 @@ pub fn current_core() -> usize {
 /// [`Net`](crate::Net), a [`Block`](crate::Block), a
 /// [`Stack`](crate::net::stack::Stack)) and [`Resource`](crate::Resource)s
 /// are not, and stay on the core that owns them: hand the CPU work to
-/// `call`, keep the I/O where the device is.
+/// `call`, keep the I/O where the device is. Where Miou hands resources to
+/// a called task (`call ~give`), here the compiler refuses it:
+///
+/// ```compile_fail
+/// mkernel::Builder::new().cores(2).run((), |()| {
+///     let r = mkernel::Resource::new("fd 3", |_| ());
+///     r.own();
+///     // error: `Resource` cannot be sent between threads safely
+///     mkernel::call(move || r.release()).join().unwrap();
+/// });
+/// ```
 ///
 /// In a run with one core (the default, and always on Solo5), `call` runs
 /// `f` on that core, as [`spawn`] does: concurrently, not in parallel (Miou
