@@ -5,6 +5,9 @@
 //!
 //! (a) a parallel merge sort of 10 M integers (split in two recursively,
 //!     3 levels deep: 8 leaves sorted with `sort_unstable`, merged back;
+//!     the input comes as its 8 leaves, so that splitting moves vectors
+//!     and copies nothing, as splitting a slice does: copying halves was a
+//!     sequential 40 MB at the top, the same for every runtime;
 //!     the merges of the two top levels are each cut in two halves merged
 //!     at once, as a parallel merge sort does, so that the top merge does
 //!     not run on one core alone and 2 cores have 4 pieces to even out);
@@ -42,71 +45,204 @@ fn random_input(n: usize) -> Vec<u64> {
         .collect()
 }
 
-fn merge(a: Vec<u64>, b: Vec<u64>) -> Vec<u64> {
-    merge_into(&a, &b, a.len() + b.len())
+/// A sorted run (or, at a leaf, an unsorted one) kept as pieces of equal
+/// length, in order, with as many spare pieces to merge into: the sort
+/// allocates nothing while it is timed (see the module docs).
+struct Run {
+    data: Pieces,
+    spare: Pieces,
 }
 
-/// `a` and `b` merged into a new vector of capacity `cap`.
-fn merge_into(a: &[u64], b: &[u64], cap: usize) -> Vec<u64> {
-    let mut out = Vec::with_capacity(cap.max(a.len() + b.len()));
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        if a[i] <= b[j] {
-            out.push(a[i]);
-            i += 1;
-        } else {
-            out.push(b[j]);
-            j += 1;
+type Pieces = Vec<Vec<u64>>;
+
+/// The input as the sort's leaves, with their spare pieces (made and
+/// written before the clock starts, so that no page is first touched by
+/// the sort).
+fn run_of(input: &[u64]) -> Run {
+    let len = input.len().div_ceil(1 << SORT_DEPTH);
+    let data: Pieces = input.chunks(len).map(<[u64]>::to_vec).collect();
+    let spare = data.iter().map(|p| vec![1; p.len()]).collect();
+    Run { data, spare }
+}
+
+fn leaf(mut r: Run) -> Run {
+    r.data[0].sort_unstable();
+    r
+}
+
+fn split(mut r: Run) -> (Run, Run) {
+    let n = r.data.len() / 2;
+    let data = r.data.split_off(n);
+    let spare = r.spare.split_off(n);
+    (r, Run { data, spare })
+}
+
+fn total(p: &[Vec<u64>]) -> usize {
+    p.iter().map(Vec::len).sum()
+}
+
+/// Element `i` of a run's pieces (all but the last of one length).
+fn at(p: &[Vec<u64>], i: usize) -> u64 {
+    let len = p[0].len();
+    p[i / len][i % len]
+}
+
+/// Where a merge stands in one of its inputs.
+struct Cursor<'a> {
+    pieces: &'a [Vec<u64>],
+    piece: usize,
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(pieces: &'a [Vec<u64>], i: usize) -> Cursor<'a> {
+        let len = pieces.first().map_or(1, Vec::len).max(1);
+        let mut c = Cursor {
+            pieces,
+            piece: i / len,
+            at: i % len,
+        };
+        c.advance(0);
+        c
+    }
+
+    fn rest(&self) -> &'a [u64] {
+        self.pieces.get(self.piece).map_or(&[], |p| &p[self.at..])
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.at += n;
+        while self
+            .pieces
+            .get(self.piece)
+            .is_some_and(|p| self.at == p.len())
+        {
+            self.piece += 1;
+            self.at = 0;
         }
     }
-    out.extend_from_slice(&a[i..]);
-    out.extend_from_slice(&b[j..]);
-    out
 }
 
-/// A merge (of the two top levels) as two independent halves: `a[..i]` with `b[..j]` (every
-/// element of `b` below `a[i]`), and the rest; each runtime runs the two
-/// at once and appends the upper one to the lower one.
+/// Fills `out` with the merge of `a` and `b` from positions `i` and `j`
+/// (`a` first among equals).
+fn merge_into(a: &[Vec<u64>], b: &[Vec<u64>], i: usize, j: usize, out: &mut [Vec<u64>]) {
+    let (mut ca, mut cb) = (Cursor::new(a, i), Cursor::new(b, j));
+    for o in out.iter_mut() {
+        let mut w = 0;
+        while w < o.len() {
+            let (sa, sb, dst) = (ca.rest(), cb.rest(), &mut o[w..]);
+            let (mut x, mut y, mut k) = (0, 0, 0);
+            if sa.is_empty() || sb.is_empty() {
+                let src = if sa.is_empty() { sb } else { sa };
+                assert!(!src.is_empty(), "a merge's inputs ran out");
+                k = dst.len().min(src.len());
+                dst[..k].copy_from_slice(&src[..k]);
+                if sa.is_empty() { y = k } else { x = k }
+            } else {
+                while k < dst.len() && x < sa.len() && y < sb.len() {
+                    if sa[x] <= sb[y] {
+                        dst[k] = sa[x];
+                        x += 1;
+                    } else {
+                        dst[k] = sb[y];
+                        y += 1;
+                    }
+                    k += 1;
+                }
+            }
+            ca.advance(x);
+            cb.advance(y);
+            w += k;
+        }
+    }
+}
+
+/// `a` and `b` merged into their spare pieces; their own pieces become
+/// the spare ones.
+fn merge(a: Run, b: Run) -> Run {
+    let mut data = a.spare;
+    data.extend(b.spare);
+    merge_into(&a.data, &b.data, 0, 0, &mut data);
+    let mut spare = a.data;
+    spare.extend(b.data);
+    Run { data, spare }
+}
+
+/// A merge (of the two top levels) as two independent halves, each
+/// filling half of the output pieces: the lower from the start of `a` and
+/// `b`, the upper from `a[i..]` and `b[j..]` (the merge path's split at the
+/// middle: `a[..i]` and `b[..j]` are the output's lower half). Each runtime
+/// runs the two at once.
 struct Halves {
-    a: Vec<u64>,
-    b: Vec<u64>,
+    a: Pieces,
+    b: Pieces,
     i: usize,
     j: usize,
 }
 
-fn halves(a: Vec<u64>, b: Vec<u64>) -> std::sync::Arc<Halves> {
-    let i = a.len() / 2;
-    let j = a.get(i).map_or(0, |&p| b.partition_point(|&x| x < p));
-    std::sync::Arc::new(Halves { a, b, i, j })
+/// The shared inputs, and the lower and upper output pieces.
+fn halves(a: Run, b: Run) -> (std::sync::Arc<Halves>, Pieces, Pieces) {
+    let mut lo = a.spare;
+    lo.extend(b.spare);
+    let hi = lo.split_off(lo.len() / 2);
+    let (i, j) = co_rank(&a.data, &b.data, total(&lo));
+    let h = Halves {
+        a: a.data,
+        b: b.data,
+        i,
+        j,
+    };
+    (std::sync::Arc::new(h), lo, hi)
 }
 
-/// One half merged; the lower one has room for the upper one.
-fn half(h: &Halves, upper: bool) -> Vec<u64> {
-    if upper {
-        merge_into(&h.a[h.i..], &h.b[h.j..], 0)
-    } else {
-        merge_into(&h.a[..h.i], &h.b[..h.j], h.a.len() + h.b.len())
+/// How many of the merge's first `k` elements come from `a` and from `b`.
+fn co_rank(a: &[Vec<u64>], b: &[Vec<u64>], k: usize) -> (usize, usize) {
+    let (la, lb) = (total(a), total(b));
+    let (mut lo, mut hi) = (k.saturating_sub(lb), k.min(la));
+    loop {
+        let i = (lo + hi) / 2;
+        let j = k - i;
+        if i < la && j > 0 && at(a, i) <= at(b, j - 1) {
+            lo = i + 1; // a[i] comes before b[j - 1]: more of `a`
+        } else if i > 0 && j < lb && at(a, i - 1) > at(b, j) {
+            hi = i - 1; // b[j] comes before a[i - 1]: less of `a`
+        } else {
+            return (i, j);
+        }
     }
 }
 
-fn join_halves(mut lo: Vec<u64>, hi: Vec<u64>) -> Vec<u64> {
-    lo.extend_from_slice(&hi);
-    lo
+/// One half merged into its output pieces.
+fn half(h: &Halves, upper: bool, mut out: Pieces) -> Pieces {
+    let (i, j) = if upper { (h.i, h.j) } else { (0, 0) };
+    merge_into(&h.a, &h.b, i, j, &mut out);
+    out
 }
 
-fn leaf(mut v: Vec<u64>) -> Vec<u64> {
-    v.sort_unstable();
-    v
+/// Both halves done: the inputs are the spare pieces again.
+fn join_halves(h: std::sync::Arc<Halves>, mut lo: Pieces, hi: Pieces) -> Run {
+    let h = std::sync::Arc::into_inner(h).expect("both halves have ended");
+    lo.extend(hi);
+    let mut spare = h.a;
+    spare.extend(h.b);
+    Run { data: lo, spare }
 }
 
-fn split(mut v: Vec<u64>) -> (Vec<u64>, Vec<u64>) {
-    let b = v.split_off(v.len() / 2);
-    (v, b)
-}
-
-fn check_sorted(v: &[u64]) {
-    assert_eq!(v.len(), SORT_LEN);
-    assert!(v.windows(2).all(|w| w[0] <= w[1]), "not sorted");
+/// The output is the input sorted: in order, as long, the same sum.
+fn check_sorted(r: &Run, input: &[u64]) {
+    let out = || r.data.iter().flatten().copied();
+    assert_eq!(out().count(), input.len());
+    let sum = |v: &mut dyn Iterator<Item = u64>| v.fold(0u64, u64::wrapping_add);
+    assert_eq!(
+        sum(&mut out()),
+        sum(&mut input.iter().copied()),
+        "not a permutation"
+    );
+    let mut prev = 0;
+    assert!(
+        out().all(|x| std::mem::replace(&mut prev, x) <= x),
+        "not sorted"
+    );
 }
 
 /// Iterations of `spin` per ns, measured once.
@@ -127,33 +263,37 @@ fn spin(n: u64) -> u64 {
 
 // ---- mkernel ----
 
-fn mk_sort(v: Vec<u64>, depth: u32) -> Vec<u64> {
+fn mk_sort(r: Run, depth: u32) -> Run {
     if depth == 0 {
-        return leaf(v);
+        return leaf(r);
     }
-    let (a, b) = split(v);
+    let (a, b) = split(r);
     let mut r = mkernel::parallel(move |h| mk_sort(h, depth - 1), vec![a, b]);
     let b = r.pop().unwrap().unwrap();
     let a = r.pop().unwrap().unwrap();
     if depth + 1 < SORT_DEPTH {
         return merge(a, b);
     }
-    let h = halves(a, b);
-    let mut r = mkernel::parallel(move |upper| half(&h, upper), vec![false, true]);
+    let (h, lo, hi) = halves(a, b);
+    let h2 = h.clone();
+    let mut r = mkernel::parallel(
+        move |(upper, out)| half(&h2, upper, out),
+        vec![(false, lo), (true, hi)],
+    );
     let hi = r.pop().unwrap().unwrap();
     let lo = r.pop().unwrap().unwrap();
-    join_halves(lo, hi)
+    join_halves(h, lo, hi)
 }
 
 fn mkernel_sort(cores: usize, input: &[u64]) -> Duration {
-    let v = input.to_vec();
-    mkernel::Builder::new().cores(cores).run((), move |()| {
+    let r = run_of(input);
+    let (t, out) = mkernel::Builder::new().cores(cores).run((), move |()| {
         let start = Instant::now();
-        let out = mk_sort(v, SORT_DEPTH);
-        let t = start.elapsed();
-        check_sorted(&out);
-        t
-    })
+        let out = mk_sort(r, SORT_DEPTH);
+        (start.elapsed(), out)
+    });
+    check_sorted(&out, input);
+    t
 }
 
 fn mkernel_jobs(cores: usize, iters: u64) -> Duration {
@@ -204,11 +344,11 @@ fn rayon_pool(threads: usize) -> rayon::ThreadPool {
         .unwrap()
 }
 
-fn rayon_sort_rec(v: Vec<u64>, depth: u32) -> Vec<u64> {
+fn rayon_sort_rec(r: Run, depth: u32) -> Run {
     if depth == 0 {
-        return leaf(v);
+        return leaf(r);
     }
-    let (a, b) = split(v);
+    let (a, b) = split(r);
     let (a, b) = rayon::join(
         move || rayon_sort_rec(a, depth - 1),
         move || rayon_sort_rec(b, depth - 1),
@@ -216,17 +356,17 @@ fn rayon_sort_rec(v: Vec<u64>, depth: u32) -> Vec<u64> {
     if depth + 1 < SORT_DEPTH {
         return merge(a, b);
     }
-    let h = halves(a, b);
-    let (lo, hi) = rayon::join(|| half(&h, false), || half(&h, true));
-    join_halves(lo, hi)
+    let (h, lo, hi) = halves(a, b);
+    let (lo, hi) = rayon::join(|| half(&h, false, lo), || half(&h, true, hi));
+    join_halves(h, lo, hi)
 }
 
 fn rayon_sort(pool: &rayon::ThreadPool, input: &[u64]) -> Duration {
-    let v = input.to_vec();
+    let r = run_of(input);
     let start = Instant::now();
-    let out = pool.install(move || rayon_sort_rec(v, SORT_DEPTH));
+    let out = pool.install(move || rayon_sort_rec(r, SORT_DEPTH));
     let t = start.elapsed();
-    check_sorted(&out);
+    check_sorted(&out, input);
     t
 }
 
@@ -249,36 +389,37 @@ fn tokio_rt(workers: usize) -> tokio::runtime::Runtime {
 }
 
 fn tokio_sort_rec(
-    v: Vec<u64>,
+    r: Run,
     depth: u32,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<u64>> + Send>> {
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Run> + Send>> {
     Box::pin(async move {
         if depth == 0 {
-            return leaf(v);
+            return leaf(r);
         }
-        let (a, b) = split(v);
+        let (a, b) = split(r);
         let hb = tokio::spawn(tokio_sort_rec(b, depth - 1));
         let a = tokio_sort_rec(a, depth - 1).await;
         let b = hb.await.unwrap();
         if depth + 1 < SORT_DEPTH {
             return merge(a, b);
         }
-        let h = halves(a, b);
+        let (h, lo, hi) = halves(a, b);
         let h2 = h.clone();
-        let hi = tokio::spawn(async move { half(&h2, true) });
-        let lo = half(&h, false);
-        join_halves(lo, hi.await.unwrap())
+        let hi = tokio::spawn(async move { half(&h2, true, hi) });
+        let lo = half(&h, false, lo);
+        let hi = hi.await.unwrap();
+        join_halves(h, lo, hi)
     })
 }
 
 fn tokio_sort(rt: &tokio::runtime::Runtime, input: &[u64]) -> Duration {
-    let v = input.to_vec();
+    let r = run_of(input);
     let start = Instant::now();
     let out = rt
-        .block_on(rt.spawn(tokio_sort_rec(v, SORT_DEPTH)))
+        .block_on(rt.spawn(tokio_sort_rec(r, SORT_DEPTH)))
         .unwrap();
     let t = start.elapsed();
-    check_sorted(&out);
+    check_sorted(&out, input);
     t
 }
 
@@ -310,32 +451,33 @@ fn tokio_round_trip(rt: &tokio::runtime::Runtime) -> Duration {
 
 // ---- may (2 workers) ----
 
-fn may_sort_rec(v: Vec<u64>, depth: u32) -> Vec<u64> {
+fn may_sort_rec(r: Run, depth: u32) -> Run {
     if depth == 0 {
-        return leaf(v);
+        return leaf(r);
     }
-    let (a, b) = split(v);
+    let (a, b) = split(r);
     let hb = may::go!(move || may_sort_rec(b, depth - 1));
     let a = may_sort_rec(a, depth - 1);
     let b = hb.join().unwrap();
     if depth + 1 < SORT_DEPTH {
         return merge(a, b);
     }
-    let h = halves(a, b);
+    let (h, lo, hi) = halves(a, b);
     let h2 = h.clone();
-    let hi = may::go!(move || half(&h2, true));
-    let lo = half(&h, false);
-    join_halves(lo, hi.join().unwrap())
+    let hi = may::go!(move || half(&h2, true, hi));
+    let lo = half(&h, false, lo);
+    let hi = hi.join().unwrap();
+    join_halves(h, lo, hi)
 }
 
 fn may_sort(input: &[u64]) -> Duration {
-    let v = input.to_vec();
+    let r = run_of(input);
     let start = Instant::now();
-    let out = may::go!(move || may_sort_rec(v, SORT_DEPTH))
+    let out = may::go!(move || may_sort_rec(r, SORT_DEPTH))
         .join()
         .unwrap();
     let t = start.elapsed();
-    check_sorted(&out);
+    check_sorted(&out, input);
     t
 }
 
