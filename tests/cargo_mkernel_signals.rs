@@ -73,6 +73,20 @@ impl Runner {
         if target == "virtio" {
             cmd.arg(format!("--timeout={VIRTIO_TIMEOUT_S}"));
         }
+        // A shell without job control starts a background command with
+        // SIGINT and SIGQUIT ignored (POSIX), and an ignored signal stays
+        // ignored across exec: `bash .ci/run &` would hand the tender an
+        // ignored SIGINT. The runner gets what a terminal gives it.
+        let defaults = || {
+            for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+                // SAFETY: `signal` is async-signal-safe, so it may run
+                // between fork and exec; SIG_DFL is a valid disposition.
+                unsafe { libc::signal(sig, libc::SIG_DFL) };
+            }
+            Ok(())
+        };
+        // SAFETY: the closure calls only `signal` (see above).
+        unsafe { cmd.pre_exec(defaults) };
         let mut child = cmd
             .process_group(0)
             .stdin(Stdio::null())
