@@ -7,9 +7,10 @@
 
 mod stack_pair;
 
-use mkernel::net::stack::{Stack, TcpListener, TcpStream};
+use mkernel::net::stack::{Stack, StackStats, TcpListener, TcpStream};
 use stack_pair::run_pair;
 use std::io::ErrorKind;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -108,32 +109,64 @@ fn idle_live_peer_is_kept_and_vanished_idle_peer_is_given_up() {
 /// SYN queue, or are dropped and sent again), all are served.
 #[test]
 fn full_backlog_queues_instead_of_refusing() {
+    full_backlog(run_pair, "10.0.0.1:7");
+}
+
+/// The same over IPv6: its SYNs wait in the SYN queue too (they went
+/// straight to smoltcp, which reset those beyond the backlog).
+#[test]
+fn full_backlog_queues_ipv6_syns_too() {
+    let a = ["--ipv4=10.0.0.1/24", "--ipv6=fd00::1/64"];
+    let b = ["--ipv4=10.0.0.2/24", "--ipv6=fd00::2/64"];
+    let run = |f| stack_pair::run_pair_with(&a, &b, f);
+    full_backlog(run, "[fd00::1]:7");
+}
+
+type Pair<T> = Box<dyn FnOnce(Stack, Stack, mkernel::net::link::CutSwitch) -> T>;
+
+fn full_backlog(
+    run: impl FnOnce(Pair<(Duration, StackStats)>) -> (Duration, StackStats),
+    to: &str,
+) {
     const N: usize = 40;
-    let (took, stats) = run_pair(|server, client, _cut| {
+    let to: SocketAddr = to.parse().unwrap();
+    let (took, stats) = run(Box::new(move |server, client, _cut| {
         let l = TcpListener::bind_with_backlog(&server, 7, 2).unwrap();
         let t0 = Instant::now();
         let clients: Vec<_> = (0..N)
             .map(|i| {
                 let client = client.clone();
                 mkernel::spawn(move || {
-                    let c = TcpStream::connect(&client, "10.0.0.1:7".parse().unwrap())
-                        .unwrap_or_else(|e| panic!("connection {i}: {e}"));
+                    let c = TcpStream::connect(&client, to)
+                        .map_err(|e| format!("connection {i}: {e}"))?;
                     let mut b = [0u8; 1];
                     assert_eq!(c.read(&mut b).unwrap(), 1, "connection {i}");
+                    Ok::<_, String>(())
                 })
             })
             .collect();
-        mkernel::sleep(Duration::from_millis(300));
-        for _ in 0..N {
-            let (s, _) = l.accept().unwrap();
-            s.write_all(b"x").unwrap();
+        let acceptor = mkernel::spawn(move || {
+            mkernel::sleep(Duration::from_millis(300));
+            for _ in 0..N {
+                let (s, from) = l.accept().unwrap();
+                assert_eq!(from.is_ipv6(), to.is_ipv6(), "{from}");
+                s.write_all(b"x").unwrap();
+            }
+        });
+        // Every client ends, served or refused; a refused one leaves the
+        // acceptor waiting.
+        let refused: Vec<String> = mkernel::join_all(clients)
+            .into_iter()
+            .filter_map(|r| r.unwrap().err())
+            .collect();
+        if !refused.is_empty() {
+            acceptor.cancel();
+            panic!("{} of {N} refused: {refused:?}", refused.len());
         }
-        for r in mkernel::join_all(clients) {
-            r.unwrap();
-        }
+        acceptor.join().unwrap();
         (t0.elapsed(), server.stats())
-    });
-    eprintln!("{N} connections on a backlog of 2 in {took:?}; {stats:?}");
+    }));
+    eprintln!("{N} connections to {to} on a backlog of 2 in {took:?}; {stats:?}");
     assert!(stats.syns_queued > 0, "{stats:?}");
     assert!(took < Duration::from_secs(20), "{took:?}");
 }

@@ -152,7 +152,7 @@ pub(super) fn update(inner: &Inner, core: &mut Core) {
                 if let Some(r) = router {
                     let _ = routes.add_default_ipv4_route(r);
                 }
-                core.phy.set_addr(addr.address().octets());
+                core.phy.set_addrs(core.iface.ip_addrs());
                 cfg.ipv4 = addr;
                 cfg.gateway = router;
                 if !ac.own_nameservers {
@@ -186,6 +186,7 @@ pub(super) fn update(inner: &Inner, core: &mut Core) {
                 reset_connections(core, IpAddress::Ipv6(old.address()));
             }
             cfg.ipv6 = new;
+            core.phy.set_addrs(core.iface.ip_addrs());
         }
         cfg.ipv6_gateway =
             core.iface

@@ -1,11 +1,12 @@
-//! A TCP/IP stack (IPv4, TCP, UDP, ARP, ICMP echo) on smoltcp, in direct
-//! style: a blocking-looking call suspends only its task.
+//! A TCP/IP stack (IPv4 static or by DHCP, IPv6 static or by SLAAC, TCP,
+//! UDP, ARP and NDP, ICMP echo, names by DNS) on smoltcp, in direct style:
+//! a blocking-looking call suspends only its task.
 //!
 //! How it works: one runtime-owned task (a daemon) waits until the net
 //! device has a frame or smoltcp's next timer is due, hands every waiting
 //! frame to smoltcp, and wakes exactly the tasks waiting on sockets that
 //! became ready (each socket has a wait queue per direction). A connection
-//! past its handshake lives in a socket set of its own, and each incoming
+//! past its handshake (IPv4 or IPv6) lives in a socket set of its own, and each incoming
 //! segment is routed to its connection's set by its addresses and ports,
 //! so that the cost of a frame, a read or a write does not grow with the
 //! connections the stack holds (smoltcp scans a whole set for each). A
@@ -41,7 +42,7 @@
 //!         let mut c = TcpStream::connect(&client, "10.0.0.1:7".parse().unwrap()).unwrap();
 //!         c.write_all(b"hello").unwrap();
 //!         let mut buf = [0u8; 5];
-//!         c.read_exact(&mut buf).unwrap();
+//!         (&c).read_exact(&mut buf).unwrap();
 //!         echo.join().unwrap();
 //!         buf
 //!     });
@@ -788,7 +789,7 @@ impl Stack {
     #[must_use]
     pub fn new(dev: (Net, NetCfg), config: StackConfig) -> Stack {
         let (net, cfg) = dev;
-        let mut phy = Phy::new(net.clone(), config.ipv4.address().octets());
+        let mut phy = Phy::new(net.clone());
         // SLAAC solicits routers at the first poll, from the link-local
         // address that `autoconf::setup` gives the interface.
         let slaac = config.slaac;
@@ -814,6 +815,7 @@ impl Stack {
         }
         let mut sockets = SocketSet::new(Vec::new());
         let autoconf = autoconf::setup(&config, cfg.mac, &mut iface, &mut sockets);
+        phy.set_addrs(iface.ip_addrs());
         let inner = Rc::new(Inner {
             net,
             config: Cell::new(config),
@@ -1418,5 +1420,50 @@ fn ready(core: &Core, cond: &Cond) -> bool {
         }),
         Cond::UdpRecv(h) => core.sockets.get::<sudp::Socket>(*h).can_recv(),
         Cond::UdpSend(h) => core.sockets.get::<sudp::Socket>(*h).can_send(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::link::{self, Faults};
+    use std::io::Read as _;
+
+    /// An accepted connection, IPv4 or IPv6, leaves the shared socket set
+    /// for one of its own on both sides, and segments still find it there
+    /// (were they not routed to it, smoltcp would reset the connection).
+    #[test]
+    fn connections_of_both_families_get_sets_of_their_own() {
+        let (a, b) = link::pair(Faults::default());
+        crate::Builder::new().net_link("a", a).net_link("b", b).run(
+            (crate::net("a"), crate::net("b")),
+            |(a, b)| {
+                let config = |args: &[&str]| {
+                    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+                    StackConfig::from_args(&args).unwrap().0
+                };
+                let sa = Stack::new(a, config(&["--ipv4=10.0.0.1/24", "--ipv6=fd00::1/64"]));
+                let sb = Stack::new(b, config(&["--ipv4=10.0.0.2/24", "--ipv6=fd00::2/64"]));
+                let own = |s: &Stack| s.inner.core.borrow().tcp.own_count();
+                for (port, to) in [(7, "10.0.0.1:7"), (8, "[fd00::1]:8")] {
+                    let l = TcpListener::bind(&sa, port).unwrap();
+                    let acc = crate::spawn(move || l.accept().unwrap().0);
+                    let c = TcpStream::connect(&sb, to.parse().unwrap()).unwrap();
+                    let s = acc.join().unwrap();
+                    let mut buf = [0u8; 4];
+                    for _ in 0..3 {
+                        c.write_all(b"ping").unwrap();
+                        (&s).read_exact(&mut buf).unwrap();
+                        assert_eq!(&buf, b"ping", "{to}");
+                        s.write_all(b"pong").unwrap();
+                        (&c).read_exact(&mut buf).unwrap();
+                        assert_eq!(&buf, b"pong", "{to}");
+                    }
+                    assert_eq!((own(&sa), own(&sb)), (1, 1), "{to}");
+                    drop((c, s));
+                    crate::sleep(std::time::Duration::from_millis(50));
+                }
+            },
+        );
     }
 }

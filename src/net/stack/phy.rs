@@ -31,7 +31,8 @@ use crate::sys::OffloadHdr;
 use smoltcp::phy::{self, Checksum, DeviceCapabilities, Medium, PacketMeta};
 use smoltcp::time::Instant;
 use smoltcp::wire::{
-    EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, Ipv6Packet, TcpPacket, checksum,
+    EthernetFrame, EthernetProtocol, IpAddress, IpCidr, IpProtocol, Ipv4Packet, Ipv6Packet,
+    TcpPacket, checksum,
 };
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroUsize;
@@ -52,7 +53,7 @@ struct Held {
     /// Destination port (the listener's).
     port: u16,
     /// Source address and port: a retransmission has the same.
-    from: [u8; 6],
+    from: (Addr, u16),
     /// When it is dropped.
     deadline: u64,
     frame: Box<[u8]>,
@@ -74,8 +75,8 @@ pub(crate) struct Phy {
     rx: Vec<u8>,
     tx: Vec<u8>,
     mtu: usize,
-    /// The stack's IPv4 address: only SYNs to it are looked at.
-    addr: [u8; 4],
+    /// The stack's addresses: only SYNs to them are looked at.
+    addrs: Vec<Addr>,
     /// Per listening port: how many SYNs smoltcp can still take (sockets
     /// in `Listen` state), counted by the stack before each poll and
     /// decreased here for each SYN handed over.
@@ -92,7 +93,7 @@ pub(crate) struct Phy {
 }
 
 impl Phy {
-    pub(crate) fn new(net: Net, addr: [u8; 4]) -> Phy {
+    pub(crate) fn new(net: Net) -> Phy {
         let mtu = net.cfg().mtu;
         let offload = net.dev.enable_offload();
         let tx = if offload {
@@ -105,7 +106,7 @@ impl Phy {
             rx: vec![0; RX_BUF.max(mtu + 18)],
             tx: vec![0; tx],
             mtu,
-            addr,
+            addrs: Vec::new(),
             free: HashMap::new(),
             held: VecDeque::new(),
             syn_stats: SynStats::default(),
@@ -115,9 +116,10 @@ impl Phy {
         }
     }
 
-    /// Sets the address whose SYNs are looked at (DHCP changed it).
-    pub(crate) fn set_addr(&mut self, addr: [u8; 4]) {
-        self.addr = addr;
+    /// Sets the addresses whose SYNs are looked at: the interface's (at
+    /// the start, and when DHCP or SLAAC changed them).
+    pub(crate) fn set_addrs(&mut self, addrs: &[IpCidr]) {
+        self.addrs = addrs.iter().map(|a| Addr::of(a.address())).collect();
     }
 
     /// Drops the SYNs that waited too long, and those of listeners that
@@ -148,7 +150,7 @@ impl Phy {
     /// Sets a SYN aside (the first `len` bytes of the receive buffer), or
     /// drops it when the queue is full. A retransmission of a SYN already
     /// waiting restarts that one's wait instead.
-    fn hold(&mut self, port: u16, from: [u8; 6], len: usize, now_ns: u64) {
+    fn hold(&mut self, port: u16, from: (Addr, u16), len: usize, now_ns: u64) {
         let deadline = now_ns.saturating_add(SYN_HOLD_NS);
         if let Some(h) = self
             .held
@@ -172,32 +174,82 @@ impl Phy {
     }
 }
 
-/// If `frame` is an IPv4 TCP SYN (no ACK, no RST) to `addr`: its
+/// An IP address as the SYN queue and the connections' routes compare it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Addr {
+    V4([u8; 4]),
+    V6([u8; 16]),
+}
+
+impl Addr {
+    pub(crate) fn of(a: IpAddress) -> Addr {
+        match a {
+            IpAddress::Ipv4(a) => Addr::V4(a.octets()),
+            IpAddress::Ipv6(a) => Addr::V6(a.octets()),
+        }
+    }
+}
+
+/// What the SYN queue and the routes look at in a TCP segment.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct TcpHead {
+    pub(crate) src: Addr,
+    pub(crate) dst: Addr,
+    pub(crate) src_port: u16,
+    pub(crate) dst_port: u16,
+    pub(crate) flags: u8,
+}
+
+/// The addresses, ports and flags of the TCP segment in an Ethernet
+/// frame: IPv4 (not a fragment: a later one has no ports) or IPv6 with TCP
+/// as its first next header (a segment behind extension headers is left
+/// to smoltcp's own rules).
+pub(crate) fn tcp_head(frame: &[u8]) -> Option<TcpHead> {
+    let ip = frame.get(14..)?;
+    let (src, dst, tcp) = match frame[12..14] {
+        [0x08, 0x00] => {
+            let ihl = usize::from(*ip.first()? & 0x0f) * 4;
+            // Version 4, TCP, offset 0 and no "more fragments".
+            if ip.len() < 20 || ip[0] >> 4 != 4 || ihl < 20 || ip[9] != 6 {
+                return None;
+            }
+            if ip[6] & 0x3f != 0 || ip[7] != 0 {
+                return None;
+            }
+            let src = Addr::V4(ip[12..16].try_into().ok()?);
+            (src, Addr::V4(ip[16..20].try_into().ok()?), ip.get(ihl..)?)
+        }
+        [0x86, 0xdd] => {
+            // Version 6, next header TCP.
+            if ip.len() < 40 || ip[0] >> 4 != 6 || ip[6] != 6 {
+                return None;
+            }
+            let src = Addr::V6(ip[8..24].try_into().ok()?);
+            (src, Addr::V6(ip[24..40].try_into().ok()?), &ip[40..])
+        }
+        _ => return None,
+    };
+    if tcp.len() < 14 {
+        return None;
+    }
+    Some(TcpHead {
+        src,
+        dst,
+        src_port: u16::from_be_bytes([tcp[0], tcp[1]]),
+        dst_port: u16::from_be_bytes([tcp[2], tcp[3]]),
+        flags: tcp[13],
+    })
+}
+
+/// If `frame` is a TCP SYN (no ACK, no RST) to one of `addrs`: its
 /// destination port and its source address and port.
-fn syn_to(frame: &[u8], addr: [u8; 4]) -> Option<(u16, [u8; 6])> {
-    // Ethernet II, IPv4.
-    if frame.len() < 14 + 20 || frame[12..14] != [0x08, 0x00] {
-        return None;
-    }
-    let ip = &frame[14..];
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    // Version 4, TCP, not a fragment (offset 0, no "more fragments").
-    if ip[0] >> 4 != 4 || ihl < 20 || ip[9] != 6 || ip[6] & 0x3f != 0 || ip[7] != 0 {
-        return None;
-    }
-    if ip[16..20] != addr || ip.len() < ihl + 20 {
-        return None;
-    }
-    let tcp = &ip[ihl..];
-    let flags = tcp[13];
+fn syn_to(frame: &[u8], addrs: &[Addr]) -> Option<(u16, (Addr, u16))> {
+    let h = tcp_head(frame)?;
     // SYN, and neither ACK nor RST.
-    if flags & 0x02 == 0 || flags & 0x14 != 0 {
+    if h.flags & 0x02 == 0 || h.flags & 0x14 != 0 || !addrs.contains(&h.dst) {
         return None;
     }
-    let mut from = [0u8; 6];
-    from[..4].copy_from_slice(&ip[12..16]);
-    from[4..].copy_from_slice(&tcp[0..2]);
-    Some((u16::from_be_bytes([tcp[2], tcp[3]]), from))
+    Some((h.dst_port, (h.src, h.src_port)))
 }
 
 pub(crate) struct Rx<'a>(&'a [u8]);
@@ -391,7 +443,7 @@ impl Phy {
                         continue;
                     }
                     if !self.free.is_empty() {
-                        if let Some((port, from)) = syn_to(&self.rx[..n], self.addr) {
+                        if let Some((port, from)) = syn_to(&self.rx[..n], &self.addrs) {
                             if let Some(free) = self.free.get_mut(&port) {
                                 if *free == 0 {
                                     self.hold(port, from, n, now_ns);

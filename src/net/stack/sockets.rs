@@ -12,14 +12,17 @@
 //! and keeps each set's next deadline in a heap. The shared set (the
 //! stack's `sockets`) keeps what has no connection yet or is looked up by
 //! smoltcp's rules: listening and handshaking sockets, outgoing ones still
-//! connecting, UDP sockets, and anything not IPv4.
+//! connecting, UDP sockets. IPv4 and IPv6 alike (an IPv6 segment behind
+//! extension headers goes to the shared set, where smoltcp finds its
+//! socket if it is there; such segments are rare).
 //!
 //! A [`Sock`] names a TCP socket wherever it lives: it stays valid when
 //! the socket moves to its own set.
 
+use super::phy::{Addr, tcp_head};
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::{Socket, tcp as stcp};
-use smoltcp::wire::{IpAddress, IpEndpoint};
+use smoltcp::wire::IpEndpoint;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
@@ -28,8 +31,8 @@ use std::collections::{BinaryHeap, HashMap};
 pub(crate) struct Sock(u32);
 
 /// A connection's addresses and ports: (local address, local port,
-/// remote address, remote port), IPv4 only.
-type Key = ([u8; 4], u16, [u8; 4], u16);
+/// remote address, remote port).
+type Key = (Addr, u16, Addr, u16);
 
 enum Slot {
     Free,
@@ -67,21 +70,13 @@ impl PartialOrd for Sock {
     }
 }
 
-fn ipv4(a: IpAddress) -> Option<[u8; 4]> {
-    #[allow(unreachable_patterns, irrefutable_let_patterns)]
-    match a {
-        IpAddress::Ipv4(a) => Some(a.octets()),
-        _ => None,
-    }
-}
-
-fn key_of(local: IpEndpoint, remote: IpEndpoint) -> Option<Key> {
-    Some((
-        ipv4(local.addr)?,
+fn key_of(local: IpEndpoint, remote: IpEndpoint) -> Key {
+    (
+        Addr::of(local.addr),
         local.port,
-        ipv4(remote.addr)?,
+        Addr::of(remote.addr),
         remote.port,
-    ))
+    )
 }
 
 impl TcpSockets {
@@ -168,8 +163,8 @@ impl TcpSockets {
     }
 
     /// Moves a connected socket from the shared set to a set of its own
-    /// (nothing for one still handshaking, closed, already moved, or not
-    /// IPv4). Its `Sock` stays valid.
+    /// (nothing for one still handshaking, closed or already moved). Its
+    /// `Sock` stays valid.
     pub(crate) fn promote(&mut self, shared: &mut SocketSet<'static>, id: Sock) {
         let Slot::Shared(h) = self.slots[id.0 as usize] else {
             return;
@@ -188,9 +183,7 @@ impl TcpSockets {
         let (Some(local), Some(remote)) = (s.local_endpoint(), s.remote_endpoint()) else {
             return;
         };
-        let Some(key) = key_of(local, remote) else {
-            return;
-        };
+        let key = key_of(local, remote);
         if self.routes.contains_key(&key) {
             return;
         }
@@ -210,9 +203,9 @@ impl TcpSockets {
         self.heap.push(Reverse((0, id)));
     }
 
-    /// The promoted connection an incoming frame belongs to, if any: an
-    /// IPv4 TCP segment whose addresses and ports are a connection's that
-    /// still takes segments.
+    /// The promoted connection an incoming frame belongs to, if any: a
+    /// TCP segment whose addresses and ports are a connection's that still
+    /// takes segments.
     pub(crate) fn route(&mut self, frame: &[u8]) -> Option<Sock> {
         if self.routes.is_empty() {
             return None;
@@ -280,30 +273,11 @@ impl TcpSockets {
     }
 }
 
-/// An IPv4 TCP frame's connection key, seen from the receiver: (its
+/// A TCP frame's connection key, seen from the receiver: (its
 /// destination address and port, its source address and port).
 fn tcp_key(frame: &[u8]) -> Option<Key> {
-    if frame.len() < 14 + 20 || frame[12..14] != [0x08, 0x00] {
-        return None;
-    }
-    let ip = &frame[14..];
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    // Version 4, TCP, not a fragment (a later fragment has no ports).
-    if ip[0] >> 4 != 4 || ihl < 20 || ip[9] != 6 || ip[6] & 0x3f != 0 || ip[7] != 0 {
-        return None;
-    }
-    if ip.len() < ihl + 4 {
-        return None;
-    }
-    let tcp = &ip[ihl..];
-    let src: [u8; 4] = ip[12..16].try_into().ok()?;
-    let dst: [u8; 4] = ip[16..20].try_into().ok()?;
-    Some((
-        dst,
-        u16::from_be_bytes([tcp[2], tcp[3]]),
-        src,
-        u16::from_be_bytes([tcp[0], tcp[1]]),
-    ))
+    let h = tcp_head(frame)?;
+    Some((h.dst, h.dst_port, h.src, h.src_port))
 }
 
 #[cfg(test)]
@@ -320,7 +294,8 @@ mod tests {
         f[14 + 16..14 + 20].copy_from_slice(&[10, 0, 0, 2]);
         f[34..36].copy_from_slice(&40000u16.to_be_bytes());
         f[36..38].copy_from_slice(&80u16.to_be_bytes());
-        assert_eq!(tcp_key(&f), Some(([10, 0, 0, 2], 80, [10, 0, 0, 9], 40000)));
+        let (a, b) = (Addr::V4([10, 0, 0, 2]), Addr::V4([10, 0, 0, 9]));
+        assert_eq!(tcp_key(&f), Some((a, 80, b, 40000)));
         // Not TCP: no key.
         f[14 + 9] = 17;
         assert_eq!(tcp_key(&f), None);
@@ -329,5 +304,31 @@ mod tests {
         f[14 + 7] = 1;
         assert_eq!(tcp_key(&f), None);
         assert_eq!(tcp_key(&f[..20]), None);
+    }
+
+    #[test]
+    fn key_of_an_ipv6_segment() {
+        let mut f = vec![0u8; 14 + 40 + 20];
+        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        f[14] = 0x60;
+        f[14 + 6] = 6;
+        let (src, dst) = ([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9], {
+            let mut d = [0u8; 16];
+            d[0] = 0xfd;
+            d[15] = 1;
+            d
+        });
+        f[14 + 8..14 + 24].copy_from_slice(&src);
+        f[14 + 24..14 + 40].copy_from_slice(&dst);
+        f[54..56].copy_from_slice(&40000u16.to_be_bytes());
+        f[56..58].copy_from_slice(&80u16.to_be_bytes());
+        let key = (Addr::V6(dst), 80, Addr::V6(src), 40000);
+        assert_eq!(tcp_key(&f), Some(key));
+        // Behind an extension header (hop-by-hop: 0): no key.
+        f[14 + 6] = 0;
+        assert_eq!(tcp_key(&f), None);
+        // Truncated: no key.
+        f[14 + 6] = 6;
+        assert_eq!(tcp_key(&f[..14 + 40 + 10]), None);
     }
 }

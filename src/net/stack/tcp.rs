@@ -150,9 +150,9 @@ pub(crate) fn tend(core: &mut Core, listeners: &[Rc<Listening>]) -> u64 {
 ///
 /// - **Full backlog: the SYN waits, it is not refused.** A SYN arriving
 ///   while no socket of the listener is listening is set aside in the
-///   stack's SYN queue (1,024 SYNs for all listeners, ~100 KiB) and handed
-///   over as soon as one is (a task accepted a connection, a handshake
-///   failed). A SYN that waited 1 s, or finds the queue full, is dropped,
+///   stack's SYN queue (1,024 SYNs of IPv4 and IPv6 for all listeners,
+///   ~100 KiB) and handed over as soon as one is (a task accepted a
+///   connection, a handshake failed). A SYN that waited 1 s, or finds the queue full, is dropped,
 ///   and the client sends it again (Linux after 1, 3, 7, 15... s), as
 ///   with a full Linux listen queue. [`Stack::stats`](super::Stack::stats)
 ///   counts them. A SYN to a port nobody listens on is still reset.
