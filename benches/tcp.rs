@@ -208,7 +208,13 @@ fn build_examples() -> PathBuf {
         ok,
         "cargo build --release --example tcpsink --example httpd failed"
     );
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/examples")
+    // Beside this bench's binary (`<target>/release/deps/`): the target
+    // directory the build above used too (`CARGO_TARGET_DIR` included).
+    let exe = std::env::current_exe().expect("the bench's own path");
+    let release = exe.parent().and_then(Path::parent);
+    release
+        .expect("the bench runs from <target>/release/deps")
+        .join("examples")
 }
 
 /// The `solo5-spt` tender and the images of `tcpsink` and `httpd`, built
