@@ -620,3 +620,50 @@ pub struct Heap {
 pub fn heap() -> Option<Heap> {
     crate::sys::heap().map(|(size, used)| Heap { size, used })
 }
+
+#[cfg(test)]
+mod tests {
+    // The stack through a run: only this layer composes one.
+    use super::Builder;
+    use crate::net::link::{self, Faults};
+    use crate::net::stack::{Stack, StackConfig, TcpListener, TcpStream};
+    use std::io::Read as _;
+
+    /// An accepted connection, IPv4 or IPv6, leaves the shared socket set
+    /// for one of its own on both sides, and segments still find it there
+    /// (were they not routed to it, smoltcp would reset the connection).
+    #[test]
+    fn connections_of_both_families_get_sets_of_their_own() {
+        let (a, b) = link::pair(Faults::default());
+        Builder::new().net_link("a", a).net_link("b", b).run(
+            (crate::net("a"), crate::net("b")),
+            |(a, b)| {
+                let config = |args: &[&str]| {
+                    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+                    StackConfig::from_args(&args).unwrap().0
+                };
+                let sa = Stack::new(a, config(&["--ipv4=10.0.0.1/24", "--ipv6=fd00::1/64"]));
+                let sb = Stack::new(b, config(&["--ipv4=10.0.0.2/24", "--ipv6=fd00::2/64"]));
+                let own = Stack::own_sets;
+                for (port, to) in [(7, "10.0.0.1:7"), (8, "[fd00::1]:8")] {
+                    let l = TcpListener::bind(&sa, port).unwrap();
+                    let acc = crate::fiber::spawn(move || l.accept().unwrap().0);
+                    let c = TcpStream::connect(&sb, to.parse().unwrap()).unwrap();
+                    let s = acc.join().unwrap();
+                    let mut buf = [0u8; 4];
+                    for _ in 0..3 {
+                        c.write_all(b"ping").unwrap();
+                        (&s).read_exact(&mut buf).unwrap();
+                        assert_eq!(&buf, b"ping", "{to}");
+                        s.write_all(b"pong").unwrap();
+                        (&c).read_exact(&mut buf).unwrap();
+                        assert_eq!(&buf, b"pong", "{to}");
+                    }
+                    assert_eq!((own(&sa), own(&sb)), (1, 1), "{to}");
+                    drop((c, s));
+                    crate::time::sleep(std::time::Duration::from_millis(50));
+                }
+            },
+        );
+    }
+}

@@ -869,6 +869,13 @@ impl Stack {
         core.sockets.iter().count() + core.tcp.own_count()
     }
 
+    /// How many connections live in socket sets of their own (for the
+    /// crate's tests: see `run.rs`).
+    #[cfg(test)]
+    pub(crate) fn own_sets(&self) -> usize {
+        self.inner.core.borrow().tcp.own_count()
+    }
+
     /// Sets the sizes in bytes of the receive and send buffers of the TCP
     /// sockets this stack makes from now on: listeners bound later (and
     /// the streams they accept), outgoing connections. Default
@@ -1420,50 +1427,5 @@ fn ready(core: &Core, cond: &Cond) -> bool {
         }),
         Cond::UdpRecv(h) => core.sockets.get::<sudp::Socket>(*h).can_recv(),
         Cond::UdpSend(h) => core.sockets.get::<sudp::Socket>(*h).can_send(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::net::link::{self, Faults};
-    use std::io::Read as _;
-
-    /// An accepted connection, IPv4 or IPv6, leaves the shared socket set
-    /// for one of its own on both sides, and segments still find it there
-    /// (were they not routed to it, smoltcp would reset the connection).
-    #[test]
-    fn connections_of_both_families_get_sets_of_their_own() {
-        let (a, b) = link::pair(Faults::default());
-        crate::Builder::new().net_link("a", a).net_link("b", b).run(
-            (crate::net("a"), crate::net("b")),
-            |(a, b)| {
-                let config = |args: &[&str]| {
-                    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-                    StackConfig::from_args(&args).unwrap().0
-                };
-                let sa = Stack::new(a, config(&["--ipv4=10.0.0.1/24", "--ipv6=fd00::1/64"]));
-                let sb = Stack::new(b, config(&["--ipv4=10.0.0.2/24", "--ipv6=fd00::2/64"]));
-                let own = |s: &Stack| s.inner.core.borrow().tcp.own_count();
-                for (port, to) in [(7, "10.0.0.1:7"), (8, "[fd00::1]:8")] {
-                    let l = TcpListener::bind(&sa, port).unwrap();
-                    let acc = crate::spawn(move || l.accept().unwrap().0);
-                    let c = TcpStream::connect(&sb, to.parse().unwrap()).unwrap();
-                    let s = acc.join().unwrap();
-                    let mut buf = [0u8; 4];
-                    for _ in 0..3 {
-                        c.write_all(b"ping").unwrap();
-                        (&s).read_exact(&mut buf).unwrap();
-                        assert_eq!(&buf, b"ping", "{to}");
-                        s.write_all(b"pong").unwrap();
-                        (&c).read_exact(&mut buf).unwrap();
-                        assert_eq!(&buf, b"pong", "{to}");
-                    }
-                    assert_eq!((own(&sa), own(&sb)), (1, 1), "{to}");
-                    drop((c, s));
-                    crate::sleep(std::time::Duration::from_millis(50));
-                }
-            },
-        );
     }
 }
