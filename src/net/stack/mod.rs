@@ -6,16 +6,16 @@
 //! device has a frame or smoltcp's next timer is due, hands every waiting
 //! frame to smoltcp, and wakes exactly the tasks waiting on sockets that
 //! became ready (each socket has a wait queue per direction). A connection
-//! past its handshake (IPv4 or IPv6) lives in a socket set of its own, and each incoming
-//! segment is routed to its connection's set by its addresses and ports,
-//! so that the cost of a frame, a read or a write does not grow with the
-//! connections the stack holds (smoltcp scans a whole set for each). A
-//! task that writes puts the data in the socket's buffer and sends from
-//! its connection's set at once, so the data leaves without waiting for
-//! the daemon (and bulk senders stay pipelined); if that moves the
-//! connection's next deadline earlier, the daemon's timer is moved too. No
-//! busy polling; frames are received into and sent from buffers allocated
-//! once.
+//! past its handshake (IPv4 or IPv6) lives in a socket set of its own,
+//! and each incoming segment is routed to its connection's set by its
+//! addresses and ports, so that the cost of a frame, a read or a write
+//! does not grow with the connections the stack holds (smoltcp scans a
+//! whole set for each). A task that writes puts the data in the socket's
+//! buffer and sends from its connection's set at once, so the data leaves
+//! without waiting for the daemon (and bulk senders stay pipelined); if
+//! that moves the connection's next deadline earlier, the daemon's timer
+//! is moved too. No busy polling; frames are received into and sent from
+//! buffers allocated once.
 //!
 //! Cancelling a task blocked in a socket call unwinds it at its suspension
 //! point; its socket is closed and removed from the stack when dropped.
@@ -42,7 +42,7 @@
 //!         let mut c = TcpStream::connect(&client, "10.0.0.1:7".parse().unwrap()).unwrap();
 //!         c.write_all(b"hello").unwrap();
 //!         let mut buf = [0u8; 5];
-//!         (&c).read_exact(&mut buf).unwrap();
+//!         c.read_exact(&mut buf).unwrap();
 //!         echo.join().unwrap();
 //!         buf
 //!     });
@@ -665,7 +665,7 @@ impl Core {
         } = self;
         while phy.stage(now).is_some() {
             let frame = phy.staged();
-            let to = tcp.route(frame);
+            let to = tcp.route(phy.staged_head());
             if to.is_none() && frame.len() >= 14 && frame[12..14] == [0x08, 0x06] {
                 arp = true;
             }

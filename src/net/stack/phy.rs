@@ -31,10 +31,11 @@ use crate::sys::OffloadHdr;
 use smoltcp::phy::{self, Checksum, DeviceCapabilities, Medium, PacketMeta};
 use smoltcp::time::Instant;
 use smoltcp::wire::{
-    EthernetFrame, EthernetProtocol, IpAddress, IpCidr, IpProtocol, Ipv4Packet, Ipv6Packet,
-    TcpPacket, checksum,
+    EthernetFrame, EthernetProtocol, IpAddress, IpCidr, IpEndpoint, IpProtocol, Ipv4Packet,
+    Ipv6Packet, TcpPacket, checksum,
 };
 use std::collections::{HashMap, VecDeque};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::num::NonZeroUsize;
 
 /// SYNs set aside at most, all listeners together (a SYN frame is about
@@ -53,7 +54,7 @@ struct Held {
     /// Destination port (the listener's).
     port: u16,
     /// Source address and port: a retransmission has the same.
-    from: (Addr, u16),
+    from: IpEndpoint,
     /// When it is dropped.
     deadline: u64,
     frame: Box<[u8]>,
@@ -76,7 +77,7 @@ pub(crate) struct Phy {
     tx: Vec<u8>,
     mtu: usize,
     /// The stack's addresses: only SYNs to them are looked at.
-    addrs: Vec<Addr>,
+    addrs: Vec<IpAddress>,
     /// Per listening port: how many SYNs smoltcp can still take (sockets
     /// in `Listen` state), counted by the stack before each poll and
     /// decreased here for each SYN handed over.
@@ -86,6 +87,9 @@ pub(crate) struct Phy {
     pub(crate) syn_stats: SynStats,
     /// The length of the frame in `rx` that smoltcp gets next.
     staged: Option<usize>,
+    /// The staged frame's TCP header, read once for the SYN queue and for
+    /// the stack's routes.
+    head: Option<TcpHead>,
     /// The device's checksum and segmentation offloads are on.
     offload: bool,
     /// Incoming TCP frames dropped for a bad checksum (offloads on).
@@ -111,6 +115,7 @@ impl Phy {
             held: VecDeque::new(),
             syn_stats: SynStats::default(),
             staged: None,
+            head: None,
             offload,
             bad_checksums: 0,
         }
@@ -119,7 +124,7 @@ impl Phy {
     /// Sets the addresses whose SYNs are looked at: the interface's (at
     /// the start, and when DHCP or SLAAC changed them).
     pub(crate) fn set_addrs(&mut self, addrs: &[IpCidr]) {
-        self.addrs = addrs.iter().map(|a| Addr::of(a.address())).collect();
+        self.addrs = addrs.iter().map(IpCidr::address).collect();
     }
 
     /// Drops the SYNs that waited too long, and those of listeners that
@@ -150,7 +155,7 @@ impl Phy {
     /// Sets a SYN aside (the first `len` bytes of the receive buffer), or
     /// drops it when the queue is full. A retransmission of a SYN already
     /// waiting restarts that one's wait instead.
-    fn hold(&mut self, port: u16, from: (Addr, u16), len: usize, now_ns: u64) {
+    fn hold(&mut self, port: u16, from: IpEndpoint, len: usize, now_ns: u64) {
         let deadline = now_ns.saturating_add(SYN_HOLD_NS);
         if let Some(h) = self
             .held
@@ -174,29 +179,11 @@ impl Phy {
     }
 }
 
-/// An IP address as the SYN queue and the connections' routes compare it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Addr {
-    V4([u8; 4]),
-    V6([u8; 16]),
-}
-
-impl Addr {
-    pub(crate) fn of(a: IpAddress) -> Addr {
-        match a {
-            IpAddress::Ipv4(a) => Addr::V4(a.octets()),
-            IpAddress::Ipv6(a) => Addr::V6(a.octets()),
-        }
-    }
-}
-
 /// What the SYN queue and the routes look at in a TCP segment.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct TcpHead {
-    pub(crate) src: Addr,
-    pub(crate) dst: Addr,
-    pub(crate) src_port: u16,
-    pub(crate) dst_port: u16,
+    pub(crate) src: IpEndpoint,
+    pub(crate) dst: IpEndpoint,
     pub(crate) flags: u8,
 }
 
@@ -206,7 +193,7 @@ pub(crate) struct TcpHead {
 /// to smoltcp's own rules).
 pub(crate) fn tcp_head(frame: &[u8]) -> Option<TcpHead> {
     let ip = frame.get(14..)?;
-    let (src, dst, tcp) = match frame[12..14] {
+    let (src, dst, tcp): (IpAddress, IpAddress, _) = match frame[12..14] {
         [0x08, 0x00] => {
             let ihl = usize::from(*ip.first()? & 0x0f) * 4;
             // Version 4, TCP, offset 0 and no "more fragments".
@@ -216,40 +203,38 @@ pub(crate) fn tcp_head(frame: &[u8]) -> Option<TcpHead> {
             if ip[6] & 0x3f != 0 || ip[7] != 0 {
                 return None;
             }
-            let src = Addr::V4(ip[12..16].try_into().ok()?);
-            (src, Addr::V4(ip[16..20].try_into().ok()?), ip.get(ihl..)?)
+            let src = <[u8; 4]>::try_from(&ip[12..16]).ok()?;
+            let dst = <[u8; 4]>::try_from(&ip[16..20]).ok()?;
+            (
+                Ipv4Addr::from(src).into(),
+                Ipv4Addr::from(dst).into(),
+                ip.get(ihl..)?,
+            )
         }
         [0x86, 0xdd] => {
             // Version 6, next header TCP.
             if ip.len() < 40 || ip[0] >> 4 != 6 || ip[6] != 6 {
                 return None;
             }
-            let src = Addr::V6(ip[8..24].try_into().ok()?);
-            (src, Addr::V6(ip[24..40].try_into().ok()?), &ip[40..])
+            let src = <[u8; 16]>::try_from(&ip[8..24]).ok()?;
+            let dst = <[u8; 16]>::try_from(&ip[24..40]).ok()?;
+            (
+                Ipv6Addr::from(src).into(),
+                Ipv6Addr::from(dst).into(),
+                &ip[40..],
+            )
         }
         _ => return None,
     };
     if tcp.len() < 14 {
         return None;
     }
+    let port = |i: usize| u16::from_be_bytes([tcp[i], tcp[i + 1]]);
     Some(TcpHead {
-        src,
-        dst,
-        src_port: u16::from_be_bytes([tcp[0], tcp[1]]),
-        dst_port: u16::from_be_bytes([tcp[2], tcp[3]]),
+        src: IpEndpoint::new(src, port(0)),
+        dst: IpEndpoint::new(dst, port(2)),
         flags: tcp[13],
     })
-}
-
-/// If `frame` is a TCP SYN (no ACK, no RST) to one of `addrs`: its
-/// destination port and its source address and port.
-fn syn_to(frame: &[u8], addrs: &[Addr]) -> Option<(u16, (Addr, u16))> {
-    let h = tcp_head(frame)?;
-    // SYN, and neither ACK nor RST.
-    if h.flags & 0x02 == 0 || h.flags & 0x14 != 0 || !addrs.contains(&h.dst) {
-        return None;
-    }
-    Some((h.dst_port, (h.src, h.src_port)))
 }
 
 pub(crate) struct Rx<'a>(&'a [u8]);
@@ -424,6 +409,7 @@ impl Phy {
             }
             let n = h.frame.len();
             self.rx[..n].copy_from_slice(&h.frame);
+            self.head = tcp_head(&self.rx[..n]);
             self.staged = Some(n);
             return Some(n);
         }
@@ -442,17 +428,17 @@ impl Phy {
                         log::debug!("mkernel stack: a TCP segment with a bad checksum dropped");
                         continue;
                     }
-                    if !self.free.is_empty() {
-                        if let Some((port, from)) = syn_to(&self.rx[..n], &self.addrs) {
-                            if let Some(free) = self.free.get_mut(&port) {
-                                if *free == 0 {
-                                    self.hold(port, from, n, now_ns);
-                                    continue;
-                                }
-                                *free -= 1;
+                    let head = tcp_head(&self.rx[..n]);
+                    if let Some(h) = head.as_ref().filter(|h| self.is_syn_to_us(h)) {
+                        if let Some(free) = self.free.get_mut(&h.dst.port) {
+                            if *free == 0 {
+                                self.hold(h.dst.port, h.src, n, now_ns);
+                                continue;
                             }
+                            *free -= 1;
                         }
                     }
+                    self.head = head;
                     self.staged = Some(n);
                     return Some(n);
                 }
@@ -468,6 +454,21 @@ impl Phy {
     /// The frame [`stage`](Phy::stage) took.
     pub(crate) fn staged(&self) -> &[u8] {
         &self.rx[..self.staged.unwrap_or(0)]
+    }
+
+    /// The TCP header of the frame [`stage`](Phy::stage) took, if it is a
+    /// TCP segment.
+    pub(crate) fn staged_head(&self) -> Option<&TcpHead> {
+        self.head.as_ref()
+    }
+
+    /// Whether `h` is a SYN (no ACK, no RST) to one of the stack's
+    /// addresses, while listeners are counted.
+    fn is_syn_to_us(&self, h: &TcpHead) -> bool {
+        !self.free.is_empty()
+            && h.flags & 0x02 != 0
+            && h.flags & 0x14 == 0
+            && self.addrs.contains(&h.dst.addr)
     }
 }
 
@@ -650,5 +651,66 @@ mod tests {
             ..hdr
         };
         assert!(!rx_offload(&mut f, hdr));
+    }
+
+    /// A segment's (destination, source), as the stack's routes key it.
+    fn tcp_key(f: &[u8]) -> Option<(IpEndpoint, IpEndpoint)> {
+        tcp_head(f).map(|h| (h.dst, h.src))
+    }
+
+    #[test]
+    fn the_key_of_a_segment() {
+        let mut f = vec![0u8; 14 + 20 + 20];
+        f[12] = 0x08;
+        f[14] = 0x45;
+        f[14 + 9] = 6;
+        f[14 + 12..14 + 16].copy_from_slice(&[10, 0, 0, 9]);
+        f[14 + 16..14 + 20].copy_from_slice(&[10, 0, 0, 2]);
+        f[34..36].copy_from_slice(&40000u16.to_be_bytes());
+        f[36..38].copy_from_slice(&80u16.to_be_bytes());
+        let (a, b) = (Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 9));
+        let key = (
+            IpEndpoint::new(a.into(), 80),
+            IpEndpoint::new(b.into(), 40000),
+        );
+        assert_eq!(tcp_key(&f), Some(key));
+        // Not TCP: no key.
+        f[14 + 9] = 17;
+        assert_eq!(tcp_key(&f), None);
+        // A later fragment: no key.
+        f[14 + 9] = 6;
+        f[14 + 7] = 1;
+        assert_eq!(tcp_key(&f), None);
+        assert_eq!(tcp_key(&f[..20]), None);
+    }
+
+    #[test]
+    fn the_key_of_an_ipv6_segment() {
+        let mut f = vec![0u8; 14 + 40 + 20];
+        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        f[14] = 0x60;
+        f[14 + 6] = 6;
+        let (src, dst) = ([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9], {
+            let mut d = [0u8; 16];
+            d[0] = 0xfd;
+            d[15] = 1;
+            d
+        });
+        f[14 + 8..14 + 24].copy_from_slice(&src);
+        f[14 + 24..14 + 40].copy_from_slice(&dst);
+        f[54..56].copy_from_slice(&40000u16.to_be_bytes());
+        f[56..58].copy_from_slice(&80u16.to_be_bytes());
+        let (a, b) = (Ipv6Addr::from(dst), Ipv6Addr::from(src));
+        let key = (
+            IpEndpoint::new(a.into(), 80),
+            IpEndpoint::new(b.into(), 40000),
+        );
+        assert_eq!(tcp_key(&f), Some(key));
+        // Behind an extension header (hop-by-hop: 0): no key.
+        f[14 + 6] = 0;
+        assert_eq!(tcp_key(&f), None);
+        // Truncated: no key.
+        f[14 + 6] = 6;
+        assert_eq!(tcp_key(&f[..14 + 40 + 10]), None);
     }
 }

@@ -19,7 +19,7 @@
 //! A [`Sock`] names a TCP socket wherever it lives: it stays valid when
 //! the socket moves to its own set.
 
-use super::phy::{Addr, tcp_head};
+use super::phy::TcpHead;
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::{Socket, tcp as stcp};
 use smoltcp::wire::IpEndpoint;
@@ -30,9 +30,8 @@ use std::collections::{BinaryHeap, HashMap};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Sock(u32);
 
-/// A connection's addresses and ports: (local address, local port,
-/// remote address, remote port).
-type Key = (Addr, u16, Addr, u16);
+/// A connection's addresses and ports: (local, remote).
+type Key = (IpEndpoint, IpEndpoint);
 
 enum Slot {
     Free,
@@ -68,15 +67,6 @@ impl PartialOrd for Sock {
     fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
         Some(self.cmp(other))
     }
-}
-
-fn key_of(local: IpEndpoint, remote: IpEndpoint) -> Key {
-    (
-        Addr::of(local.addr),
-        local.port,
-        Addr::of(remote.addr),
-        remote.port,
-    )
 }
 
 impl TcpSockets {
@@ -183,7 +173,7 @@ impl TcpSockets {
         let (Some(local), Some(remote)) = (s.local_endpoint(), s.remote_endpoint()) else {
             return;
         };
-        let key = key_of(local, remote);
+        let key = (local, remote);
         if self.routes.contains_key(&key) {
             return;
         }
@@ -204,14 +194,14 @@ impl TcpSockets {
     }
 
     /// The promoted connection an incoming frame belongs to, if any: a
-    /// TCP segment whose addresses and ports are a connection's that still
-    /// takes segments.
-    pub(crate) fn route(&mut self, frame: &[u8]) -> Option<Sock> {
+    /// TCP segment (its header `head`) whose addresses and ports are a
+    /// connection's that still takes segments.
+    pub(crate) fn route(&mut self, head: Option<&TcpHead>) -> Option<Sock> {
         if self.routes.is_empty() {
             return None;
         }
-        let key = tcp_key(frame)?;
-        let id = *self.routes.get(&key)?;
+        let head = head?;
+        let id = *self.routes.get(&(head.dst, head.src))?;
         let Slot::Own { set, handle, .. } = &self.slots[id.0 as usize] else {
             return None;
         };
@@ -270,65 +260,5 @@ impl TcpSockets {
     /// became known).
     pub(crate) fn owned(&self) -> Vec<Sock> {
         self.routes.values().copied().collect()
-    }
-}
-
-/// A TCP frame's connection key, seen from the receiver: (its
-/// destination address and port, its source address and port).
-fn tcp_key(frame: &[u8]) -> Option<Key> {
-    let h = tcp_head(frame)?;
-    Some((h.dst, h.dst_port, h.src, h.src_port))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_of_a_segment() {
-        let mut f = vec![0u8; 14 + 20 + 20];
-        f[12] = 0x08;
-        f[14] = 0x45;
-        f[14 + 9] = 6;
-        f[14 + 12..14 + 16].copy_from_slice(&[10, 0, 0, 9]);
-        f[14 + 16..14 + 20].copy_from_slice(&[10, 0, 0, 2]);
-        f[34..36].copy_from_slice(&40000u16.to_be_bytes());
-        f[36..38].copy_from_slice(&80u16.to_be_bytes());
-        let (a, b) = (Addr::V4([10, 0, 0, 2]), Addr::V4([10, 0, 0, 9]));
-        assert_eq!(tcp_key(&f), Some((a, 80, b, 40000)));
-        // Not TCP: no key.
-        f[14 + 9] = 17;
-        assert_eq!(tcp_key(&f), None);
-        // A later fragment: no key.
-        f[14 + 9] = 6;
-        f[14 + 7] = 1;
-        assert_eq!(tcp_key(&f), None);
-        assert_eq!(tcp_key(&f[..20]), None);
-    }
-
-    #[test]
-    fn key_of_an_ipv6_segment() {
-        let mut f = vec![0u8; 14 + 40 + 20];
-        f[12..14].copy_from_slice(&[0x86, 0xdd]);
-        f[14] = 0x60;
-        f[14 + 6] = 6;
-        let (src, dst) = ([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9], {
-            let mut d = [0u8; 16];
-            d[0] = 0xfd;
-            d[15] = 1;
-            d
-        });
-        f[14 + 8..14 + 24].copy_from_slice(&src);
-        f[14 + 24..14 + 40].copy_from_slice(&dst);
-        f[54..56].copy_from_slice(&40000u16.to_be_bytes());
-        f[56..58].copy_from_slice(&80u16.to_be_bytes());
-        let key = (Addr::V6(dst), 80, Addr::V6(src), 40000);
-        assert_eq!(tcp_key(&f), Some(key));
-        // Behind an extension header (hop-by-hop: 0): no key.
-        f[14 + 6] = 0;
-        assert_eq!(tcp_key(&f), None);
-        // Truncated: no key.
-        f[14 + 6] = 6;
-        assert_eq!(tcp_key(&f[..14 + 40 + 10]), None);
     }
 }
