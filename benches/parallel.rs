@@ -5,12 +5,14 @@
 //!
 //! (a) a parallel merge sort of 10 M integers (split in two recursively,
 //!     3 levels deep: 8 leaves sorted with `sort_unstable`, merged back;
-//!     the input comes as its 8 leaves, so that splitting moves vectors
-//!     and copies nothing, as splitting a slice does: copying halves was a
-//!     sequential 40 MB at the top, the same for every runtime;
-//!     the merges of the two top levels are each cut in two halves merged
-//!     at once, as a parallel merge sort does, so that the top merge does
-//!     not run on one core alone and 2 cores have 4 pieces to even out);
+//!     the input comes as its 8 leaves, each with a spare piece of its
+//!     size, and every merge writes into its inputs' spare pieces, so the
+//!     sort copies nothing to split and allocates nothing while timed
+//!     (fresh vectors cost 44-98 k page faults per sort, which made it a
+//!     measure of the kernel); the merges of the two top levels are each
+//!     cut at the merge path's middle into two halves merged at once, as a
+//!     parallel merge sort does, so that the top merge does not run on one
+//!     core alone and 2 cores have 4 pieces to even out);
 //! (b) 1,000 independent CPU-bound jobs of ~1 ms each;
 //! (c) the cost of a `call` + `join` round trip between two cores, beside a
 //!     `spawn` + `join` on one core and tokio's `spawn` + `await` on its
