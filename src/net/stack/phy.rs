@@ -35,7 +35,6 @@ use smoltcp::wire::{
     Ipv6Packet, TcpPacket, checksum,
 };
 use std::collections::{HashMap, VecDeque};
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::num::NonZeroUsize;
 
 /// SYNs set aside at most, all listeners together (a SYN frame is about
@@ -188,52 +187,24 @@ pub(crate) struct TcpHead {
 }
 
 /// The addresses, ports and flags of the TCP segment in an Ethernet
-/// frame: IPv4 (not a fragment: a later one has no ports) or IPv6 with TCP
-/// as its first next header (a segment behind extension headers is left
-/// to smoltcp's own rules).
+/// frame, as [`tcp_at`] finds it (IPv4 not a fragment: a later one has no
+/// ports; IPv6 with TCP as its first next header: a segment behind
+/// extension headers is left to smoltcp's own rules).
 pub(crate) fn tcp_head(frame: &[u8]) -> Option<TcpHead> {
-    let ip = frame.get(14..)?;
-    let (src, dst, tcp): (IpAddress, IpAddress, _) = match frame[12..14] {
-        [0x08, 0x00] => {
-            let ihl = usize::from(*ip.first()? & 0x0f) * 4;
-            // Version 4, TCP, offset 0 and no "more fragments".
-            if ip.len() < 20 || ip[0] >> 4 != 4 || ihl < 20 || ip[9] != 6 {
-                return None;
-            }
-            if ip[6] & 0x3f != 0 || ip[7] != 0 {
-                return None;
-            }
-            let src = <[u8; 4]>::try_from(&ip[12..16]).ok()?;
-            let dst = <[u8; 4]>::try_from(&ip[16..20]).ok()?;
-            (
-                Ipv4Addr::from(src).into(),
-                Ipv4Addr::from(dst).into(),
-                ip.get(ihl..)?,
-            )
-        }
-        [0x86, 0xdd] => {
-            // Version 6, next header TCP.
-            if ip.len() < 40 || ip[0] >> 4 != 6 || ip[6] != 6 {
-                return None;
-            }
-            let src = <[u8; 16]>::try_from(&ip[8..24]).ok()?;
-            let dst = <[u8; 16]>::try_from(&ip[24..40]).ok()?;
-            (
-                Ipv6Addr::from(src).into(),
-                Ipv6Addr::from(dst).into(),
-                &ip[40..],
-            )
-        }
-        _ => return None,
+    let (start, v6) = tcp_at(frame)?;
+    let ip = &frame[14..];
+    let (src, dst): (IpAddress, IpAddress) = if v6 {
+        let p = Ipv6Packet::new_unchecked(ip);
+        (p.src_addr().into(), p.dst_addr().into())
+    } else {
+        let p = Ipv4Packet::new_unchecked(ip);
+        (p.src_addr().into(), p.dst_addr().into())
     };
-    if tcp.len() < 14 {
-        return None;
-    }
-    let port = |i: usize| u16::from_be_bytes([tcp[i], tcp[i + 1]]);
+    let tcp = TcpPacket::new_unchecked(&frame[start..]);
     Some(TcpHead {
-        src: IpEndpoint::new(src, port(0)),
-        dst: IpEndpoint::new(dst, port(2)),
-        flags: tcp[13],
+        src: IpEndpoint::new(src, tcp.src_port()),
+        dst: IpEndpoint::new(dst, tcp.dst_port()),
+        flags: frame[start + 13],
     })
 }
 
@@ -519,6 +490,7 @@ impl phy::Device for Phy {
 mod tests {
     use super::*;
     use smoltcp::wire::{IpAddress, Ipv4Address, UdpPacket};
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     const SRC: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
     const DST: Ipv4Address = Ipv4Address::new(10, 0, 0, 2);
@@ -663,6 +635,8 @@ mod tests {
         let mut f = vec![0u8; 14 + 20 + 20];
         f[12] = 0x08;
         f[14] = 0x45;
+        // Total length: the IP header and a bare TCP header.
+        f[14 + 2..14 + 4].copy_from_slice(&40u16.to_be_bytes());
         f[14 + 9] = 6;
         f[14 + 12..14 + 16].copy_from_slice(&[10, 0, 0, 9]);
         f[14 + 16..14 + 20].copy_from_slice(&[10, 0, 0, 2]);
